@@ -1,0 +1,40 @@
+"""Inputs for an attention call: seeded random q, k, v on the spec's device."""
+from __future__ import annotations
+
+import torch
+
+from attn.spec import AttentionSpec
+
+
+def resolve_device(device: str) -> str:
+    """'auto' is CUDA when torch sees a GPU, else the CPU."""
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU here: use cpu or auto")
+    return device
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    return getattr(torch, name)
+
+
+def random_qkv(spec: AttentionSpec, temperature: float = 1.0, device: str | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """q (B, H, S, D), k and v (B, KVH, KV, D), standard normal from `spec.seed`.
+
+    Scores q.k/sqrt(d) are then about N(0, 1/temperature^2): a low temperature makes
+    attention sharp, a high one flat.
+    """
+    if temperature <= 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    device = resolve_device(device or spec.device)
+    gen = torch.Generator().manual_seed(spec.seed)
+    shape_q = (spec.batch, spec.heads, spec.seq, spec.head_dim)
+    shape_kv = (spec.batch, spec.kv_heads, spec.kv_seq, spec.head_dim)
+    # drawn on the CPU so a seed gives the same numbers on every device
+    q = torch.randn(shape_q, generator=gen) / temperature
+    k = torch.randn(shape_kv, generator=gen)
+    v = torch.randn(shape_kv, generator=gen)
+    dtype = torch_dtype(spec.dtype)
+    return tuple(t.to(device=device, dtype=dtype) for t in (q, k, v))

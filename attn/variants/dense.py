@@ -1,0 +1,66 @@
+"""dense: eager softmax(q k^T / sqrt(d) + mask) v that materialises the weights. The reference."""
+from __future__ import annotations
+
+import torch
+
+from attn.masks import Mask, causal_key_range, causal_pairs, generate_causal
+from attn.spec import AttentionSpec
+from attn.variants.gqa import repeat_kv
+from attn.variants.registry import Variant, register
+from attn.variants.softmax import softmax_weights
+
+
+def causal_mask(spec: AttentionSpec) -> Mask | None:
+    if not spec.causal:
+        return None
+
+    def keys_for(lo: int, hi: int) -> torch.Tensor:
+        return torch.arange(*causal_key_range(spec, lo, hi))
+
+    return Mask(generate_causal(spec.position_offset), keys_for, "causal")
+
+
+def full_mask(spec: AttentionSpec) -> Mask:
+    """The causal mask, or all-True without causal: what exact full attention sees."""
+    mask = causal_mask(spec)
+    if mask is not None:
+        return mask
+    return Mask(lambda q, k: torch.ones(torch.broadcast_shapes(q.shape, k.shape), dtype=torch.bool,
+                                        device=q.device),
+                lambda lo, hi: torch.arange(spec.kv_seq), "full")
+
+
+def weights(q, k, spec: AttentionSpec, rows=None):
+    mask = causal_mask(spec)
+    return softmax_weights(q, k, spec, rows, mask.fn if mask else None)
+
+
+def run(q, k, v, spec: AttentionSpec):
+    return weights(q, k, spec) @ repeat_kv(v, spec.groups)  # (B, H, S, D)
+
+
+def useful_flops(spec: AttentionSpec, pairs: int) -> int:
+    """4 * B * H * D per unmasked pair: q k^T and weights @ v, a multiply and an add each."""
+    return 4 * spec.batch * spec.heads * spec.head_dim * pairs
+
+
+def extra_bytes(spec: AttentionSpec) -> int:
+    # scores and weights, both B*H*S*KV, plus the widened k and v under GQA
+    scores = 2 * spec.batch * spec.heads * spec.seq * spec.kv_seq * spec.dtype_bytes
+    widened = 0 if spec.groups == 1 else 2 * spec.batch * spec.heads * spec.kv_seq * spec.head_dim * spec.dtype_bytes
+    return scores + widened
+
+
+VARIANT = register(Variant(
+    name="dense",
+    title="Dense (eager)",
+    summary="softmax(QK^T/sqrt(d) + mask) V with the full weight matrix in memory; the reference.",
+    exact=True,
+    params=(),
+    run=run,
+    weights=weights,
+    pairs=causal_pairs,
+    flops=lambda spec: useful_flops(spec, causal_pairs(spec)),
+    extra_bytes=extra_bytes,
+    mask=causal_mask,
+))

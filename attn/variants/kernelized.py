@@ -1,0 +1,101 @@
+"""Kernelised (linear-time) attention shared by `linear` and `performer`.
+
+softmax(q.k) is replaced by phi(q).phi(k) for a feature map phi, so
+    out_i = phi(q_i) . sum_j phi(k_j) v_j^T  /  phi(q_i) . sum_j phi(k_j)
+costs O(S * F * D) instead of O(S^2 * D). Causal attention keeps running prefix sums of
+phi(k) v^T, one chunk of queries at a time (inside a chunk the few pairs are done directly).
+The implied weights phi(q_i).phi(k_j) / sum_j' phi(q_i).phi(k_j') are what the maps draw.
+"""
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import torch
+
+from attn.masks import causal_pairs
+from attn.spec import AttentionSpec
+from attn.variants import dense
+from attn.variants.gqa import repeat_kv
+from attn.variants.softmax import select_rows
+
+FeatureMap = Callable[[torch.Tensor, bool, AttentionSpec], torch.Tensor]  # (x, is_query, spec)
+CHUNK = 64
+
+
+def _compute_dtype(x: torch.Tensor) -> torch.dtype:
+    # sums of many positive terms: accumulate half precision inputs in float32
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
+def causal_chunks(spec: AttentionSpec, chunk: int = CHUNK) -> Iterator[tuple[int, int, int, int]]:
+    """(lo, hi, prefix_end, own_end) per chunk of queries lo..hi-1: keys before prefix_end are
+    seen by every query of the chunk (they go through the running sums); keys prefix_end..own_end
+    are seen by some and are done pair by pair."""
+    off, kv = spec.position_offset, spec.kv_seq
+    for lo in range(0, spec.seq, chunk):
+        hi = min(spec.seq, lo + chunk)
+        yield lo, hi, min(kv, max(0, lo + off)), min(kv, max(0, hi - 1 + off + 1))
+
+
+def implied_weights(phi: FeatureMap, q, k, spec: AttentionSpec, rows=None):
+    q, rows = select_rows(q, rows)
+    dtype = _compute_dtype(q)
+    fq = phi(q.to(dtype), True, spec)
+    fk = repeat_kv(phi(k.to(dtype), False, spec), spec.groups)
+    a = fq @ fk.transpose(-1, -2)  # (B, H, rows, KV)
+    mask = dense.causal_mask(spec)
+    if mask is not None:
+        a = a * mask.fn(rows[:, None], torch.arange(spec.kv_seq, device=q.device)[None, :])
+    total = a.sum(-1, keepdim=True)
+    return torch.where(total > 0, a / total, torch.zeros_like(a)).to(q.dtype)
+
+
+def kernelized_attention(phi: FeatureMap, q, k, v, spec: AttentionSpec):
+    dtype = _compute_dtype(q)
+    fq = phi(q.to(dtype), True, spec)  # (B, H, S, F)
+    fk = phi(k.to(dtype), False, spec)  # (B, KVH, KV, F)
+    v = v.to(dtype)
+    g = spec.groups
+    if not spec.causal:
+        state = repeat_kv(fk.transpose(-1, -2) @ v, g)  # (B, H, F, D)
+        z = repeat_kv(fk.sum(-2, keepdim=True), g)  # (B, H, 1, F)
+        num, den = fq @ state, (fq * z).sum(-1, keepdim=True)
+    else:
+        b, h, s, f = fq.shape
+        num = fq.new_zeros(b, h, s, v.shape[-1])
+        den = fq.new_zeros(b, h, s, 1)
+        state = fq.new_zeros(b, spec.kv_heads, f, v.shape[-1])
+        z = fq.new_zeros(b, spec.kv_heads, 1, f)
+        absorbed = 0
+        for lo, hi, prefix_end, own_end in causal_chunks(spec):
+            if prefix_end > absorbed:  # fold the keys every query here sees into the sums
+                state = state + fk[:, :, absorbed:prefix_end].transpose(-1, -2) @ v[:, :, absorbed:prefix_end]
+                z = z + fk[:, :, absorbed:prefix_end].sum(-2, keepdim=True)
+                absorbed = prefix_end
+            fq_c = fq[:, :, lo:hi]
+            num[:, :, lo:hi] = fq_c @ repeat_kv(state, g)
+            den[:, :, lo:hi] = (fq_c * repeat_kv(z, g)).sum(-1, keepdim=True)
+            if own_end > prefix_end:
+                keys = torch.arange(prefix_end, own_end, device=q.device)
+                pos = torch.arange(lo, hi, device=q.device) + spec.position_offset
+                a = fq_c @ repeat_kv(fk[:, :, prefix_end:own_end], g).transpose(-1, -2)
+                a = a * (keys[None, :] <= pos[:, None])
+                num[:, :, lo:hi] += a @ repeat_kv(v[:, :, prefix_end:own_end], g)
+                den[:, :, lo:hi] += a.sum(-1, keepdim=True)
+    out = torch.where(den > 0, num / den, torch.zeros_like(num))  # no visible key: 0
+    return out.to(q.dtype)
+
+
+def kernelized_flops(spec: AttentionSpec, features: int) -> int:
+    """Matmul FLOPs of kernelized_attention as it runs (2 per multiply-add)."""
+    b, h, kvh, d, f = spec.batch, spec.heads, spec.kv_heads, spec.head_dim, features
+    state = 2 * b * kvh * spec.kv_seq * f * d  # phi(k)^T v, each key once
+    query = 2 * b * h * spec.seq * f * (d + 1)  # phi(q) against the sums and the normaliser
+    if not spec.causal:
+        return state + query
+    own = sum((hi - lo) * (own_end - prefix_end) for lo, hi, prefix_end, own_end in causal_chunks(spec))
+    return state + query + 2 * b * h * own * (f + d)
+
+
+def visible_pairs(spec: AttentionSpec) -> int:
+    return causal_pairs(spec)

@@ -1,0 +1,36 @@
+"""linear: kernelised linear attention (Katharopoulos et al., 2020) with phi(x) = elu(x) + 1."""
+from __future__ import annotations
+
+import torch.nn.functional as F
+
+from attn.spec import AttentionSpec
+from attn.variants import dense
+from attn.variants.kernelized import (implied_weights, kernelized_attention, kernelized_flops,
+                                      visible_pairs)
+from attn.variants.registry import Variant, register
+
+
+def elu_plus_one(x, is_query: bool, spec: AttentionSpec):
+    return F.elu(x) + 1.0
+
+
+def extra_bytes(spec: AttentionSpec) -> int:
+    # features of q and k, and the (D x D) running sums per head
+    return (spec.batch * (spec.heads * spec.seq + spec.kv_heads * spec.kv_seq) * spec.head_dim
+            + 2 * spec.batch * spec.heads * spec.head_dim * spec.head_dim) * max(4, spec.dtype_bytes)
+
+
+VARIANT = register(Variant(
+    name="linear",
+    title="Linear (elu+1)",
+    summary="Kernelised attention with phi(x) = elu(x)+1: O(S*D^2) instead of O(S^2*D); "
+            "causal through prefix sums. An approximation: it is not softmax.",
+    exact=False,
+    params=(),
+    run=lambda q, k, v, spec: kernelized_attention(elu_plus_one, q, k, v, spec),
+    weights=lambda q, k, spec, rows=None: implied_weights(elu_plus_one, q, k, spec, rows),
+    pairs=visible_pairs,
+    flops=lambda spec: kernelized_flops(spec, spec.head_dim),
+    extra_bytes=extra_bytes,
+    mask=dense.causal_mask,
+))
