@@ -1,0 +1,192 @@
+"""python -m attn: the library from the command line. JSON on stdout with --json; bad input
+exits 2 with one line on stderr saying what to fix."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import fields
+from typing import Any, Callable
+
+from attn.spec import AttentionSpec
+
+EXIT_BAD_INPUT = 2
+
+# spec fields that are flags; variant parameters included
+SPEC_FLAGS = [f.name for f in fields(AttentionSpec) if f.name != "causal"]
+
+
+class BadInput(Exception):
+    """Input a person must change; printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse prints usage and exits 2; keep it one line
+        raise BadInput(message)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def add_spec_flags(p: argparse.ArgumentParser, seq_list: bool = False) -> None:
+    defaults = AttentionSpec()
+    for name in SPEC_FLAGS:
+        if name == "seq" and seq_list:
+            p.add_argument("--seq", type=_int_list, default=[256, 512, 1024, 2048],
+                           help="comma-separated sequence lengths")
+            continue
+        default = getattr(defaults, name)
+        kind = str if isinstance(default, str) else int
+        if name in ("kv_seq", "kv_heads", "d_model"):
+            default = None
+        if name == "device":
+            default = "auto"
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
+    p.add_argument("--causal", action="store_true", help="causal mask (aligned bottom-right)")
+
+
+def spec_from_args(args: argparse.Namespace, **override: Any) -> AttentionSpec:
+    values = {name: getattr(args, name) for name in SPEC_FLAGS if hasattr(args, name)}
+    values["causal"] = args.causal
+    values.update(override)
+    return AttentionSpec(**values)
+
+
+def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
+    if getattr(args, "json", False):
+        json.dump(data, sys.stdout, indent=1, default=_json_default)
+        sys.stdout.write("\n")
+    else:
+        print(human(data))
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "to_dict"):
+        return obj.to_dict()
+    return str(obj)
+
+
+# -- commands ----------------------------------------------------------------------------------
+def cmd_variants(args: argparse.Namespace) -> None:
+    from attn import variants
+
+    data = [{"variant": v.name, "title": v.title, "exact": v.exact, "params": list(v.params),
+             "summary": v.summary} for v in map(variants.get, variants.names())]
+    _emit(args, data, lambda d: "\n".join(
+        f"{x['variant']:15} {'exact ' if x['exact'] else 'approx'}  {x['summary']}" for x in d))
+
+
+def cmd_cost(args: argparse.Namespace) -> None:
+    from attn.cost import attention_cost
+
+    spec = spec_from_args(args)
+    cost = attention_cost(spec, args.variant)
+    data = {"variant": args.variant, "spec": spec.to_dict(), "device": spec.device, **cost.to_dict()}
+    _emit(args, data, lambda d: "\n".join(f"{k:26} {v}" for k, v in d.items() if k != "spec"))
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    from attn import measure
+
+    spec = spec_from_args(args)
+    prof = measure.profile(spec, args.variant, device=args.device, budget_s=args.budget)
+    data = prof.to_dict()
+    _save(args, "profile", spec, data, args.variant)
+    _emit(args, data, _human_profile)
+
+
+def _human_profile(d: dict) -> str:
+    mib = d["peak_bytes"] / 2**20
+    return (f"{d['variant']} on {d['device']} ({d['backend']}): {d['latency_ms']:.3f} ms "
+            f"[p10 {d['p10_ms']:.3f}, p90 {d['p90_ms']:.3f}, n={d['repeats']}], "
+            f"{d['flops'] / 1e9:.3f} GFLOP useful, {d['achieved_tflops']:.4f} TFLOP/s, "
+            f"peak {mib:.1f} MiB, kernel_error {d['kernel_error']:.2e}, approx_error {d['approx_error']:.2e}")
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from attn import sweep
+
+    spec = spec_from_args(args, seq=args.seq[0])
+    names = [v.strip() for v in args.variants.split(",") if v.strip()]
+    result = sweep.run_sweep(spec, names, args.seq, device=args.device, budget_s=args.budget)
+    data = result.to_dict()
+    _save(args, "sweep", spec, data, ",".join(names))
+    _emit(args, data, sweep.human_summary)
+
+
+def cmd_calibrate(args: argparse.Namespace) -> None:
+    from attn import calibrate
+
+    cal = calibrate.calibrate(args.device, force=args.force)
+    _emit(args, cal.to_dict(), lambda d: json.dumps(d, indent=1))
+
+
+def _save(args: argparse.Namespace, kind: str, spec: AttentionSpec, data: dict, variant: str) -> None:
+    if not getattr(args, "save", False):
+        return
+    from attn.runs import RunStore
+
+    from attn.environment import environment
+
+    run_id = RunStore().save(kind, spec.to_dict(), data, variant=variant, environment=environment())
+    data["run_id"] = run_id
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m attn", description="The cost of attention, measured.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("variants", help="list the attention variants")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_variants)
+
+    p = sub.add_parser("cost", help="analytic cost of a spec under a variant")
+    p.add_argument("--variant", required=True)
+    add_spec_flags(p)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_cost)
+
+    p = sub.add_parser("profile", help="run and measure one variant")
+    p.add_argument("--variant", required=True)
+    add_spec_flags(p)
+    p.add_argument("--budget", type=float, default=1.0, help="seconds of repeats")
+    p.add_argument("--save", action="store_true", help="keep the run in the run store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_profile)
+
+    p = sub.add_parser("sweep", help="profile variants over sequence lengths")
+    p.add_argument("--variants", required=True, help="comma-separated variant names")
+    add_spec_flags(p, seq_list=True)
+    p.add_argument("--budget", type=float, default=0.5, help="seconds of repeats per point")
+    p.add_argument("--save", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_sweep)
+
+    p = sub.add_parser("calibrate", help="measure this device's matmul rates and bandwidth")
+    p.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    p.add_argument("--force", action="store_true", help="measure again even when cached")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_calibrate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from attn.measure import DoesNotFit
+
+    try:
+        args = build_parser().parse_args(argv)
+        args.fn(args)
+    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit) as err:
+        message = err.args[0] if err.args else str(err)
+        print(f"attn: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    return 0

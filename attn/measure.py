@@ -1,0 +1,328 @@
+"""The profiler: time, memory, FLOPs (with a cross-check) and error of one attention call.
+
+GPU time comes from CUDA events after a warm-up that waits for times to settle, with repeats
+filling a time budget and the L2 cache flushed between repeats; CPU time from
+torch.utils.benchmark. Memory is the peak allocated during the call above what was allocated
+before it. FLOPs come from the cost model (useful FLOPs); torch's FLOP counter is only a
+cross-check, and where the two disagree the result says why.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from attn import variants
+from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
+from attn.inputs import random_qkv, resolve_device
+from attn.spec import AttentionSpec
+from attn.variants.gqa import repeat_kv
+
+# reference outputs are computed for a sample of query rows in float64; this bounds their size
+REFERENCE_BYTES = 256 * 2**20
+L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 (H100: 50 MiB)
+
+
+class DoesNotFit(RuntimeError):
+    """The call needs more memory than the device has free. A result, not a crash."""
+
+
+@dataclass(frozen=True)
+class Timing:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    warmup: int
+    method: str
+    times_ms: tuple[float, ...] = field(repr=False, default=())
+
+
+@dataclass
+class Profile:
+    variant: str
+    spec: dict
+    device: str
+    backend: str
+    latency_ms: float
+    p10_ms: float
+    p90_ms: float
+    repeats: int
+    timing_method: str
+    flops: int
+    flops_counted: int | None
+    flops_note: str
+    achieved_tflops: float
+    peak_bytes: int
+    reserved_bytes: int | None
+    memory_method: str
+    kernel_error: float | None
+    approx_error: float | None
+    error_rows: int
+    roofline_pct: float | None = None
+    attainable_tflops: float | None = None
+    energy_j: float | None = None
+    cost: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    wall_s: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+# -- statistics, shared by the CPU and GPU paths ---------------------------------------------
+def summarize(times_ms: list[float], warmup: int, method: str) -> Timing:
+    """Median and 10th/90th percentiles of repeat times."""
+    if not times_ms:
+        raise ValueError("no repeat times to summarize")
+    ordered = sorted(times_ms)
+    if len(ordered) == 1:
+        p10 = p90 = ordered[0]
+    else:
+        deciles = statistics.quantiles(ordered, n=10, method="inclusive")
+        p10, p90 = deciles[0], deciles[-1]
+    return Timing(statistics.median(ordered), p10, p90, len(ordered), warmup, method,
+                  tuple(times_ms))
+
+
+def settled(times_ms: list[float], window: int = 3, tolerance: float = 0.05) -> bool:
+    """The last `window` warm-up times agree within `tolerance` of their median."""
+    if len(times_ms) < window:
+        return False
+    last = times_ms[-window:]
+    mid = statistics.median(last)
+    return all(abs(t - mid) <= tolerance * mid for t in last)
+
+
+def repeats_for_budget(estimate_ms: float, budget_s: float, lo: int = 10, hi: int = 10_000) -> int:
+    """How many repeats of a call of about `estimate_ms` fill `budget_s` seconds."""
+    return int(min(hi, max(lo, budget_s * 1e3 / max(estimate_ms, 1e-3))))
+
+
+# -- timing -------------------------------------------------------------------------------
+def time_cpu(fn: Callable[[], object], budget_s: float) -> Timing:
+    """torch.utils.benchmark: blocks of calls until the budget is spent, one median per block."""
+    from torch.utils.benchmark import Timer
+
+    fn()  # warm-up: caches, backend choice, allocator
+    m = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=budget_s)
+    return summarize([t * 1e3 for t in m.times], warmup=1, method="torch.utils.benchmark")
+
+
+def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
+              max_warmup_s: float = 2.0) -> Timing:
+    """CUDA events around each call, after a warm-up that runs until times settle."""
+    flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.int32, device="cuda") if flush_l2 else None
+
+    def timed_once() -> float:
+        if flush is not None:
+            flush.zero_()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end)
+
+    warm: list[float] = []
+    t0 = time.perf_counter()
+    while not settled(warm) and time.perf_counter() - t0 < max_warmup_s:
+        warm.append(timed_once())
+    repeats = repeats_for_budget(statistics.median(warm[-3:]), budget_s)
+    times = [timed_once() for _ in range(repeats)]
+    return summarize(times, warmup=len(warm), method="cuda events" + (", L2 flushed" if flush_l2 else ""))
+
+
+# -- memory -------------------------------------------------------------------------------
+def peak_from_memory_events(events: list[tuple[int, int]]) -> int:
+    """Peak of the running sum of (time, bytes) allocation events: the peak above the start."""
+    running = peak = 0
+    for _, nbytes in sorted(events):
+        running += nbytes
+        peak = max(peak, running)
+    return peak
+
+
+def cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated by torch on the CPU during one call, from the profiler's memory
+    events: what this call allocated, not the process's lifetime peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+              if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+    return peak_from_memory_events(events)
+
+
+def cuda_peak_bytes(fn: Callable[[], object]) -> tuple[int, int]:
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before, torch.cuda.memory_reserved()
+
+
+def free_bytes(device: str) -> int:
+    """Memory a call may use: free device memory on CUDA; half the available RAM on the CPU."""
+    if device.startswith("cuda"):
+        free, _ = torch.cuda.mem_get_info(torch.device(device))
+        return int(free)
+    import psutil
+
+    return int(psutil.virtual_memory().available // 2)
+
+
+def check_fits(spec: AttentionSpec, variant: str, device: str) -> None:
+    cost = attention_cost(spec, variant)
+    need, free = cost.peak_bytes, free_bytes(device)
+    if need > free:
+        raise DoesNotFit(f"does not fit: {variant} at seq {spec.seq} needs ~{need / 2**30:.2f} GiB, "
+                         f"{free / 2**30:.2f} GiB free on {device}; lower seq, batch or heads")
+
+
+# -- FLOP cross-check ----------------------------------------------------------------------
+def counted_flops(fn: Callable[[], object]) -> int:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return int(counter.get_total_flops())
+
+
+def flops_note(variant: str, spec: AttentionSpec, useful: int, counted: int, device: str) -> str:
+    if counted == useful:
+        return f"{USEFUL_FLOPS_NOTE}; torch's FLOP counter agrees"
+    if counted == 0:
+        why = ("the counter sees no FLOPs in fused SDPA on the CPU" if variant == "sdpa"
+               else "the counter sees no matmuls in this call")
+    elif variant == "sdpa" and spec.causal and counted > useful:
+        why = "the counter counts a causal SDPA as if it were dense"
+    elif counted > useful:
+        why = (f"the counter also counts computed-then-masked scores and helper matmuls "
+               f"({counted / max(useful, 1):.2f}x)")
+    else:
+        why = f"the counter sees {counted / max(useful, 1):.2f}x of the cost model's count"
+    return f"{USEFUL_FLOPS_NOTE}; torch's FLOP counter says {counted:,}: {why}"
+
+
+# -- errors ---------------------------------------------------------------------------------
+def sample_rows(spec: AttentionSpec, max_rows: int) -> torch.Tensor | None:
+    """Query rows to check errors on: all when few, else evenly spaced (first and last kept)."""
+    per_row = spec.batch * spec.heads * spec.kv_seq * 8 * 3  # weights, scores, float64
+    limit = max(1, min(max_rows, REFERENCE_BYTES // per_row))
+    if spec.seq <= limit:
+        return None
+    return torch.linspace(0, spec.seq - 1, limit).round().long().unique()
+
+
+def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
+    denom = ref.norm().item()
+    diff = (out.double() - ref).norm().item()
+    return diff / denom if denom > 0 else diff
+
+
+def errors(out: torch.Tensor, q, k, v, spec: AttentionSpec, variant: str,
+           max_rows: int = 256) -> tuple[float, float, int]:
+    """(kernel_error, approx_error, rows checked): against this variant's own math in float64,
+    and against exact full attention with the same causal flag in float64."""
+    rows = sample_rows(spec, max_rows)
+    q64, k64, v64 = (t.double() for t in (q, k, v))
+    v64 = repeat_kv(v64, spec.groups)
+    got = out if rows is None else out.index_select(2, rows.to(out.device))
+    ref = variants.get(variant).weights(q64, k64, spec, rows) @ v64
+    full = variants.get("dense").weights(q64, k64, spec, rows) @ v64
+    n = spec.seq if rows is None else rows.numel()
+    return relative_error(got, ref), relative_error(got, full), n
+
+
+def backend_name(variant: str, q, k, v, spec: AttentionSpec) -> str:
+    if variant == "sdpa":
+        return variants.sdpa.backend_used(q, k, v, spec)
+    if variant in ("sliding_window", "block_sparse"):
+        return "flex_attention" if q.is_cuda else "blockwise (torch)"
+    if variant == "dense":
+        return "eager (torch)"
+    return "torch"
+
+
+# -- the profiler ----------------------------------------------------------------------------
+def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget_s: float = 1.0,
+            check_errors: bool = True, error_rows: int = 256, temperature: float = 1.0,
+            inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Profile:
+    """Profile one variant on one spec. Raises ValueError for a spec it cannot run (with the
+    reasons in words) and DoesNotFit when the call needs more memory than is free."""
+    started = time.perf_counter()
+    var = variants.get(variant)
+    device = resolve_device(device or spec.device)
+    spec = spec.with_(device=device)
+    reasons = var.unsupported(spec, device)
+    if reasons:
+        raise ValueError("; ".join(reasons))
+    check_fits(spec, variant, device)
+    q, k, v = inputs if inputs is not None else random_qkv(spec, temperature)
+    on_cuda = q.is_cuda
+    try:
+        with torch.inference_mode():
+            fn = lambda: var.run(q, k, v, spec)  # noqa: E731
+            out = fn()  # first call: compiles, picks backends, warms caches
+            backend = backend_name(variant, q, k, v, spec)
+            if on_cuda:
+                timing = time_cuda(fn, budget_s)
+                peak, reserved = cuda_peak_bytes(fn)
+                memory_method = "torch.cuda.max_memory_allocated above the baseline"
+            else:
+                timing = time_cpu(fn, budget_s)
+                peak, reserved = cpu_peak_bytes(fn), None
+                memory_method = "torch profiler memory events (CPU allocator) during one call"
+            useful = var.flops(spec)
+            counted = counted_flops(fn)
+            kernel_err = approx_err = None
+            rows = 0
+            if check_errors:
+                kernel_err, approx_err, rows = errors(out, q, k, v, spec, variant, error_rows)
+    except torch.OutOfMemoryError as err:
+        raise DoesNotFit(f"does not fit: out of memory on {device} ({str(err).splitlines()[0]})") from None
+    finally:
+        del q, k, v
+        if on_cuda:
+            torch.cuda.empty_cache()
+    achieved = useful / (timing.median_ms * 1e-3) / 1e12
+    prof = Profile(
+        variant=variant, spec=spec.to_dict(), device=device_name(device), backend=backend,
+        latency_ms=timing.median_ms, p10_ms=timing.p10_ms, p90_ms=timing.p90_ms,
+        repeats=timing.repeats, timing_method=timing.method,
+        flops=useful, flops_counted=counted,
+        flops_note=flops_note(variant, spec, useful, counted, device),
+        achieved_tflops=achieved, peak_bytes=int(peak), reserved_bytes=reserved,
+        memory_method=memory_method, kernel_error=kernel_err, approx_error=approx_err,
+        error_rows=rows, cost=attention_cost(spec, variant).to_dict(),
+    )
+    _add_roofline(prof, spec, device)
+    prof.wall_s = time.perf_counter() - started
+    return prof
+
+
+def _add_roofline(prof: Profile, spec: AttentionSpec, device: str) -> None:
+    from attn import calibrate
+
+    cal = calibrate.cached(device)
+    if cal is None:
+        return
+    attainable = cal.attainable_tflops(spec.dtype, prof.cost["arithmetic_intensity"])
+    if attainable and math.isfinite(attainable):
+        prof.attainable_tflops = attainable
+        prof.roofline_pct = 100.0 * prof.achieved_tflops / attainable
+
+
+def device_name(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    import platform
+
+    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
