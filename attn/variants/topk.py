@@ -22,21 +22,29 @@ def _keep_top(scores: torch.Tensor, allowed: torch.Tensor | None, top_k: int):
     return scores.topk(min(top_k, scores.shape[-1]), dim=-1)
 
 
+def _score_dtype(x: torch.Tensor) -> torch.dtype:
+    # which keys make the cut must not hinge on half-precision rounding of near-equal scores:
+    # score and choose in float32, so the choice matches the float64 math
+    return torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else x.dtype
+
+
 def weights(q, k, spec: AttentionSpec, rows=None):
     q, rows = select_rows(q, rows)
-    k = repeat_kv(k, spec.groups)
-    scores = (q @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
+    dtype = _score_dtype(q)
+    k = repeat_kv(k.to(dtype), spec.groups)
+    scores = (q.to(dtype) @ k.transpose(-1, -2)) / math.sqrt(q.shape[-1])
     mask = dense.causal_mask(spec)
     allowed = mask.fn(rows[:, None], torch.arange(spec.kv_seq, device=q.device)[None, :]) if mask else None
     _, idx = _keep_top(scores, allowed, spec.top_k)
     keep = torch.zeros_like(scores, dtype=torch.bool).scatter_(-1, idx, True)
     if allowed is not None:
         keep &= allowed
-    return masked_softmax(scores, keep)
+    return masked_softmax(scores, keep).to(q.dtype)
 
 
 def run(q, k, v, spec: AttentionSpec):
     b, h, s, d = q.shape
+    dtype = _score_dtype(q)
     mask = dense.causal_mask(spec)
     out = q.new_zeros(b, h, s, v.shape[-1])
     for lo in range(0, s, CHUNK):
@@ -44,9 +52,9 @@ def run(q, k, v, spec: AttentionSpec):
         start, stop = causal_key_range(spec, lo, hi) if mask else (0, spec.kv_seq)
         if stop <= start:
             continue
-        k_c = repeat_kv(k[:, :, start:stop], spec.groups)
-        v_c = repeat_kv(v[:, :, start:stop], spec.groups)
-        scores = (q[:, :, lo:hi] @ k_c.transpose(-1, -2)) / math.sqrt(d)  # (B, H, C, keys)
+        k_c = repeat_kv(k[:, :, start:stop].to(dtype), spec.groups)
+        v_c = repeat_kv(v[:, :, start:stop].to(dtype), spec.groups)
+        scores = (q[:, :, lo:hi].to(dtype) @ k_c.transpose(-1, -2)) / math.sqrt(d)  # (B,H,C,keys)
         allowed = None
         if mask:
             allowed = mask.fn(torch.arange(lo, hi, device=q.device)[:, None],
@@ -56,7 +64,7 @@ def run(q, k, v, spec: AttentionSpec):
         c = hi - lo
         picked = v_c[:, :, None].expand(b, h, c, *v_c.shape[-2:]).gather(
             3, idx[..., None].expand(*idx.shape, v_c.shape[-1]))  # (B, H, C, k, D)
-        out[:, :, lo:hi] = torch.einsum("bhck,bhckd->bhcd", w, picked)
+        out[:, :, lo:hi] = torch.einsum("bhck,bhckd->bhcd", w, picked).to(out.dtype)
     return out
 
 
