@@ -19,9 +19,11 @@ def sliding_window_mask(spec: AttentionSpec) -> Mask:
     off, w = spec.position_offset, spec.window
 
     def keys_for(lo: int, hi: int) -> torch.Tensor:
-        start = lo + off - w + 1
-        stop = hi - 1 + off + (1 if spec.causal else w)
-        return torch.arange(max(0, start), max(0, min(spec.kv_seq, stop)))
+        start = min(spec.kv_seq, max(0, lo + off - w + 1))
+        stop = min(spec.kv_seq, hi - 1 + off + (1 if spec.causal else w))
+        # a window wholly past the last key (top_left, more queries than keys) or before the
+        # first: no keys, not an inverted range
+        return torch.arange(start, max(start, stop))
 
     return Mask(generate_sliding_window(w, off, spec.causal), keys_for, "sliding_window")
 
