@@ -253,7 +253,7 @@ class Sampler:
             busy0 = time.thread_time()
             try:
                 sample = self.read_sample()
-            except Exception as e:  # a failing counter must not kill the curves for the whole session
+            except Exception as e:  # a failing counter must not stop the curves for good
                 if not self._tick_error_logged:
                     log.warning("telemetry sample failed (%s); retrying every tick", e)
                     self._tick_error_logged = True
