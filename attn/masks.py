@@ -105,3 +105,30 @@ def sliding_window_pairs(spec: AttentionSpec) -> int:
         return int(sum_clamped(off + 1, n, kv) - sum_clamped(off + 1 - w, n, kv))
     # keys in (pos - w, pos + w)
     return int(sum_clamped(off + w, n, kv) - sum_clamped(off - w + 1, n, kv))
+
+
+def pooled_mask(fn: MaskFn, seq: int, kv_seq: int, q_edges: list[int], k_edges: list[int],
+                max_rows: int = 4096) -> torch.Tensor:
+    """Share of visible pairs in each (query block, key block) cell, for drawing the pattern.
+
+    Evaluated a slab of query rows at a time, so memory stays O(rows * kv_seq).
+    """
+    k_edges_t = torch.as_tensor(k_edges)
+    out = torch.zeros(len(q_edges) - 1, len(k_edges) - 1)
+    keys = torch.arange(kv_seq)
+    widths = (k_edges_t[1:] - k_edges_t[:-1]).double()
+    for i, (lo, hi) in enumerate(zip(q_edges[:-1], q_edges[1:])):
+        total = torch.zeros(len(k_edges) - 1, dtype=torch.float64)
+        for start in range(lo, hi, max_rows):
+            rows = torch.arange(start, min(hi, start + max_rows))
+            seen = fn(rows[:, None], keys[None, :]).sum(0, dtype=torch.float64)
+            cs = torch.cat([torch.zeros(1, dtype=torch.float64), seen.cumsum(0)])
+            total += cs[k_edges_t[1:]] - cs[k_edges_t[:-1]]
+        out[i] = (total / (widths * (hi - lo))).float()
+    return out
+
+
+def block_edges(n: int, max_cells: int) -> list[int]:
+    """Boundaries of at most max_cells near-equal blocks over 0..n."""
+    cells = min(n, max_cells)
+    return [(i * n) // cells for i in range(cells + 1)]

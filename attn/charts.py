@@ -1,0 +1,221 @@
+"""Plotly figure builders: data in, figure out. No Streamlit, no torch, so each is testable alone.
+
+Every figure that shows FLOPs says they are useful FLOPs (see attn.cost).
+"""
+from __future__ import annotations
+
+import math
+from typing import Iterable, Sequence
+
+import numpy as np
+import plotly.graph_objects as go
+
+# one colour per variant, stable across pages
+PALETTE = {
+    "dense": "#ef4444", "sdpa": "#f59e0b", "sliding_window": "#10b981", "block_sparse": "#06b6d4",
+    "topk": "#8b5cf6", "linear": "#ec4899", "performer": "#84cc16", "linformer": "#3b82f6",
+}
+FLOPS_AXIS = "useful FLOPs (4·B·H·D per unmasked pair)"
+METRIC_LABELS = {
+    "latency_ms": "latency (ms, median)",
+    "peak_bytes": "peak memory above baseline (bytes)",
+    "flops": FLOPS_AXIS,
+    "footprint_bytes": "inputs + peak (bytes)",
+}
+MAX_CELLS = 512  # a heatmap never draws more than 512 x 512 cells (~1.4 MB as binary float32)
+
+
+def color_of(variant: str) -> str:
+    return PALETTE.get(variant, "#94a3b8")
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+    fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height,
+                      margin=dict(l=50, r=20, t=40, b=40), template="plotly_dark",
+                      legend=dict(orientation="h", y=-0.2))
+    return fig
+
+
+def _ranges(edges: Sequence[int]) -> list[str]:
+    edges = list(edges)
+    return [f"{a}" if b - a == 1 else f"{a}–{b - 1}" for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _check_size(values: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape[0] > MAX_CELLS or values.shape[1] > MAX_CELLS:
+        raise ValueError(f"a map of {values.shape[0]} x {values.shape[1]} cells is too large to "
+                         f"draw: pool it to at most {MAX_CELLS} per side (attn.maps does)")
+    return values
+
+
+def attention_heatmap(values: np.ndarray, q_edges: Sequence[int], k_edges: Sequence[int],
+                      title: str = "attention weights", labels: tuple[list[str], list[str]] | None = None,
+                      log_scale: bool = False) -> go.Figure:
+    """A head's (pooled) attention map; the hover names each cell's query and key ranges.
+
+    Axis labels carry the ranges, so the hover needs no per-cell text, and z goes to the
+    browser as a binary float32 array: a 512 x 512 map stays under 2 MB.
+    """
+    values = _check_size(values)
+    z = np.log10(np.maximum(values, 1e-6)).astype(np.float32) if log_scale else values
+    y, x = labels if labels else (_ranges(q_edges), _ranges(k_edges))
+    what = "log10 weight" if log_scale else "weight"
+    fig = go.Figure(go.Heatmap(
+        z=z, x=x, y=y, colorscale="Inferno", colorbar=dict(title=what),
+        hovertemplate=f"queries %{{y}} × keys %{{x}}<br>{what} %{{z:.4g}}<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", title="query", type="category", showticklabels=bool(labels))
+    fig.update_xaxes(title="key", type="category", showticklabels=bool(labels))
+    return _layout(fig, title, height=420)
+
+
+def mask_heatmap(density: np.ndarray, q_edges: Sequence[int], k_edges: Sequence[int],
+                 title: str = "mask") -> go.Figure:
+    """Share of (query, key) pairs that the mask lets through, per cell: the pattern."""
+    density = _check_size(density)
+    fig = go.Figure(go.Heatmap(
+        z=density, x=_ranges(k_edges), y=_ranges(q_edges), zmin=0, zmax=1, colorscale="Greys",
+        reversescale=True, colorbar=dict(title="visible"),
+        hovertemplate="queries %{y} × keys %{x}<br>%{z:.0%} of pairs visible<extra></extra>",
+    ))
+    fig.update_yaxes(autorange="reversed", title="query", type="category", showticklabels=False)
+    fig.update_xaxes(title="key", type="category", showticklabels=False)
+    return _layout(fig, title, height=420)
+
+
+def metric_curve(points: Iterable[dict], metric: str, title: str = "", current_x: int | None = None,
+                 x_label: str = "sequence length", log: bool = True, fits: dict | None = None,
+                 crossovers: Iterable[dict] = (), walls: Iterable[dict] = (),
+                 height: int = 360) -> go.Figure:
+    """One metric against the swept axis, a line per variant (log-log by default).
+
+    points: dicts with variant, x, status and the metric. Out-of-memory points are marked with a
+    cross at the top of the plot; fitted exponents go in the legend; crossovers and memory
+    walls are annotated.
+    """
+    fig = go.Figure()
+    points = list(points)
+    by_variant: dict[str, list[dict]] = {}
+    for p in points:
+        by_variant.setdefault(p["variant"], []).append(p)
+    top = max((p[metric] for p in points if p.get("status", "ok") == "ok" and p.get(metric)), default=1)
+    for variant, pts in by_variant.items():
+        ok = sorted((p for p in pts if p.get("status", "ok") == "ok" and p.get(metric) is not None),
+                    key=lambda p: p["x"])
+        name = variant
+        fit = (fits or {}).get(variant, {}).get(metric)
+        if fit:
+            name += f"  (∝ x^{fit['exponent']:.2f})"
+        err = None
+        if metric == "latency_ms" and ok and all(p.get("p10_ms") is not None for p in ok):
+            err = dict(type="data", symmetric=False,
+                       array=[p["p90_ms"] - p["latency_ms"] for p in ok],
+                       arrayminus=[p["latency_ms"] - p["p10_ms"] for p in ok], thickness=1)
+        fig.add_trace(go.Scatter(
+            x=[p["x"] for p in ok], y=[p[metric] for p in ok], mode="lines+markers", name=name,
+            line=dict(color=color_of(variant)), error_y=err,
+            customdata=[[variant, p["x"]] for p in ok],
+            hovertemplate=f"{variant}<br>x %{{x}}<br>{METRIC_LABELS.get(metric, metric)} %{{y:.4g}}<extra></extra>",
+        ))
+        oom = [p for p in pts if p.get("status") == "oom"]
+        if oom:
+            fig.add_trace(go.Scatter(
+                x=[p["x"] for p in oom], y=[top] * len(oom), mode="markers", showlegend=False,
+                marker=dict(symbol="x", size=12, color=color_of(variant)),
+                hovertext=[p.get("message", "out of memory") for p in oom], hoverinfo="text",
+                name=f"{variant} out of memory",
+            ))
+    for c in crossovers:
+        if c["metric"] == metric:
+            fig.add_vline(x=c["x"], line=dict(dash="dot", color="#64748b"),
+                          annotation_text=f"{c['a']} / {c['b']} cross ≈ {c['x']:.0f}",
+                          annotation_position="top left")
+    for w in walls:
+        if w.get("x") and metric in ("peak_bytes", "footprint_bytes"):
+            fig.add_vline(x=w["x"], line=dict(color=color_of(w["variant"]), dash="dash"),
+                          annotation_text=f"{w['variant']} wall {w['x']:,}"
+                                          + (" (projected)" if w.get("projected") else ""))
+    if current_x is not None:
+        fig.add_vline(x=current_x, line=dict(color="#f8fafc", width=1),
+                      annotation_text="current", annotation_position="bottom right")
+    axis_type = "log" if log else "linear"
+    fig.update_xaxes(title=x_label, type=axis_type)
+    fig.update_yaxes(title=METRIC_LABELS.get(metric, metric), type=axis_type)
+    return _layout(fig, title or METRIC_LABELS.get(metric, metric), height=height)
+
+
+def roofline(calibration: dict | None, runs: Iterable[dict], dtype: str = "float32") -> go.Figure:
+    """Runs placed by arithmetic intensity and achieved TFLOP/s under the measured roof."""
+    fig = go.Figure()
+    runs = list(runs)
+    xs = [r["intensity"] for r in runs if r.get("intensity")] or [1.0]
+    lo, hi = min(xs) / 4, max(xs) * 4
+    if calibration:
+        peak = calibration["matmul_tflops"].get(dtype)
+        bw = calibration["bandwidth_gbps"]
+        if peak:
+            ridge = peak * 1e12 / (bw * 1e9)
+            lo, hi = min(lo, ridge / 8), max(hi, ridge * 8)
+            grid = np.logspace(math.log10(lo), math.log10(hi), 200)
+            roof = np.minimum(peak, grid * bw * 1e9 / 1e12)
+            fig.add_trace(go.Scatter(x=grid, y=roof, mode="lines", name=f"roof ({dtype})",
+                                     line=dict(color="#e2e8f0", width=2),
+                                     hovertemplate="intensity %{x:.3g} FLOP/B<br>attainable %{y:.3g} TFLOP/s<extra></extra>"))
+            fig.add_annotation(x=math.log10(ridge), y=math.log10(peak), text=f"ridge {ridge:.3g} FLOP/B",
+                               showarrow=False, yshift=10)
+    by_variant: dict[str, list[dict]] = {}
+    for r in runs:
+        by_variant.setdefault(r["variant"], []).append(r)
+    for variant, rs in by_variant.items():
+        fig.add_trace(go.Scatter(
+            x=[r["intensity"] for r in rs], y=[r["achieved_tflops"] for r in rs], mode="markers",
+            name=variant, marker=dict(size=10, color=color_of(variant)),
+            text=[r.get("label", "") for r in rs],
+            hovertemplate="%{text}<br>intensity %{x:.3g} FLOP/B<br>%{y:.3g} TFLOP/s<extra>" + variant + "</extra>",
+        ))
+    fig.update_xaxes(title="arithmetic intensity (useful FLOPs / minimum bytes)", type="log")
+    fig.update_yaxes(title="achieved TFLOP/s (useful FLOPs)", type="log")
+    return _layout(fig, "Roofline", height=480)
+
+
+def telemetry_chart(samples: Sequence[dict], field: str, label: str,
+                    marks: Sequence[tuple[float, str]] = (), t0: float | None = None) -> go.Figure:
+    """One telemetry series over time (seconds ago), with job start/end marks."""
+    fig = go.Figure()
+    now = t0 if t0 is not None else (samples[-1]["t"] if samples else 0.0)
+    pts = [(s["t"] - now, s[field]) for s in samples if s.get(field) is not None]
+    fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
+                             name=label, line=dict(color="#f59e0b")))
+    for t, text in marks:
+        fig.add_vline(x=t - now, line=dict(color="#64748b", dash="dot"), annotation_text=text,
+                      annotation_position="top left")
+    fig.update_xaxes(title="seconds (0 = now)")
+    fig.update_yaxes(title=label)
+    if not pts:
+        fig.add_annotation(text="not available on this machine", showarrow=False,
+                           xref="paper", yref="paper", x=0.5, y=0.5)
+    return _layout(fig, label, height=220)
+
+
+def bars(labels: Sequence[str], values: Sequence[float], title: str, axis: str,
+         colors: Sequence[str] | None = None, log: bool = False) -> go.Figure:
+    fig = go.Figure(go.Bar(x=list(labels), y=list(values),
+                           marker_color=list(colors) if colors else None,
+                           hovertemplate="%{x}<br>%{y:.4g}<extra></extra>"))
+    fig.update_yaxes(title=axis, type="log" if log else "linear")
+    return _layout(fig, title, height=300)
+
+
+def grid_heatmap(values: np.ndarray, title: str, x_label: str = "head", y_label: str = "layer",
+                 colorscale: str = "Viridis", value_label: str = "") -> go.Figure:
+    """A layer x head grid of one statistic; clicking a cell selects (layer, head)."""
+    values = np.asarray(values, dtype=float)
+    fig = go.Figure(go.Heatmap(
+        z=values, x=list(range(values.shape[1])), y=list(range(values.shape[0])),
+        colorscale=colorscale, colorbar=dict(title=value_label),
+        hovertemplate=f"{y_label} %{{y}}, {x_label} %{{x}}<br>{value_label} %{{z:.4g}}<extra></extra>",
+    ))
+    fig.update_xaxes(title=x_label, dtick=1)
+    fig.update_yaxes(title=y_label, autorange="reversed", dtick=1)
+    return _layout(fig, title, height=320)
