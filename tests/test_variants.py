@@ -247,3 +247,8 @@ def test_linear_implied_weights_are_row_normalised_and_causal(shape):
     assert (w.sum(-1)[..., ~sees_something] == 0).all()
     # it is a different kernel from softmax, not a copy of it
     assert approx_error("linear", spec) > 1e-2
+
+
+def test_sdpa_names_an_unknown_backend():
+    reasons = variants.get("sdpa").unsupported(AttentionSpec(backend="flsh"), "cpu")
+    assert "unknown sdpa backend 'flsh'" in reasons[0] and "flash" in reasons[0]
