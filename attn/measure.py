@@ -18,6 +18,7 @@ import torch
 
 from attn import variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
+from attn.environment import environment
 from attn.inputs import random_qkv, resolve_device
 from attn.spec import AttentionSpec
 from attn.variants.gqa import repeat_kv
@@ -65,7 +66,7 @@ class Profile:
     error_rows: int
     roofline_pct: float | None = None
     attainable_tflops: float | None = None
-    energy_j: float | None = None
+    energy_j: float | None = None  # per call, from the GPU energy counter; None on the CPU
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     wall_s: float = 0.0
@@ -186,6 +187,27 @@ def check_fits(spec: AttentionSpec, variant: str, device: str) -> None:
                          f"{free / 2**30:.2f} GiB free on {device}; lower seq, batch or heads")
 
 
+# -- energy ----------------------------------------------------------------------------------
+def energy_per_call(fn: Callable[[], object], reader, sync: Callable[[], None], min_s: float = 0.5,
+                    max_calls: int = 100_000) -> float | None:
+    """Joules per call from the GPU's total-energy counter across a loop of calls lasting at
+    least `min_s` (the counter is device-wide and updates every few milliseconds)."""
+    before = reader.read().energy_mj
+    if before is None:
+        return None
+    calls, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < min_s and calls < max_calls:
+        fn()
+        calls += 1
+        if calls % 8 == 0:
+            sync()
+    sync()
+    after = reader.read().energy_mj
+    if after is None or after < before:
+        return None
+    return (after - before) / 1e3 / calls
+
+
 # -- FLOP cross-check ----------------------------------------------------------------------
 def counted_flops(fn: Callable[[], object]) -> int:
     from torch.utils.flop_counter import FlopCounterMode
@@ -280,6 +302,13 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
                 timing = time_cpu(fn, budget_s)
                 peak, reserved = cpu_peak_bytes(fn), None
                 memory_method = "torch profiler memory events (CPU allocator) during one call"
+            energy = None
+            if on_cuda:
+                from attn.telemetry import open_nvml
+
+                reader, _ = open_nvml(q.device.index or 0)
+                if reader is not None:
+                    energy = energy_per_call(fn, reader, torch.cuda.synchronize)
             useful = var.flops(spec)
             counted = counted_flops(fn)
             kernel_err = approx_err = None
@@ -301,7 +330,8 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
         flops_note=flops_note(variant, spec, useful, counted, device),
         achieved_tflops=achieved, peak_bytes=int(peak), reserved_bytes=reserved,
         memory_method=memory_method, kernel_error=kernel_err, approx_error=approx_err,
-        error_rows=rows, cost=attention_cost(spec, variant).to_dict(),
+        error_rows=rows, energy_j=energy, cost=attention_cost(spec, variant).to_dict(),
+        environment=environment(device),
     )
     _add_roofline(prof, spec, device)
     prof.wall_s = time.perf_counter() - started
@@ -326,3 +356,17 @@ def device_name(device: str) -> str:
     import platform
 
     return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def device_summary(device: str = "auto") -> dict:
+    """What the sidebar shows: the device that runs work, and its free and total memory."""
+    device = resolve_device(device)
+    if device.startswith("cuda"):
+        free, total = torch.cuda.mem_get_info(torch.device(device))
+        return {"device": device, "name": torch.cuda.get_device_name(torch.device(device)),
+                "free_bytes": int(free), "total_bytes": int(total), "gpu": True}
+    import psutil
+
+    vm = psutil.virtual_memory()
+    return {"device": device, "name": device_name(device), "free_bytes": int(vm.available),
+            "total_bytes": int(vm.total), "gpu": False}

@@ -1,0 +1,21 @@
+"""attn: the cost of attention, made visible. Run with `make run` (or `streamlit run app.py`)."""
+import streamlit as st
+
+from ui.sidebar import device_box, spec_editor
+
+st.set_page_config(page_title="attn · the cost of attention", page_icon="🔦", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("pages/playground.py", title="Playground", icon="🧪"),
+    st.Page("pages/scaling.py", title="Scaling", icon="📈"),
+    st.Page("pages/roofline.py", title="Roofline", icon="🏔️"),
+    st.Page("pages/monitor.py", title="Live monitor", icon="📟"),
+    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+]
+
+page = st.navigation(PAGES)
+st.sidebar.title("attn")
+device_box()
+st.session_state["current_spec"] = spec_editor()
+page.run()

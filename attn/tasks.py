@@ -1,0 +1,34 @@
+"""Job functions for attn.jobs: profiles and sweeps run in the worker process, never on the UI
+thread. Arguments and results are plain dicts so they cross the process boundary."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from attn.spec import AttentionSpec
+
+
+def profile_task(spec: dict, variant: str, budget_s: float = 0.5, *, report) -> dict:
+    from attn import measure
+
+    report.progress(0.05, f"{variant}: first call (compiles, picks a backend)")
+    prof = measure.profile(AttentionSpec.from_dict(spec), variant, budget_s=budget_s)
+    report.progress(1.0, "done")
+    return prof.to_dict()
+
+
+def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq",
+               budget_s: float = 0.3, *, report) -> dict:
+    from attn import sweep
+
+    total = len(variants) * len(set(xs))
+    done = 0
+
+    def on_point(point: sweep.Point) -> None:
+        nonlocal done
+        done += 1
+        report.partial(asdict(point))
+        report.progress(done / total, f"{point.variant} at {axis} {point.x}: {point.status}")
+
+    result = sweep.run_sweep(AttentionSpec.from_dict(spec), variants, xs, axis=axis,
+                             budget_s=budget_s, on_point=on_point, cancelled=report.cancelled)
+    return result.to_dict()

@@ -1,0 +1,77 @@
+"""Playground: one spec, several variants side by side: maps, mask, head stats, cost cards."""
+import pandas as pd
+import streamlit as st
+
+from attn import charts, variants
+from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
+from attn.sweep import analytic_curve
+from ui import format as fmt
+from ui import results
+from ui.errors import shown_as_error
+from ui.state import current_spec, sync_url, url_list, url_value
+
+st.title("🧪 Playground")
+st.caption("One spec, several attention variants side by side. " + USEFUL_FLOPS_NOTE + ".")
+spec = current_spec()
+if spec is None:
+    st.stop()
+
+names = variants.names()
+chosen = st.multiselect("Variants", names, default=[v for v in url_list("variants", ["sdpa", "sliding_window"]) if v in names],
+                        key="pg_variants")
+c1, c2, c3, c4, c5 = st.columns(5)
+head = c1.number_input("head", 0, spec.heads - 1, min(url_value("head", 0), spec.heads - 1), key="pg_head")
+size = c2.select_slider("map cells", [64, 128, 256, 512], value=url_value("cells", 256), key="pg_cells")
+reduce = c3.radio("pooling", ["mean", "max"], horizontal=True, key="pg_reduce")
+temperature = c4.select_slider("temperature", [0.25, 0.5, 1.0, 2.0, 4.0], value=1.0, key="pg_temp",
+                               help="q is scaled by 1/temperature: low is sharp attention, high is flat")
+log_scale = c5.toggle("log colour", value=True, key="pg_log")
+sync_url(variants=chosen, head=head, cells=size)
+
+if not chosen:
+    st.info("Pick one or more variants above.")
+    st.stop()
+
+big = results.map_work(spec) > results.AUTO_MAP_WORK
+draw = not big or st.button("Draw the maps", help="this spec takes a while on this device; maps are cached")
+profile_now = st.button("▶ Profile", type="primary",
+                        help="time, memory and error of each variant on this device (runs in the worker)")
+if profile_now:
+    results.profile_all(spec, chosen)
+
+columns = st.columns(min(len(chosen), 3))
+for i, name in enumerate(chosen):
+    col = columns[i % len(columns)]
+    var = variants.get(name)
+    with col:
+        st.subheader(var.title)
+        st.caption(("exact" if var.exact else "approximation") + " · " + var.summary)
+        reasons = var.unsupported(spec, results.device())
+        if reasons:
+            st.warning("Cannot run this spec: " + "; ".join(reasons))
+            continue
+        with shown_as_error(f"{name}: cost"):
+            cost = attention_cost(spec, name)
+            results.cost_cards(cost, results.cached_profile(spec, name))
+        if draw:
+            with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
+                m = results.maps(spec, name, int(head), int(size), reduce, float(temperature))
+                tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
+                with tab_w:
+                    st.plotly_chart(charts.attention_heatmap(
+                        m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
+                        title=f"head {head} · {'exact' if m['map']['exact'] else reduce + '-pooled'}",
+                        log_scale=log_scale), key=f"map_{name}")
+                with tab_m:
+                    density = results.mask_density(spec, name, tuple(m["map"]["q_edges"]), tuple(m["map"]["k_edges"]))
+                    st.plotly_chart(charts.mask_heatmap(density, m["map"]["q_edges"], m["map"]["k_edges"],
+                                                        title=results.mask_title(name)), key=f"mask_{name}")
+                with tab_s:
+                    st.dataframe(pd.DataFrame(m["head_stats"]).drop(columns=["batch"], errors="ignore"),
+                                 hide_index=True, width="stretch")
+        else:
+            st.info("Maps of this size take a while here: press **Draw the maps**.")
+        xs = results.seq_grid(spec.seq)
+        curve = [{"variant": name, "status": "ok", **p} for p in analytic_curve(spec, name, xs)]
+        st.plotly_chart(charts.metric_curve(curve, "flops", title="useful FLOPs across lengths (analytic)",
+                                            current_x=spec.seq, height=260), key=f"curve_{name}")

@@ -1,0 +1,143 @@
+"""Cached work behind the pages: maps, mask patterns, profiles (through the job runner)."""
+from __future__ import annotations
+
+import json
+import time
+
+import streamlit as st
+
+from attn import jobs, tasks, variants
+from attn.cost import Cost
+from attn.maps import maps_json
+from attn.masks import pooled_mask
+from attn.spec import AttentionSpec
+from ui import format as fmt
+from ui.errors import job_error
+from ui.sidebar import _device
+
+# maps are drawn at once below this many (query, key, head) visits; above it, on request
+AUTO_MAP_WORK = 2**27
+PROFILE_BUDGET_S = 0.3
+
+
+def device() -> str:
+    return _device()["device"]
+
+
+def spec_key(spec: AttentionSpec) -> str:
+    return json.dumps(spec.to_dict(), sort_keys=True)
+
+
+def map_work(spec: AttentionSpec) -> int:
+    return spec.seq * spec.kv_seq * spec.heads
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _maps(spec_json: str, variant: str, head: int, size: int, reduce: str, temperature: float) -> dict:
+    return maps_json(AttentionSpec.from_dict(json.loads(spec_json)), variant, head, size, reduce, temperature)
+
+
+def maps(spec: AttentionSpec, variant: str, head: int, size: int, reduce: str, temperature: float) -> dict:
+    return _maps(spec_key(spec), variant, head, size, reduce, temperature)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _mask_density(spec_json: str, variant: str, q_edges: tuple, k_edges: tuple):
+    spec = AttentionSpec.from_dict(json.loads(spec_json))
+    mask = variants.get(variant).mask(spec)
+    if mask is None:  # no mask: every pair is visible
+        import numpy as np
+
+        return np.ones((len(q_edges) - 1, len(k_edges) - 1), dtype=np.float32)
+    return pooled_mask(mask.fn, spec.seq, spec.kv_seq, list(q_edges), list(k_edges)).numpy()
+
+
+def mask_density(spec: AttentionSpec, variant: str, q_edges: tuple, k_edges: tuple):
+    return _mask_density(spec_key(spec), variant, q_edges, k_edges)
+
+
+def mask_title(variant: str) -> str:
+    if variants.get(variant).exact:
+        return "mask: share of pairs computed"
+    return "keys visible before the approximation"
+
+
+def seq_grid(seq: int) -> list[int]:
+    """Powers of two around the current length, for the small curves."""
+    lo = max(16, 1 << max(0, seq.bit_length() - 5))
+    xs, x = [], lo
+    while x <= seq * 16:
+        xs.append(x)
+        x *= 2
+    return sorted(set(xs + [seq]))
+
+
+# -- profiles -------------------------------------------------------------------------------
+def _profiles() -> dict:
+    return st.session_state.setdefault("profiles", {})
+
+
+def cached_profile(spec: AttentionSpec, variant: str) -> dict | None:
+    return _profiles().get((spec_key(spec), variant))
+
+
+def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE_BUDGET_S) -> None:
+    """Profile each variant in the worker process, one after the other, with progress."""
+    runner = jobs.default_runner()
+    todo = [n for n in names if not variants.get(n).unsupported(spec, device())]
+    bar = st.progress(0.0, text="queued")
+    for i, name in enumerate(todo):
+        handle = runner.submit(tasks.profile_task, spec.to_dict(), name, budget_s, kind="profile",
+                               title=f"{name} at seq {spec.seq}")
+        while not handle.done():
+            frac, msg = handle.progress
+            bar.progress((i + frac) / len(todo), text=f"{name}: {msg}")
+            time.sleep(0.1)
+        if handle.status == "done":
+            result = handle.result()
+            _profiles()[(spec_key(spec), name)] = result
+            save_run("profile", spec, result, name)
+        else:
+            job_error(handle)
+    bar.progress(1.0, text="done")
+
+
+def save_run(kind: str, spec: AttentionSpec, result: dict, variant: str | None) -> int | None:
+    from attn.runs import RunStore
+
+    try:
+        return RunStore().save(kind, spec.to_dict(), result, variant=variant,
+                               environment=result.get("environment"))
+    except Exception as err:  # a full disk must not cost the user the measurement on screen
+        st.warning(f"the run was measured but not saved: {err}")
+        return None
+
+
+def cost_cards(cost: Cost, prof: dict | None) -> None:
+    """Analytic numbers always; measured ones once the variant was profiled."""
+    a, b, c = st.columns(3)
+    a.metric("useful FLOPs", fmt.si(cost.flops, "FLOP"),
+             help="4·B·H·D per unmasked (query, key) pair; approximations: the work they do")
+    b.metric("pairs computed", f"{cost.density:.1%}", help=f"{cost.pairs:,} of {cost.full_pairs:,} "
+             "pairs that exact attention with the same causal flag sees")
+    c.metric("est. peak", fmt.nbytes(cost.peak_bytes), help="inputs + output + workspace, analytic")
+    if prof is None:
+        st.caption("Not profiled yet on this device: press ▶ Profile.")
+        return
+    a, b, c = st.columns(3)
+    a.metric("latency (median)", fmt.ms(prof["latency_ms"]),
+             help=f"p10 {fmt.ms(prof['p10_ms'])} · p90 {fmt.ms(prof['p90_ms'])} · "
+                  f"{prof['repeats']} repeats · {prof['timing_method']}")
+    b.metric("peak memory", fmt.nbytes(prof["peak_bytes"]), help=prof["memory_method"])
+    c.metric("achieved", fmt.si(prof["achieved_tflops"] * 1e12, "FLOP/s"), help=prof["flops_note"])
+    a, b, c = st.columns(3)
+    a.metric("roofline", fmt.pct(prof.get("roofline_pct")),
+             help="share of min(peak matmul rate, intensity × bandwidth) measured on this device; "
+                  "— until the device is calibrated (Overview)")
+    b.metric("kernel error", fmt.ratio(prof["kernel_error"]),
+             help="‖out − ref‖/‖ref‖ against this variant's own math in float64")
+    c.metric("approx error", fmt.ratio(prof["approx_error"]),
+             help="‖out − full‖/‖full‖ against exact attention with the same causal flag")
+    st.caption(f"backend: {prof['backend']} · p10–p90 {fmt.ms(prof['p10_ms'])}–{fmt.ms(prof['p90_ms'])}"
+               + (f" · energy {prof['energy_j']:.3g} J/call" if prof.get("energy_j") else
+                  " · energy: needs an NVIDIA GPU's energy counter"))

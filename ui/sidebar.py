@@ -1,0 +1,93 @@
+"""The sidebar every page shares: the device, and the spec editor."""
+from __future__ import annotations
+
+import streamlit as st
+
+from attn import variants
+from attn.measure import device_summary
+from attn.spec import DTYPE_BYTES, AttentionSpec, divisors
+from attn.variants.sdpa import BACKEND_CHOICES
+from ui import format as fmt
+from ui.state import spec_values
+
+
+@st.cache_data(ttl=5, show_spinner=False)
+def _device() -> dict:
+    return device_summary("auto")
+
+
+def device_box() -> dict:
+    info = _device()
+    with st.sidebar:
+        if info["gpu"]:
+            st.markdown(f"**GPU** · {info['name']}  \n{fmt.nbytes(info['free_bytes'])} free of "
+                        f"{fmt.nbytes(info['total_bytes'])}")
+        else:
+            st.markdown(f"**CPU only** · {info['name']}  \n{fmt.nbytes(info['free_bytes'])} RAM available")
+    return info
+
+
+def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
+    """Edit the shared spec in the sidebar. Returns it, or None after showing why it is invalid.
+
+    params_for: the variants whose parameters to show (all when None).
+    """
+    values = spec_values()
+    sb = st.sidebar
+    sb.subheader("Spec")
+    c1, c2 = sb.columns(2)
+    values["batch"] = c1.number_input("batch", 1, 4096, int(values["batch"]), key="w_batch")
+    values["seq"] = c2.number_input("seq (queries)", 1, 1 << 20, int(values["seq"]), step=128, key="w_seq")
+    values["heads"] = c1.number_input("heads", 1, 512, int(values["heads"]), key="w_heads")
+    values["head_dim"] = c2.number_input("head_dim", 1, 1024, int(values["head_dim"]), key="w_head_dim")
+    kv_options = ["= heads"] + [d for d in divisors(int(values["heads"]))][::-1][1:]
+    current = values.get("kv_heads")
+    kv_index = kv_options.index(current) if current in kv_options else 0
+    kv_choice = c1.selectbox("kv_heads (GQA)", kv_options, index=kv_index, key="w_kv_heads",
+                             help="key/value heads shared by groups of query heads; 1 = MQA")
+    values["kv_heads"] = None if kv_choice == "= heads" else int(kv_choice)
+    dtypes = list(DTYPE_BYTES)
+    values["dtype"] = c2.selectbox("dtype", dtypes, index=dtypes.index(values["dtype"]), key="w_dtype")
+    values["causal"] = sb.toggle("causal", bool(values["causal"]), key="w_causal")
+    same = sb.checkbox("kv_seq = seq", values.get("kv_seq") in (None, values["seq"]), key="w_kv_same")
+    if same:
+        values["kv_seq"] = None
+    else:
+        values["kv_seq"] = sb.number_input("kv_seq (keys)", 1, 1 << 20,
+                                           int(values.get("kv_seq") or values["seq"]), key="w_kv_seq")
+        aligns = ["bottom_right", "top_left"]
+        values["causal_align"] = sb.radio("causal alignment", aligns, horizontal=True,
+                                          index=aligns.index(values["causal_align"]), key="w_align",
+                                          help="bottom_right: the last query sees every key (decoding "
+                                               "with a KV cache); top_left: torch's is_causal")
+    _variant_params(values, params_for)
+    spec = None
+    try:
+        spec = AttentionSpec(**values)
+    except ValueError as err:
+        sb.error(str(err))
+        st.error(f"The spec is not valid: {err}")
+    return spec
+
+
+def _variant_params(values: dict, names: list[str] | None) -> None:
+    wanted = set()
+    for name in names if names is not None else variants.names():
+        wanted.update(variants.get(name).params)
+    if not wanted:
+        return
+    with st.sidebar.expander("Variant parameters", expanded=True):
+        if "backend" in wanted:
+            values["backend"] = st.selectbox("sdpa backend", BACKEND_CHOICES,
+                                             index=BACKEND_CHOICES.index(values["backend"]), key="w_backend")
+        ranges = {"window": (1, 1 << 20, "sliding window: keys each query sees"),
+                  "block": (1, 4096, "block_sparse: tokens per block"),
+                  "n_global": (0, 64, "block_sparse: global blocks at the start"),
+                  "n_random": (0, 64, "block_sparse: random key blocks per query block"),
+                  "top_k": (1, 1 << 20, "topk: keys kept per query"),
+                  "features": (1, 16384, "performer: random features"),
+                  "rank": (1, 1 << 20, "linformer: projected rows")}
+        for name, (lo, hi, help_text) in ranges.items():
+            if name in wanted:
+                values[name] = st.number_input(name, lo, hi, int(values[name]), key=f"w_{name}", help=help_text)
+    values["seed"] = st.sidebar.number_input("seed", 0, 2**31 - 1, int(values["seed"]), key="w_seed")

@@ -1,0 +1,76 @@
+"""Page state that survives reruns and lives in the URL, so a link reproduces a view."""
+from __future__ import annotations
+
+from dataclasses import fields
+from typing import Any
+
+import streamlit as st
+
+from attn.spec import AttentionSpec
+
+SPEC_KEY = "spec"
+_DEFAULT = AttentionSpec(seq=512, heads=8, head_dim=64, causal=True, device="auto")
+_SPEC_FIELDS = {f.name: f for f in fields(AttentionSpec)}
+
+
+def _parse(name: str, text: str) -> Any:
+    default = getattr(_DEFAULT, name)
+    if name == "causal":
+        return text.lower() in ("1", "true", "yes")
+    if name in ("kv_seq", "kv_heads", "d_model"):
+        return int(text)
+    return int(text) if isinstance(default, int) and not isinstance(default, bool) else text
+
+
+def spec_values() -> dict[str, Any]:
+    """The spec fields of this session: from the session, else from the URL, else defaults."""
+    if SPEC_KEY not in st.session_state:
+        values = _DEFAULT.to_dict()
+        values["kv_seq"] = values["kv_heads"] = values["d_model"] = None
+        for name in _SPEC_FIELDS:
+            if name in st.query_params:
+                try:
+                    values[name] = _parse(name, st.query_params[name])
+                except ValueError:
+                    pass  # a hand-edited URL; the default stands and the editor shows it
+        st.session_state[SPEC_KEY] = values
+    return st.session_state[SPEC_KEY]
+
+
+def current_spec() -> AttentionSpec | None:
+    """The spec the sidebar holds this run (None when invalid; the sidebar shows why)."""
+    return st.session_state.get("current_spec")
+
+
+def sync_url(**extra: Any) -> None:
+    """Put the spec (what differs from the defaults) and this page's own values into the URL."""
+    write_url(spec_values(), **extra)
+
+
+def write_url(values: dict[str, Any], **extra: Any) -> None:
+    params = {}
+    default = _DEFAULT.to_dict()
+    for name, value in values.items():
+        if value is None or (name in default and value == default[name] and name not in ("causal",)):
+            continue
+        params[name] = str(value).lower() if isinstance(value, bool) else str(value)
+    for name, value in extra.items():
+        if value not in (None, "", []):
+            params[name] = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+    if dict(st.query_params) != params:
+        st.query_params.from_dict(params)
+
+
+def url_list(name: str, default: list[str]) -> list[str]:
+    raw = st.query_params.get(name)
+    return [x for x in raw.split(",") if x] if raw else list(default)
+
+
+def url_value(name: str, default: Any) -> Any:
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        return type(default)(raw) if not isinstance(default, bool) else raw.lower() in ("1", "true")
+    except ValueError:
+        return default
