@@ -252,3 +252,32 @@ def test_linear_implied_weights_are_row_normalised_and_causal(shape):
 def test_sdpa_names_an_unknown_backend():
     reasons = variants.get("sdpa").unsupported(AttentionSpec(backend="flsh"), "cpu")
     assert "unknown sdpa backend 'flsh'" in reasons[0] and "flash" in reasons[0]
+
+
+# -- FlexAttention compiled for the CPU ----------------------------------------------------------
+FLEX_CASES = [
+    # GQA, causal bottom-right with more queries than keys: rows 0..22 see nothing
+    ("sliding_window", dict(seq=150, kv_seq=127, heads=4, kv_heads=2, window=33, causal=True)),
+    ("sliding_window", dict(seq=96, kv_seq=200, window=40)),
+    ("block_sparse", dict(seq=200, kv_seq=181, block=32, n_random=2, causal=True)),
+    ("block_sparse", dict(seq=130, heads=4, kv_heads=1, block=16, causal=True,
+                          causal_align="top_left")),
+]
+
+
+@pytest.mark.slow
+def test_flex_attention_compiles_on_the_cpu_and_matches_the_reference():
+    """The CUDA path of the masked variants, compiled here for the CPU (tens of seconds).
+
+    Not skipped when FlexAttention cannot compile: then the CUDA path is broken too, and the
+    error should say why.
+    """
+    from attn.variants.softmax import flex_attention
+
+    for name, shape in FLEX_CASES:
+        spec = AttentionSpec(**{"batch": 1, "heads": 2, "head_dim": 16, **shape})
+        variant = variants.get(name)
+        q, k, v = random_qkv(spec)
+        out = flex_attention(q, k, v, spec, variant.mask(spec), name)
+        assert out.shape == q.shape
+        assert relative_error(out, own_reference(variant, q, k, v, spec)) < 1e-5, (name, shape)
