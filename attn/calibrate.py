@@ -6,7 +6,6 @@ under ATTN_HOME (default ~/.attn), so a profile can report its share of what thi
 from __future__ import annotations
 
 import json
-import os
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -18,7 +17,9 @@ from attn.inputs import resolve_device
 
 
 def attn_home() -> Path:
-    return Path(os.environ.get("ATTN_HOME") or Path.home() / ".attn")
+    from attn.runs import default_path
+
+    return default_path().parent
 
 
 @dataclass

@@ -32,3 +32,10 @@ def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq"
     result = sweep.run_sweep(AttentionSpec.from_dict(spec), variants, xs, axis=axis,
                              budget_s=budget_s, on_point=on_point, cancelled=report.cancelled)
     return result.to_dict()
+
+
+def calibrate_task(device: str = "auto", *, report) -> dict:
+    from attn import calibrate
+
+    report.progress(0.1, "matmul rates and copy bandwidth")
+    return calibrate.calibrate(device, force=True).to_dict()

@@ -141,3 +141,14 @@ def cost_cards(cost: Cost, prof: dict | None) -> None:
     st.caption(f"backend: {prof['backend']} · p10–p90 {fmt.ms(prof['p10_ms'])}–{fmt.ms(prof['p90_ms'])}"
                + (f" · energy {prof['energy_j']:.3g} J/call" if prof.get("energy_j") else
                   " · energy: needs an NVIDIA GPU's energy counter"))
+
+
+def device_info() -> dict:
+    return _device()
+
+
+def demo_sweep(gpu: bool) -> dict:
+    """A sweep that shows the quadratic wall in under a minute on this kind of device."""
+    if gpu:
+        return {"variants": ["sdpa", "dense", "sliding_window", "linear"], "lo": 10, "hi": 15}
+    return {"variants": ["sdpa", "dense", "sliding_window", "linear"], "lo": 7, "hi": 11}

@@ -1,0 +1,46 @@
+"""Overview: what attn shows, this device and its measured roof, the latest runs, a demo."""
+import pandas as pd
+import streamlit as st
+
+from attn.cost import USEFUL_FLOPS_NOTE
+from attn.runs import RunStore
+from ui import calibration, results
+
+st.title("🔦 attn — the cost of attention, made visible")
+st.markdown(
+    "Attention is the part of a transformer whose cost grows with the square of the context. "
+    "attn runs attention variants and real models **on this machine** and shows what each one "
+    "costs — FLOPs, memory, latency, energy — beside what it attends to.\n\n"
+    "- **Playground**: one spec, several variants: maps, masks, head statistics, cost cards.\n"
+    "- **Scaling**: sweeps over length with fitted exponents, crossovers and the memory wall.\n"
+    "- **Roofline**: every run against the measured limits of this device.\n"
+    "- **Live monitor**: GPU and CPU counters while work runs.\n"
+    "- **Compare**: saved runs side by side.\n\n"
+    f"Every FLOP count is a {USEFUL_FLOPS_NOTE}.")
+
+info = results.device()
+c1, c2 = st.columns(2)
+with c1:
+    st.subheader("This device")
+    summary = results.device_info()
+    st.markdown(f"**{summary['name']}**  \n" + ("GPU" if summary["gpu"] else "CPU only: no CUDA GPU is visible to torch"))
+    cal = calibration.calibrate_button(info)
+    if cal:
+        st.caption(calibration.summary(cal))
+with c2:
+    st.subheader("Demo")
+    demo = results.demo_sweep(summary["gpu"])
+    st.markdown(f"A sweep of **{', '.join(demo['variants'])}** over sequence lengths "
+                f"2^{demo['lo']}…2^{demo['hi']}, sized for this device.")
+    if st.button("▶ Run the demo sweep", type="primary"):
+        st.session_state["demo_sweep"] = {**demo, "start": True}
+        st.switch_page("pages/scaling.py")
+
+st.subheader("Latest runs")
+runs = RunStore().list(limit=10)
+if runs:
+    st.dataframe(pd.DataFrame([{"id": r.id, "kind": r.kind, "variant": r.variant, "spec": r.spec_short,
+                                "latency (ms)": r.latency_ms, "device": r.device, "when (UTC)": r.created_at[:19]}
+                               for r in runs]), hide_index=True, width="stretch")
+else:
+    st.caption("No runs saved yet.")

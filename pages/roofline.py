@@ -1,0 +1,39 @@
+"""Roofline: every profiled run on this device's measured roof."""
+import streamlit as st
+
+from attn import charts
+from attn.cost import USEFUL_FLOPS_NOTE
+from attn.runs import RunStore
+from ui import calibration, results
+
+st.title("🏔️ Roofline")
+st.caption("Each run at its arithmetic intensity (useful FLOPs ÷ the minimum bytes: q, k, v read "
+           "once, the output written once) and its achieved rate, under the roof this device "
+           "measured: min(peak matmul rate, intensity × copy bandwidth). " + USEFUL_FLOPS_NOTE + ".")
+
+device = results.device()
+cal = calibration.calibrate_button(device)
+if cal:
+    st.caption("Calibration: " + calibration.summary(cal))
+else:
+    st.info("This device is not calibrated yet: the runs are shown without a roof.")
+
+store = RunStore()
+runs = []
+for summary in store.list(kind="profile", limit=500):
+    run = store.get(summary.id)
+    r = run.results
+    if not r.get("achieved_tflops") or not r.get("cost"):
+        continue
+    if (run.environment.get("device_kind") or "cpu") != ("cuda" if device.startswith("cuda") else "cpu"):
+        continue
+    runs.append({"variant": run.variant, "intensity": r["cost"]["arithmetic_intensity"],
+                 "achieved_tflops": r["achieved_tflops"], "dtype": run.spec.get("dtype", "float32"),
+                 "label": f"#{run.id} {summary.spec_short}"})
+
+dtypes = sorted({r["dtype"] for r in runs}) or ["float32"]
+dtype = st.radio("roof for dtype", dtypes, horizontal=True)
+shown = [r for r in runs if r["dtype"] == dtype]
+st.plotly_chart(charts.roofline(cal, shown, dtype), key="roofline")
+if not shown:
+    st.info("No profiled runs in this dtype on this device yet: profile some in the Playground.")

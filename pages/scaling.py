@@ -1,0 +1,137 @@
+"""Scaling: a sweep over sequence lengths (or batch, heads, head_dim) whose curves grow point by
+point while it runs, with fitted exponents, crossovers and the memory wall."""
+import streamlit as st
+
+from attn import charts, jobs, tasks, variants
+from attn.cost import USEFUL_FLOPS_NOTE
+from attn.sweep import AXES, Point, analyse
+from ui import format as fmt
+from ui import results
+from ui.errors import job_error, shown_as_error
+from ui.state import current_spec, sync_url, url_list, url_value
+
+st.title("📈 Scaling")
+st.caption("How latency, memory and FLOPs grow with the sequence. Log-log axes: a slope of 2 is "
+           "quadratic, 1 is linear. " + USEFUL_FLOPS_NOTE + ".")
+spec = current_spec()
+if spec is None:
+    st.stop()
+
+names = variants.names()
+demo = st.session_state.pop("demo_sweep", None) or {}
+if demo:  # the Overview's demo button: its choices win over what the widgets held
+    st.session_state.update(sc_variants=demo["variants"], sc_lo=demo["lo"], sc_hi=demo["hi"])
+chosen = st.multiselect("Variants", names, key="sc_variants",
+                        default=demo.get("variants") or [v for v in url_list("variants", ["sdpa", "sliding_window", "linear"]) if v in names])
+c1, c2, c3, c4 = st.columns(4)
+axis = c1.selectbox("axis", AXES, index=AXES.index(url_value("axis", "seq")), key="sc_axis")
+lo_exp = c2.number_input("from 2^", 0, 24, demo.get("lo", url_value("lo", 8)), key="sc_lo")
+hi_exp = c3.number_input("to 2^", 0, 24, demo.get("hi", url_value("hi", 12)), key="sc_hi")
+budget = c4.number_input("seconds per point", 0.05, 5.0, 0.2, step=0.05, key="sc_budget")
+xs = [2**e for e in range(int(lo_exp), int(hi_exp) + 1)]
+sync_url(variants=chosen, axis=axis, lo=lo_exp, hi=hi_exp)
+st.caption(f"{axis} ∈ {xs}; the rest of the spec comes from the sidebar. A variant stops at its first "
+           "out-of-memory; the others go on.")
+
+if hi_exp < lo_exp:
+    st.error("'to' must be at least 'from'")
+    st.stop()
+
+start = st.button("▶ Run sweep", type="primary", disabled=not chosen) or demo.get("start", False)
+if start:
+    with shown_as_error("The sweep"):
+        handle = jobs.default_runner().submit(tasks.sweep_task, spec.to_dict(), chosen, xs, axis, float(budget),
+                                              kind="sweep", title=f"{','.join(chosen)} over {axis}")
+        st.session_state["sweep_job"] = handle.id
+        st.session_state.pop("sweep_result", None)
+
+
+def _points_of(handle) -> list[dict]:
+    return list(handle.partials())
+
+
+def _draw(points: list[dict], final: dict | None) -> None:
+    pts = [p for p in points]
+    names_seen = list(dict.fromkeys(p["variant"] for p in pts))
+    if final:
+        fits, crossings, walls = final["fits"], final["crossovers"], final["walls"]
+    else:
+        fit_objs, cross_objs = analyse([Point(**p) for p in pts], names_seen)
+        fits = {n: {m: f.__dict__ for m, f in fs.items()} for n, fs in fit_objs.items()}
+        crossings, walls = [c.__dict__ for c in cross_objs], []
+    label = "sequence length" if axis == "seq" else axis
+    tabs = st.tabs(["latency", "peak memory", "FLOPs"])
+    for tab, metric in zip(tabs, ("latency_ms", "peak_bytes", "flops")):
+        with tab:
+            fig = charts.metric_curve(pts, metric, x_label=label, fits=fits, crossovers=crossings, walls=walls)
+            event = st.plotly_chart(fig, key=f"sweep_{metric}", on_select="rerun", selection_mode="points")
+            sel = (event or {}).get("selection", {}).get("points", []) if event else []
+            if sel and "customdata" in sel[0]:
+                st.session_state["sweep_pick"] = sel[0]["customdata"]
+    if walls:
+        st.markdown("**Memory wall** (longest that fits): " + " · ".join(
+            f"{w['variant']}: {w['x']:,}" + (" *(projected)*" if w["projected"] else "") if w["x"] else f"{w['variant']}: —"
+            for w in walls))
+    failed = [p for p in pts if p["status"] != "ok"]
+    for p in failed:
+        st.caption(f"{p['variant']} at {p['x']}: {p['status']} — {p['message']}")
+
+
+@st.fragment(run_every=0.5)
+def live() -> None:
+    job_id = st.session_state.get("sweep_job")
+    final = st.session_state.get("sweep_result")
+    if job_id is None and final is None:
+        st.info("Choose variants and a range, then **Run sweep**.")
+        return
+    handle = jobs.default_runner().get(job_id) if job_id is not None else None
+    if handle is not None and not handle.done():
+        frac, msg = handle.progress
+        c1, c2 = st.columns([5, 1])
+        c1.progress(frac, text=msg)
+        if c2.button("Cancel", key="sweep_cancel"):
+            handle.cancel()
+        _draw(_points_of(handle), None)
+        return
+    if handle is not None and final is None:
+        if handle.status == "done":
+            final = handle.result()
+            st.session_state["sweep_result"] = final
+            run_id = results.save_run("sweep", spec, final, ",".join(final["variants"]))
+            st.session_state["sweep_run_id"] = run_id
+        elif handle.status == "cancelled":
+            st.warning("Sweep cancelled; the points measured so far are shown.")
+            _draw(_points_of(handle), None)
+            return
+        else:
+            job_error(handle)
+            _draw(_points_of(handle), None)
+            return
+    if final:
+        _draw(final["points"], final)
+
+
+live()
+
+pick = st.session_state.get("sweep_pick")
+final = st.session_state.get("sweep_result")
+if pick and final:
+    variant, x = pick
+    point = next((p for p in final["points"] if p["variant"] == variant and p["x"] == x), None)
+    if point and point["status"] == "ok":
+        from attn.spec import AttentionSpec
+
+        st.subheader(f"{variant} at {axis} {x}")
+        c1, c2 = st.columns([3, 2])
+        with c2:
+            st.metric("latency (median)", fmt.ms(point["latency_ms"]))
+            st.metric("peak memory", fmt.nbytes(point["peak_bytes"]))
+            st.metric("approx error", fmt.ratio(point["approx_error"]))
+        with c1, shown_as_error("The map"):
+            pspec = AttentionSpec.from_dict(point["spec"])
+            m = results.maps(pspec, variant, 0, 256, "mean", 1.0)
+            st.plotly_chart(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
+                                                     title=f"head 0, {variant}, {axis} {x}", log_scale=True),
+                            key="sweep_pick_map")
+elif final:
+    st.caption("Click a point on a curve to see that run's attention map here.")

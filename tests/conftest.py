@@ -1,0 +1,18 @@
+"""Shared test set-up: the repo root is importable, and no test touches the user's ~/.attn."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_attn_home(tmp_path_factory, monkeypatch):
+    if "ATTN_HOME_FOR_TESTS" not in os.environ:
+        home = tmp_path_factory.mktemp("attn_home")
+        monkeypatch.setenv("ATTN_HOME", str(home))
+    yield
