@@ -1,0 +1,81 @@
+"""Job functions for test_jobs.py. Module-level, so that the spawned worker can import them."""
+from __future__ import annotations
+
+import itertools
+import os
+import time
+from pathlib import Path
+
+_calls = itertools.count()
+PATIENCE_S = 30.0  # how long a job waits for the test before it gives up
+
+
+def add(a: int, b: int, *, report) -> dict:
+    return {"sum": a + b, "pid": os.getpid()}
+
+
+def in_order(tag: str, *, report) -> dict:
+    """Which call this is in the worker that ran it: jobs must reach it in submission order."""
+    return {"tag": tag, "call": next(_calls), "pid": os.getpid()}
+
+
+def stream(n: int, gate: str, *, report) -> dict:
+    """Send n items, then wait for the file `gate` to appear, so the test can look mid-job."""
+    for i in range(n):
+        report.partial({"i": i, "square": i * i})
+        report.progress((i + 1) / n, f"point {i + 1} of {n}")
+    deadline = time.monotonic() + PATIENCE_S
+    while not Path(gate).exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the test never opened the gate")
+        time.sleep(0.01)
+    return {"points": n}
+
+
+def until_cancelled(*, report) -> str:
+    """A cooperative job: one partial item per step until it is asked to stop."""
+    report.progress(0.0, "waiting for a cancel")
+    deadline = time.monotonic() + PATIENCE_S
+    step = 0
+    while not report.cancelled():
+        if time.monotonic() > deadline:
+            raise TimeoutError("never cancelled")
+        report.partial({"step": step})
+        step += 1
+        time.sleep(0.02)
+    return "stopped"
+
+
+def ignores_cancel(seconds: float, *, report) -> str:
+    report.progress(0.0, "sleeping, deaf to cancels")
+    time.sleep(seconds)
+    return "slept"
+
+
+def fails(message: str, *, report) -> None:
+    report.progress(0.5, "about to fail")
+    raise ValueError(message)
+
+
+def torch_oom(*, report) -> None:
+    import torch
+
+    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a "
+                                 "total capacity of 79.19 GiB of which 1.2 GiB is free.")
+
+
+def cpu_oom(*, report) -> None:
+    raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate "
+                       "memory: you tried to allocate 1099511627776 bytes.")
+
+
+def cuda_fault(*, report) -> None:
+    raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+
+def unpicklable_partial(*, report) -> None:
+    report.partial(lambda: None)
+
+
+def writes_marker(path: str, *, report) -> None:
+    Path(path).write_text("ran")
