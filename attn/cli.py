@@ -130,14 +130,76 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     _emit(args, cal.to_dict(), lambda d: json.dumps(d, indent=1))
 
 
+def cmd_maps(args: argparse.Namespace) -> None:
+    from attn.maps import maps_json
+
+    spec = spec_from_args(args)
+    if not 0 <= args.head < spec.heads:
+        raise BadInput(f"--head must be in 0..{spec.heads - 1}, got {args.head}")
+    data = maps_json(spec, args.variant, args.head, args.max_size, args.reduce, args.temperature)
+    _save(args, "maps", spec, data, args.variant)
+    _emit(args, data, lambda d: "\n".join(
+        [f"{d['variant']} head {args.head}: {len(d['map']['values'])} x {len(d['map']['values'][0])} cells"
+         f" ({'exact' if d['map']['exact'] else d['map']['reduce'] + '-pooled'})"]
+        + [f"  head {s['head']:>3}: entropy {s['entropy_bits']:.2f} bits, distance {s['mean_distance']:.1f}, "
+           f"sink {s['sink_mass']:.3f}, keys for 90% {s['keys_for_90']:.1f}" for s in d["head_stats"]]))
+
+
+def cmd_monitor(args: argparse.Namespace) -> None:
+    from attn.telemetry import monitor
+
+    if args.seconds <= 0:
+        raise BadInput("--seconds must be positive")
+    data = monitor(args.seconds, interval_s=args.interval)
+    _emit(args, data, lambda d: f"{d['device']}: {d['count']} samples; {d['gpu_status']}\n" + "\n".join(
+        f"  {k:22} mean {v['mean']}  max {v['max']}" for k, v in d["summary"].items()))
+
+
+def cmd_runs(args: argparse.Namespace) -> None:
+    from attn.runs import RunStore
+
+    store = RunStore()
+    if args.action == "list":
+        data = [s.__dict__ for s in store.list(kind=args.kind, limit=args.limit)]
+        _emit(args, data, lambda d: "\n".join(
+            f"#{r['id']:<5} {r['kind']:8} {str(r['variant']):24} {r['spec_short']:36} {r['created_at'][:19]}" for r in d)
+            or "no runs saved yet")
+    elif args.action == "show":
+        run = store.get(_one_id(args.ids))
+        _emit(args, run.to_dict(include_maps=False), lambda d: json.dumps(d, indent=1, default=str))
+    elif args.action == "export":
+        ids = [int(x) for x in args.ids] if args.ids else []
+        if not ids:
+            raise BadInput("runs export needs one or more run ids")
+        if args.format == "html":
+            from attn.report import html_report
+
+            text = html_report([store.get(i) for i in ids])
+        else:
+            text = store.export(ids[0] if len(ids) == 1 else ids, fmt=args.format)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8") as f:
+                f.write(text)
+            print(f"wrote {args.out}", file=sys.stderr)
+        else:
+            sys.stdout.write(text)
+    elif args.action == "delete":
+        removed = store.delete([int(x) for x in args.ids])
+        print(f"deleted {removed} run(s)", file=sys.stderr)
+
+
+def _one_id(ids: list[str]) -> int:
+    if len(ids) != 1 or not ids[0].isdigit():
+        raise BadInput("give exactly one run id")
+    return int(ids[0])
+
+
 def _save(args: argparse.Namespace, kind: str, spec: AttentionSpec, data: dict, variant: str) -> None:
     if not getattr(args, "save", False):
         return
     from attn.runs import RunStore
 
-    from attn.environment import environment
-
-    run_id = RunStore().save(kind, spec.to_dict(), data, variant=variant, environment=environment())
+    run_id = RunStore().save(kind, spec.to_dict(), data, variant=variant, environment=data.get("environment"))
     data["run_id"] = run_id
 
 
@@ -171,6 +233,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)
 
+    p = sub.add_parser("maps", help="a head's attention map (pooled) and every head's statistics")
+    p.add_argument("--variant", required=True)
+    add_spec_flags(p)
+    p.add_argument("--head", type=int, default=0)
+    p.add_argument("--max-size", dest="max_size", type=int, default=512, help="cells per side at most")
+    p.add_argument("--reduce", choices=("mean", "max"), default="mean")
+    p.add_argument("--temperature", type=float, default=1.0, help="low: sharp attention; high: flat")
+    p.add_argument("--save", action="store_true")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_maps)
+
+    p = sub.add_parser("monitor", help="sample GPU and CPU counters for some seconds")
+    p.add_argument("--seconds", type=float, default=5.0)
+    p.add_argument("--interval", type=float, default=0.1)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_monitor)
+
+    p = sub.add_parser("runs", help="the saved runs: list, show, export, delete")
+    p.add_argument("action", choices=("list", "show", "export", "delete"))
+    p.add_argument("ids", nargs="*")
+    p.add_argument("--kind", choices=("profile", "sweep", "model", "maps"))
+    p.add_argument("--limit", type=int, default=50)
+    p.add_argument("--format", choices=("json", "csv", "html"), default="json")
+    p.add_argument("--out", help="file to write (default: stdout)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_runs)
+
     p = sub.add_parser("calibrate", help="measure this device's matmul rates and bandwidth")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--force", action="store_true", help="measure again even when cached")
@@ -181,12 +270,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from attn.measure import DoesNotFit
+    from attn.runs import RunStoreError
 
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)
-    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit) as err:
+    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, RunStoreError) as err:
         message = err.args[0] if err.args else str(err)
         print(f"attn: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `python -m attn ... | head`
+        sys.stderr.close()
     return 0

@@ -8,11 +8,14 @@ cross-check, and where the two disagree the result says why.
 """
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import statistics
+import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -111,7 +114,10 @@ def time_cpu(fn: Callable[[], object], budget_s: float) -> Timing:
 
     fn()  # warm-up: caches, backend choice, allocator
     m = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=budget_s)
-    return summarize([t * 1e3 for t in m.times], warmup=1, method="torch.utils.benchmark")
+    # each entry of m.times is the mean of one block of m.number_per_run calls
+    timing = summarize([t * 1e3 for t in m.times], warmup=1,
+                       method=f"torch.utils.benchmark: {len(m.times)} blocks of {m.number_per_run} calls")
+    return timing
 
 
 def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
@@ -148,12 +154,31 @@ def peak_from_memory_events(events: list[tuple[int, int]]) -> int:
     return peak
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Kineto writes a line to the process's stderr (fd 2) at each profiler start and stop;
+    the CLI's stderr is for messages to people, so those lines go to /dev/null."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def cpu_peak_bytes(fn: Callable[[], object]) -> int:
     """Peak bytes allocated by torch on the CPU during one call, from the profiler's memory
     events: what this call allocated, not the process's lifetime peak."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()
     events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
               if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
