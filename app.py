@@ -6,12 +6,12 @@ from ui.sidebar import device_box, spec_editor
 st.set_page_config(page_title="attn · the cost of attention", page_icon="🔦", layout="wide")
 
 PAGES = [
-    st.Page("pages/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("pages/playground.py", title="Playground", icon="🧪"),
-    st.Page("pages/scaling.py", title="Scaling", icon="📈"),
-    st.Page("pages/roofline.py", title="Roofline", icon="🏔️"),
-    st.Page("pages/monitor.py", title="Live monitor", icon="📟"),
-    st.Page("pages/compare.py", title="Compare", icon="⚖️"),
+    st.Page("views/overview.py", title="Overview", icon="🏠", default=True),
+    st.Page("views/playground.py", title="Playground", icon="🧪"),
+    st.Page("views/scaling.py", title="Scaling", icon="📈"),
+    st.Page("views/roofline.py", title="Roofline", icon="🏔️"),
+    st.Page("views/monitor.py", title="Live monitor", icon="📟"),
+    st.Page("views/compare.py", title="Compare", icon="⚖️"),
 ]
 
 page = st.navigation(PAGES)

@@ -116,7 +116,7 @@ def save_run(kind: str, spec: AttentionSpec, result: dict, variant: str | None) 
 def cost_cards(cost: Cost, prof: dict | None) -> None:
     """Analytic numbers always; measured ones once the variant was profiled."""
     a, b, c = st.columns(3)
-    a.metric("useful FLOPs", fmt.si(cost.flops, "FLOP"),
+    a.metric("useful FLOPs", fmt.si(cost.flops),
              help="4·B·H·D per unmasked (query, key) pair; approximations: the work they do")
     b.metric("pairs computed", f"{cost.density:.1%}", help=f"{cost.pairs:,} of {cost.full_pairs:,} "
              "pairs that exact attention with the same causal flag sees")
@@ -129,7 +129,7 @@ def cost_cards(cost: Cost, prof: dict | None) -> None:
              help=f"p10 {fmt.ms(prof['p10_ms'])} · p90 {fmt.ms(prof['p90_ms'])} · "
                   f"{prof['repeats']} repeats · {prof['timing_method']}")
     b.metric("peak memory", fmt.nbytes(prof["peak_bytes"]), help=prof["memory_method"])
-    c.metric("achieved", fmt.si(prof["achieved_tflops"] * 1e12, "FLOP/s"), help=prof["flops_note"])
+    c.metric("achieved FLOP/s", fmt.si(prof["achieved_tflops"] * 1e12), help=prof["flops_note"])
     a, b, c = st.columns(3)
     a.metric("roofline", fmt.pct(prof.get("roofline_pct")),
              help="share of min(peak matmul rate, intensity × bandwidth) measured on this device; "

@@ -40,12 +40,10 @@ def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
     values["seq"] = c2.number_input("seq (queries)", 1, 1 << 20, int(values["seq"]), step=128, key="w_seq")
     values["heads"] = c1.number_input("heads", 1, 512, int(values["heads"]), key="w_heads")
     values["head_dim"] = c2.number_input("head_dim", 1, 1024, int(values["head_dim"]), key="w_head_dim")
-    kv_options = ["= heads"] + [d for d in divisors(int(values["heads"]))][::-1][1:]
-    current = values.get("kv_heads")
-    kv_index = kv_options.index(current) if current in kv_options else 0
-    kv_choice = c1.selectbox("kv_heads (GQA)", kv_options, index=kv_index, key="w_kv_heads",
-                             help="key/value heads shared by groups of query heads; 1 = MQA")
-    values["kv_heads"] = None if kv_choice == "= heads" else int(kv_choice)
+    values["kv_heads"] = int(c1.number_input(
+        "kv_heads (GQA)", 1, 512, int(values.get("kv_heads") or values["heads"]), key="w_kv_heads",
+        help=f"key/value heads shared by groups of query heads; 1 = MQA; must divide heads "
+             f"({', '.join(map(str, divisors(int(values['heads']))))})"))
     dtypes = list(DTYPE_BYTES)
     values["dtype"] = c2.selectbox("dtype", dtypes, index=dtypes.index(values["dtype"]), key="w_dtype")
     values["causal"] = sb.toggle("causal", bool(values["causal"]), key="w_causal")

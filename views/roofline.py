@@ -4,6 +4,7 @@ import streamlit as st
 from attn import charts
 from attn.cost import USEFUL_FLOPS_NOTE
 from attn.runs import RunStore
+from ui.plot import show
 from ui import calibration, results
 
 st.title("🏔️ Roofline")
@@ -34,6 +35,6 @@ for summary in store.list(kind="profile", limit=500):
 dtypes = sorted({r["dtype"] for r in runs}) or ["float32"]
 dtype = st.radio("roof for dtype", dtypes, horizontal=True)
 shown = [r for r in runs if r["dtype"] == dtype]
-st.plotly_chart(charts.roofline(cal, shown, dtype), key="roofline")
+show(charts.roofline(cal, shown, dtype), key="roofline")
 if not shown:
     st.info("No profiled runs in this dtype on this device yet: profile some in the Playground.")

@@ -37,7 +37,7 @@ def curves() -> None:
     cols = st.columns(2)
     for i, (field, label) in enumerate(shown):
         with cols[i % 2]:
-            st.plotly_chart(charts.telemetry_chart(samples, field, label, marks, t0=now), key=f"mon_{field}")
+            show(charts.telemetry_chart(samples, field, label, marks, t0=now), key=f"mon_{field}")
 
 
 curves()

@@ -5,6 +5,7 @@ import streamlit as st
 from attn import charts, variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
 from attn.sweep import analytic_curve
+from ui.plot import show
 from ui import format as fmt
 from ui import results
 from ui.errors import shown_as_error
@@ -58,13 +59,13 @@ for i, name in enumerate(chosen):
                 m = results.maps(spec, name, int(head), int(size), reduce, float(temperature))
                 tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
                 with tab_w:
-                    st.plotly_chart(charts.attention_heatmap(
+                    show(charts.attention_heatmap(
                         m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
                         title=f"head {head} · {'exact' if m['map']['exact'] else reduce + '-pooled'}",
                         log_scale=log_scale), key=f"map_{name}")
                 with tab_m:
                     density = results.mask_density(spec, name, tuple(m["map"]["q_edges"]), tuple(m["map"]["k_edges"]))
-                    st.plotly_chart(charts.mask_heatmap(density, m["map"]["q_edges"], m["map"]["k_edges"],
+                    show(charts.mask_heatmap(density, m["map"]["q_edges"], m["map"]["k_edges"],
                                                         title=results.mask_title(name)), key=f"mask_{name}")
                 with tab_s:
                     st.dataframe(pd.DataFrame(m["head_stats"]).drop(columns=["batch"], errors="ignore"),
@@ -73,5 +74,5 @@ for i, name in enumerate(chosen):
             st.info("Maps of this size take a while here: press **Draw the maps**.")
         xs = results.seq_grid(spec.seq)
         curve = [{"variant": name, "status": "ok", **p} for p in analytic_curve(spec, name, xs)]
-        st.plotly_chart(charts.metric_curve(curve, "flops", title="useful FLOPs across lengths (analytic)",
+        show(charts.metric_curve(curve, "flops", title="useful FLOPs across lengths (analytic)",
                                             current_x=spec.seq, height=260), key=f"curve_{name}")

@@ -5,6 +5,7 @@ import streamlit as st
 from attn import charts
 from attn.runs import RunStore
 from attn.spec import AttentionSpec
+from ui.plot import show
 from ui import format as fmt
 from ui import results
 from ui.errors import shown_as_error
@@ -57,7 +58,7 @@ for i, run in enumerate(runs):
         spec = AttentionSpec.from_dict(run.spec)
         m = results.maps(spec, run.variant, 0, 128, "mean", 1.0)
         maps.append(m)
-        st.plotly_chart(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
+        show(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
                                                  title=f"#{run.id} {run.variant}", log_scale=True), key=f"cmp_map_{run.id}")
 same_grid = len(maps) >= 2 and all(m["map"]["q_edges"] == maps[0]["map"]["q_edges"]
                                    and m["map"]["k_edges"] == maps[0]["map"]["k_edges"] for m in maps[:2])
@@ -65,5 +66,5 @@ if same_grid:
     import numpy as np
 
     diff = np.abs(np.asarray(maps[1]["map"]["values"]) - np.asarray(maps[0]["map"]["values"]))
-    st.plotly_chart(charts.attention_heatmap(diff, maps[0]["map"]["q_edges"], maps[0]["map"]["k_edges"],
+    show(charts.attention_heatmap(diff, maps[0]["map"]["q_edges"], maps[0]["map"]["k_edges"],
                                              title=f"|#{runs[1].id} − #{runs[0].id}|"), key="cmp_diff")

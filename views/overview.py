@@ -34,7 +34,7 @@ with c2:
                 f"2^{demo['lo']}…2^{demo['hi']}, sized for this device.")
     if st.button("▶ Run the demo sweep", type="primary"):
         st.session_state["demo_sweep"] = {**demo, "start": True}
-        st.switch_page("pages/scaling.py")
+        st.switch_page("views/scaling.py")
 
 st.subheader("Latest runs")
 runs = RunStore().list(limit=10)

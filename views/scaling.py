@@ -5,6 +5,7 @@ import streamlit as st
 from attn import charts, jobs, tasks, variants
 from attn.cost import USEFUL_FLOPS_NOTE
 from attn.sweep import AXES, Point, analyse
+from ui.plot import show
 from ui import format as fmt
 from ui import results
 from ui.errors import job_error, shown_as_error
@@ -64,7 +65,7 @@ def _draw(points: list[dict], final: dict | None) -> None:
     for tab, metric in zip(tabs, ("latency_ms", "peak_bytes", "flops")):
         with tab:
             fig = charts.metric_curve(pts, metric, x_label=label, fits=fits, crossovers=crossings, walls=walls)
-            event = st.plotly_chart(fig, key=f"sweep_{metric}", on_select="rerun", selection_mode="points")
+            event = show(fig, key=f"sweep_{metric}", on_select="rerun", selection_mode="points")
             sel = (event or {}).get("selection", {}).get("points", []) if event else []
             if sel and "customdata" in sel[0]:
                 st.session_state["sweep_pick"] = sel[0]["customdata"]
@@ -130,7 +131,7 @@ if pick and final:
         with c1, shown_as_error("The map"):
             pspec = AttentionSpec.from_dict(point["spec"])
             m = results.maps(pspec, variant, 0, 256, "mean", 1.0)
-            st.plotly_chart(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
+            show(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
                                                      title=f"head 0, {variant}, {axis} {x}", log_scale=True),
                             key="sweep_pick_map")
 elif final:

@@ -1,0 +1,143 @@
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright against
+`streamlit run app.py` on a free localhost port. Screenshots go to test-artifacts/."""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory):
+    port = _free_port()
+    env = {**os.environ, "ATTN_HOME": str(tmp_path_factory.mktemp("browser_home"))}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+         "--server.headless", "true", "--server.address", "127.0.0.1"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
+                if r.status == 200:
+                    break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("chromium is not installed: `make test` installs it (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1500, "height": 1100})
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+def _open(page, url: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector('[data-testid="stApp"] h1', timeout=60_000)
+    _settle(page)
+
+
+def _settle(page, timeout_s: float = 120) -> None:
+    """Wait until the script has finished running (no 'running' status widget)."""
+    time.sleep(0.5)
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        time.sleep(0.25)
+    raise AssertionError("the page kept running")
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
+
+
+def _shot(page, name: str) -> Path:
+    ARTIFACTS.mkdir(exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
+
+
+@pytest.mark.parametrize("path", ["", "playground", "scaling", "roofline", "monitor", "compare"])
+def test_every_page_opens_without_an_exception(page, app_url, path):
+    _open(page, f"{app_url}/{path}")
+    _no_exception(page)
+    assert page.locator("h1").count() >= 1
+    _shot(page, f"page-{path or 'overview'}")
+
+
+def test_playground_profiles_and_draws_a_heatmap(page, app_url):
+    _open(page, f"{app_url}/playground?variants=sdpa,sliding_window&seq=256&window=64")
+    page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
+    page.get_by_role("button", name="▶ Profile").click()
+    page.get_by_text("latency (median)").first.wait_for(timeout=120_000)
+    _settle(page)
+    _no_exception(page)
+    assert page.locator(".js-plotly-plot .heatmaplayer").count() >= 2  # one map per variant
+    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2  # the small curves
+    shot = _shot(page, "playground")
+    if os.environ.get("ATTN_UPDATE_DOCS_SCREENSHOT"):
+        shutil.copy(shot, ROOT / "docs" / "playground.png")
+
+
+def test_a_short_sweep_draws_curves_point_by_point(page, app_url):
+    _open(page, f"{app_url}/scaling?variants=sdpa,linear&lo=6&hi=8")
+    page.get_by_role("button", name="▶ Run sweep").click()
+    page.get_by_text("Memory wall").first.wait_for(timeout=180_000)
+    _settle(page)
+    _no_exception(page)
+    traces = page.locator(".js-plotly-plot .scatterlayer .trace")
+    assert traces.count() >= 2
+    _shot(page, "scaling")
+
+
+def test_a_bad_spec_shows_an_error_not_a_traceback(page, app_url):
+    _open(page, f"{app_url}/playground?heads=12&kv_heads=5")
+    _no_exception(page)
+    assert page.get_by_text("must be a multiple of kv_heads").count() >= 1
