@@ -8,14 +8,21 @@ import math
 from typing import Iterable, Sequence
 
 import numpy as np
+import plotly.colors
 import plotly.graph_objects as go
+
+# Streamlit's front end swaps colours #000001..#000032 for its theme's (they are its template's
+# placeholders), and Inferno starts at #000004: nudge it, or zero weights turn light purple
+INFERNO = ["#010005" if c == "#000004" else c for c in plotly.colors.sequential.Inferno]
+GREYS = list(plotly.colors.sequential.Greys)
+VIRIDIS = list(plotly.colors.sequential.Viridis)
 
 # one colour per variant, stable across pages
 PALETTE = {
     "dense": "#ef4444", "sdpa": "#f59e0b", "sliding_window": "#10b981", "block_sparse": "#06b6d4",
     "topk": "#8b5cf6", "linear": "#ec4899", "performer": "#84cc16", "linformer": "#3b82f6",
 }
-FLOPS_AXIS = "useful FLOPs (4·B·H·D per unmasked pair)"
+FLOPS_AXIS = "useful FLOPs"
 METRIC_LABELS = {
     "latency_ms": "latency (ms, median)",
     "peak_bytes": "peak memory above baseline (bytes)",
@@ -62,7 +69,7 @@ def attention_heatmap(values: np.ndarray, q_edges: Sequence[int], k_edges: Seque
     y, x = labels if labels else (_ranges(q_edges), _ranges(k_edges))
     what = "log10 weight" if log_scale else "weight"
     fig = go.Figure(go.Heatmap(
-        z=z, x=x, y=y, colorscale="Inferno", colorbar=dict(title=what),
+        z=z, x=x, y=y, colorscale=INFERNO, colorbar=dict(title=what),
         hovertemplate=f"queries %{{y}} × keys %{{x}}<br>{what} %{{z:.4g}}<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", title="query", type="category", showticklabels=bool(labels))
@@ -75,8 +82,8 @@ def mask_heatmap(density: np.ndarray, q_edges: Sequence[int], k_edges: Sequence[
     """Share of (query, key) pairs that the mask lets through, per cell: the pattern."""
     density = _check_size(density)
     fig = go.Figure(go.Heatmap(
-        z=density, x=_ranges(k_edges), y=_ranges(q_edges), zmin=0, zmax=1, colorscale="Greys",
-        reversescale=True, colorbar=dict(title="visible"),
+        z=density, x=_ranges(k_edges), y=_ranges(q_edges), zmin=0, zmax=1,
+        colorscale=GREYS[::-1], colorbar=dict(title="visible"),  # visible pairs light on dark
         hovertemplate="queries %{y} × keys %{x}<br>%{z:.0%} of pairs visible<extra></extra>",
     ))
     fig.update_yaxes(autorange="reversed", title="query", type="category", showticklabels=False)
@@ -126,18 +133,21 @@ def metric_curve(points: Iterable[dict], metric: str, title: str = "", current_x
                 hovertext=[p.get("message", "out of memory") for p in oom], hoverinfo="text",
                 name=f"{variant} out of memory",
             ))
+    def at(x: float) -> float:  # shapes on a log axis are placed in log10 units
+        return math.log10(x) if log else x
+
     for c in crossovers:
         if c["metric"] == metric:
-            fig.add_vline(x=c["x"], line=dict(dash="dot", color="#64748b"),
+            fig.add_vline(x=at(c["x"]), line=dict(dash="dot", color="#64748b"),
                           annotation_text=f"{c['a']} / {c['b']} cross ≈ {c['x']:.0f}",
                           annotation_position="top left")
     for w in walls:
         if w.get("x") and metric in ("peak_bytes", "footprint_bytes"):
-            fig.add_vline(x=w["x"], line=dict(color=color_of(w["variant"]), dash="dash"),
+            fig.add_vline(x=at(w["x"]), line=dict(color=color_of(w["variant"]), dash="dash"),
                           annotation_text=f"{w['variant']} wall {w['x']:,}"
                                           + (" (projected)" if w.get("projected") else ""))
     if current_x is not None:
-        fig.add_vline(x=current_x, line=dict(color="#f8fafc", width=1),
+        fig.add_vline(x=at(current_x), line=dict(color="#f8fafc", width=1),
                       annotation_text="current", annotation_position="bottom right")
     axis_type = "log" if log else "linear"
     fig.update_xaxes(title=x_label, type=axis_type)
@@ -208,7 +218,7 @@ def bars(labels: Sequence[str], values: Sequence[float], title: str, axis: str,
 
 
 def grid_heatmap(values: np.ndarray, title: str, x_label: str = "head", y_label: str = "layer",
-                 colorscale: str = "Viridis", value_label: str = "") -> go.Figure:
+                 colorscale: list[str] | str = VIRIDIS, value_label: str = "") -> go.Figure:
     """A layer x head grid of one statistic; clicking a cell selects (layer, head)."""
     values = np.asarray(values, dtype=float)
     fig = go.Figure(go.Heatmap(

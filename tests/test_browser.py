@@ -93,6 +93,16 @@ def _settle(page, timeout_s: float = 120) -> None:
     raise AssertionError("the page kept running")
 
 
+def _wait_count(page, selector: str, n: int, timeout_s: float = 60) -> int:
+    deadline = time.time() + timeout_s
+    while time.time() < deadline:
+        count = page.locator(selector).count()
+        if count >= n:
+            return count
+        time.sleep(0.25)
+    return page.locator(selector).count()
+
+
 def _no_exception(page) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, page.inner_text("body")[:2000]
 
@@ -119,8 +129,8 @@ def test_playground_profiles_and_draws_a_heatmap(page, app_url):
     page.get_by_text("latency (median)").first.wait_for(timeout=120_000)
     _settle(page)
     _no_exception(page)
-    assert page.locator(".js-plotly-plot .heatmaplayer").count() >= 2  # one map per variant
-    assert page.locator(".js-plotly-plot .scatterlayer .trace").count() >= 2  # the small curves
+    assert _wait_count(page, ".js-plotly-plot .heatmaplayer", 2) >= 2  # one map per variant
+    assert _wait_count(page, ".js-plotly-plot .scatterlayer .trace", 2) >= 2  # the small curves
     shot = _shot(page, "playground")
     if os.environ.get("ATTN_UPDATE_DOCS_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "playground.png")
@@ -132,8 +142,7 @@ def test_a_short_sweep_draws_curves_point_by_point(page, app_url):
     page.get_by_text("Memory wall").first.wait_for(timeout=180_000)
     _settle(page)
     _no_exception(page)
-    traces = page.locator(".js-plotly-plot .scatterlayer .trace")
-    assert traces.count() >= 2
+    assert _wait_count(page, ".js-plotly-plot .scatterlayer .trace", 2) >= 2
     _shot(page, "scaling")
 
 

@@ -4,6 +4,7 @@ import time
 import streamlit as st
 
 from attn import charts, jobs, telemetry
+from ui.plot import show
 
 st.title("📟 Live monitor")
 sampler = telemetry.shared_sampler()
