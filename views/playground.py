@@ -35,7 +35,7 @@ if not chosen:
 
 big = results.map_work(spec) > results.AUTO_MAP_WORK
 draw = not big or st.button("Draw the maps", help="this spec takes a while on this device; maps are cached")
-profile_now = st.button("▶ Profile", type="primary",
+profile_now = st.button("▶ Profile", type="primary", key="pg_profile",
                         help="time, memory and error of each variant on this device (runs in the worker)")
 if profile_now:
     results.profile_all(spec, chosen)

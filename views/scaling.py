@@ -38,7 +38,7 @@ if hi_exp < lo_exp:
     st.error("'to' must be at least 'from'")
     st.stop()
 
-start = st.button("▶ Run sweep", type="primary", disabled=not chosen) or demo.get("start", False)
+start = st.button("▶ Run sweep", type="primary", disabled=not chosen, key="sc_run") or demo.get("start", False)
 if start:
     with shown_as_error("The sweep"):
         handle = jobs.default_runner().submit(tasks.sweep_task, spec.to_dict(), chosen, xs, axis, float(budget),

@@ -1,0 +1,108 @@
+"""Figure builders: data in, figure out, checked without a browser."""
+import json
+
+import numpy as np
+import pytest
+
+from attn import charts
+
+
+def test_attention_heatmap_names_each_cell_by_its_ranges():
+    values = np.array([[1.0, 0.0], [0.25, 0.75]])
+    fig = charts.attention_heatmap(values, [0, 32, 64], [0, 1, 2])
+    trace = fig.data[0]
+    assert trace.type == "heatmap"
+    assert list(trace.y) == ["0–31", "32–63"] and list(trace.x) == ["0", "1"]
+    assert "queries %{y} × keys %{x}" in trace.hovertemplate
+    assert fig.layout.yaxis.autorange == "reversed"  # query 0 on top, as in every attention plot
+
+
+def test_log_scale_keeps_zero_weights_at_the_bottom_of_the_scale():
+    fig = charts.attention_heatmap(np.array([[1.0, 0.0]]), [0, 1], [0, 1, 2], log_scale=True)
+    z = np.asarray(fig.data[0].z)
+    assert z[0, 0] == pytest.approx(0.0) and z[0, 1] == pytest.approx(-6.0)
+    assert "log10" in fig.data[0].hovertemplate
+
+
+def test_colour_scales_avoid_streamlits_placeholder_colours():
+    fig = charts.attention_heatmap(np.eye(2), [0, 1, 2], [0, 1, 2])
+    colours = [c for _, c in fig.data[0].colorscale]
+    assert not any(c.lower() in {f"#0000{i:02x}" for i in range(1, 0x33)} for c in colours)
+
+
+def test_a_map_too_large_to_draw_is_refused_with_the_fix():
+    with pytest.raises(ValueError, match="pool it"):
+        charts.attention_heatmap(np.zeros((600, 10)), list(range(601)), list(range(11)))
+
+
+def test_a_512_map_stays_under_two_megabytes():
+    fig = charts.attention_heatmap(np.random.rand(512, 512), list(range(0, 8193, 16)), list(range(0, 8193, 16)))
+    assert len(fig.to_json()) < 2_000_000
+
+
+def test_mask_heatmap_is_a_share_between_zero_and_one():
+    fig = charts.mask_heatmap(np.array([[1.0, 0.5]]), [0, 2], [0, 2, 4])
+    assert fig.data[0].zmin == 0 and fig.data[0].zmax == 1
+    assert "of pairs visible" in fig.data[0].hovertemplate
+
+
+POINTS = [
+    {"variant": "dense", "x": 256, "status": "ok", "latency_ms": 1.0, "p10_ms": 0.9, "p90_ms": 1.2},
+    {"variant": "dense", "x": 512, "status": "ok", "latency_ms": 4.0, "p10_ms": 3.8, "p90_ms": 4.5},
+    {"variant": "dense", "x": 1024, "status": "oom", "message": "does not fit"},
+    {"variant": "linear", "x": 256, "status": "ok", "latency_ms": 2.0, "p10_ms": 1.9, "p90_ms": 2.1},
+    {"variant": "linear", "x": 512, "status": "ok", "latency_ms": 4.1, "p10_ms": 4.0, "p90_ms": 4.3},
+]
+
+
+def test_metric_curve_draws_a_line_per_variant_with_spread_and_marks_oom():
+    fits = {"dense": {"latency_ms": {"exponent": 2.0, "coefficient": 1.0, "points": 2}}}
+    fig = charts.metric_curve(POINTS, "latency_ms", fits=fits)
+    lines = [t for t in fig.data if t.mode == "lines+markers"]
+    assert [t.name.split()[0] for t in lines] == ["dense", "linear"]
+    assert "x^2.00" in lines[0].name  # the fitted exponent is in the legend
+    assert list(lines[0].error_y.array) == pytest.approx([0.2, 0.5])
+    oom = [t for t in fig.data if t.mode == "markers"]
+    assert len(oom) == 1 and list(oom[0].x) == [1024]
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_metric_curve_places_marks_in_log_units_on_log_axes():
+    cross = [{"metric": "latency_ms", "a": "dense", "b": "linear", "x": 500.0, "cheaper_after": "linear"}]
+    fig = charts.metric_curve(POINTS, "latency_ms", crossovers=cross, current_x=1000)
+    xs = sorted(shape.x0 for shape in fig.layout.shapes)
+    assert xs == pytest.approx([np.log10(500), 3.0])
+
+
+def test_flops_axis_says_useful_flops():
+    pts = [{"variant": "dense", "x": 64, "status": "ok", "flops": 10}, {"variant": "dense", "x": 128, "status": "ok", "flops": 40}]
+    assert "useful FLOPs" in charts.metric_curve(pts, "flops").layout.yaxis.title.text
+
+
+def test_roofline_draws_the_measured_roof_and_the_runs():
+    cal = {"matmul_tflops": {"float32": 1.0}, "bandwidth_gbps": 100.0}
+    runs = [{"variant": "sdpa", "intensity": 50.0, "achieved_tflops": 0.2, "label": "#1"}]
+    fig = charts.roofline(cal, runs, "float32")
+    roof, dots = fig.data
+    assert max(roof.y) == pytest.approx(1.0)  # the compute roof
+    assert roof.y[0] == pytest.approx(roof.x[0] * 100e9 / 1e12)  # the memory slope
+    assert list(dots.x) == [50.0] and dots.name == "sdpa"
+
+
+def test_roofline_without_calibration_still_shows_runs():
+    fig = charts.roofline(None, [{"variant": "dense", "intensity": 5.0, "achieved_tflops": 0.1}])
+    assert len(fig.data) == 1
+
+
+def test_telemetry_chart_says_when_a_series_is_unavailable():
+    samples = [{"t": 1.0, "power_w": None}, {"t": 2.0, "power_w": None}]
+    fig = charts.telemetry_chart(samples, "power_w", "power", marks=[(1.5, "▶ profile")], t0=2.0)
+    assert any("not available" in a.text for a in fig.layout.annotations)
+    assert fig.layout.shapes[0].x0 == pytest.approx(-0.5)
+
+
+def test_grid_heatmap_is_layer_by_head():
+    fig = charts.grid_heatmap(np.arange(6).reshape(2, 3), "entropy", value_label="bits")
+    assert np.asarray(fig.data[0].z).shape == (2, 3)
+    assert "layer %{y}, head %{x}" in fig.data[0].hovertemplate
+    json.loads(fig.to_json())
