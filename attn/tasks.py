@@ -7,11 +7,16 @@ from dataclasses import asdict
 from attn.spec import AttentionSpec
 
 
-def profile_task(spec: dict, variant: str, budget_s: float = 0.5, *, report) -> dict:
+def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict | None = None, *,
+                 report) -> dict:
+    """Profile one variant; `source` is an InputSource as a dict (random inputs when None)."""
     from attn import measure
+    from attn.inputs import InputSource, make_inputs
 
+    report.progress(0.02, f"{variant}: inputs")
+    q, k, v, spec_in = make_inputs(AttentionSpec.from_dict(spec), InputSource(**(source or {})))
     report.progress(0.05, f"{variant}: first call (compiles, picks a backend)")
-    prof = measure.profile(AttentionSpec.from_dict(spec), variant, budget_s=budget_s)
+    prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v))
     report.progress(1.0, "done")
     return prof.to_dict()
 
