@@ -13,10 +13,14 @@ def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict |
     from attn import measure
     from attn.inputs import InputSource, make_inputs
 
-    report.progress(0.02, f"{variant}: inputs")
-    q, k, v, spec_in = make_inputs(AttentionSpec.from_dict(spec), InputSource(**(source or {})))
+    src = InputSource(**(source or {}))
     report.progress(0.05, f"{variant}: first call (compiles, picks a backend)")
-    prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v))
+    if src.kind == "random":  # profile checks that the spec fits before it allocates inputs
+        prof = measure.profile(AttentionSpec.from_dict(spec), variant, budget_s=budget_s,
+                               temperature=src.temperature)
+    else:
+        q, k, v, spec_in = make_inputs(AttentionSpec.from_dict(spec), src)
+        prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v))
     report.progress(1.0, "done")
     return prof.to_dict()
 
