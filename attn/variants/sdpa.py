@@ -12,7 +12,6 @@ import time
 import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
-from torch.nn.attention.bias import causal_lower_right
 
 from attn.masks import causal_pairs
 from attn.spec import AttentionSpec
@@ -44,6 +43,9 @@ def _call(q, k, v, spec: AttentionSpec):
         dead = spec.seq - spec.kv_seq
         tail = F.scaled_dot_product_attention(q[:, :, dead:], k, v, is_causal=True, enable_gqa=gqa)
         return torch.cat([tail.new_zeros(*tail.shape[:2], dead, tail.shape[-1]), tail], dim=2)
+    # imported here: torch.nn.attention.bias pulls in torch._dynamo, seconds of start-up
+    from torch.nn.attention.bias import causal_lower_right
+
     return F.scaled_dot_product_attention(
         q, k, v, attn_mask=causal_lower_right(spec.seq, spec.kv_seq), enable_gqa=gqa)
 
