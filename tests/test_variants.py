@@ -281,3 +281,51 @@ def test_flex_attention_compiles_on_the_cpu_and_matches_the_reference():
         out = flex_attention(q, k, v, spec, variant.mask(spec), name)
         assert out.shape == q.shape
         assert relative_error(out, own_reference(variant, q, k, v, spec)) < 1e-5, (name, shape)
+
+
+# -- the blockwise CPU kernel's plan --------------------------------------------------------------
+def test_blockwise_kernel_runs_equal_chunks_as_one_call():
+    """Inside a long window every chunk has as many keys, equally spaced and masked alike:
+    the plan runs them as one SDPA call over strided views. Block layouts gather their keys."""
+    from attn.variants import softmax
+
+    spec = AttentionSpec(batch=2, seq=700, kv_seq=650, heads=4, kv_heads=2, head_dim=16,
+                         causal=True, window=100, block=32, n_global=1, n_random=2)
+    q, k, v = random_qkv(spec)
+    # a (B, S, H, D) layout seen as (B, H, S, D), as models hand q over: strides are honoured
+    q = q.transpose(1, 2).contiguous().transpose(1, 2)
+    for name, chunk in (("sliding_window", 32), ("block_sparse", spec.block)):
+        variant = variants.get(name)
+        phase = -spec.position_offset if name == "block_sparse" else 0  # chunks = position blocks
+        plan = softmax.chunk_plan(variant.mask(spec), spec.seq, chunk, q.dtype, q.device, phase)
+        assert max(run.count for run in plan.runs) > 5
+        # queries 0..49 see no key (bottom-right, 50 more queries than keys): chunks with no
+        # visible key are left out; a chunk that straddles query 50 marks its empty rows
+        covered = sum(run.rows * run.count for run in plan.runs)
+        if name == "sliding_window":
+            assert covered == spec.seq - 32
+            assert plan.runs[0].lo == 32 and plan.runs[0].empty.sum() == 50 - 32
+        else:  # chunks aligned with position blocks: the first starts at query 50
+            assert covered == spec.seq - 50 and plan.runs[0].lo == 50
+        if name == "block_sparse":
+            assert any(run.index is not None and run.count > 1 for run in plan.runs)
+        key = softmax.mask_cache_key(name, spec, "cpu")
+        out = softmax.blockwise_attention(q, k, v, spec, variant.mask(spec), chunk, key, phase)
+        assert relative_error(out, own_reference(variant, q, k, v, spec)) < 1e-5
+        # the cached plan gives the same answer
+        again = softmax.blockwise_attention(q, k, v, spec, variant.mask(spec), chunk, key, phase)
+        assert torch.equal(out, again)
+
+
+def test_blockwise_kernel_zeroes_rows_outside_every_chunk():
+    # top_left, 300 queries against 40 keys, window 8: queries from 47 on see nothing at all
+    from attn.variants import softmax
+
+    spec = AttentionSpec(seq=300, kv_seq=40, heads=2, head_dim=8, causal=True,
+                         causal_align="top_left", window=8)
+    plan = softmax.chunk_plan(variants.get("sliding_window").mask(spec), spec.seq, 16,
+                              torch.float32, torch.device("cpu"))
+    assert not plan.covers_every_row
+    q, k, v = random_qkv(spec)
+    out = variants.get("sliding_window").run(q, k, v, spec)
+    assert (out[:, :, 47:] == 0).all() and (out[:, :, :47] != 0).any(-1).all()
