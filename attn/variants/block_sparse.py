@@ -79,7 +79,10 @@ def weights(q, k, spec: AttentionSpec, rows=None):
 
 
 def run(q, k, v, spec: AttentionSpec):
-    return masked_attention(q, k, v, spec, block_sparse_mask(spec), "block_sparse", spec.block)
+    # chunks of one position block each (query i sits at position i + offset), so that the
+    # chunks of a regular layout have alike keys and run as one call
+    return masked_attention(q, k, v, spec, block_sparse_mask(spec), "block_sparse", spec.block,
+                            phase=-spec.position_offset)
 
 
 def extra_bytes(spec: AttentionSpec) -> int:

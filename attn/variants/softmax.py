@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import math
 import threading
+from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 
 from attn.masks import Mask, MaskFn
 from attn.spec import AttentionSpec
@@ -49,32 +52,178 @@ def softmax_weights(q: Tensor, k: Tensor, spec: AttentionSpec, rows: Tensor | No
 
 
 # -- the blockwise kernel (CPU, and CUDA when FlexAttention is unavailable) ----------------------
+# The kernel runs `chunk` queries at a time against only the keys they can see, each chunk
+# through SDPA with its slice of the mask as an additive bias (on the CPU: torch's flash kernel,
+# which adds the bias, softmaxes and multiplies by v tile by tile). What to call is worked out
+# once per mask and chunk size, as a plan: chunks whose keys are equally many, equally spaced
+# and masked alike (the inside of a sliding window, the regular blocks of a block layout) go
+# into one SDPA call over strided views, with one shared bias. Python then runs a handful of
+# steps instead of seq/chunk, and SDPA's threads get many chunks at once.
+@dataclass(frozen=True)
+class ChunkRun:
+    """`count` chunks of `rows` queries from query `lo`, one SDPA call.
+
+    Keys of chunk i: `first + i*rows` .. + `keys` when `index` is None (a strided view of k),
+    else row i of `index` (count x keys), gathered. `bias`: (rows x keys), 0 where visible and
+    -inf where not, or None when every pair is visible. `empty`: rows that see no key (count 1).
+    """
+
+    lo: int
+    rows: int
+    count: int
+    keys: int
+    first: int
+    index: Tensor | None
+    bias: Tensor | None
+    empty: Tensor | None
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    runs: tuple[ChunkRun, ...]
+    covers_every_row: bool  # else rows outside the runs must be zeroed
+
+
+def _chunk_run(lo: int, hi: int, keys: Tensor, allowed: Tensor, biases: dict,
+               dtype: torch.dtype) -> ChunkRun | None:
+    sees = allowed.any(-1)
+    if not bool(sees.any()):
+        return None
+    # keys_for may be a superset: drop key columns at either end that no query here sees
+    seen = allowed.any(0).nonzero().flatten()
+    keys, allowed = keys[int(seen[0]):int(seen[-1]) + 1], allowed[:, int(seen[0]):int(seen[-1]) + 1]
+    bias = None
+    if not bool(allowed.all()):
+        signature = (tuple(allowed.shape), allowed.cpu().numpy().tobytes())
+        if signature not in biases:  # one tensor per pattern, so equal patterns are `is`-equal
+            biases[signature] = torch.zeros(allowed.shape, dtype=dtype, device=allowed.device
+                                            ).masked_fill_(~allowed, float("-inf"))
+        bias = biases[signature]
+    first, last = int(keys[0]), int(keys[-1])
+    contiguous = last - first + 1 == keys.numel()
+    return ChunkRun(lo, hi - lo, 1, keys.numel(), first, None if contiguous else keys[None, :],
+                    bias, None if bool(sees.all()) else ~sees)
+
+
+# caps on one call's temporaries: SDPA's output for the run's rows (per batch item) before it is
+# copied into place, and the keys and values gathered for a run of scattered keys
+RUN_ROWS = 4096
+RUN_GATHERED_KEYS = 8192
+
+
+def _joins(run: ChunkRun, nxt: ChunkRun) -> bool:
+    """Whether `nxt` continues `run` as one more chunk of the same shape, spacing and mask."""
+    if (nxt.rows != run.rows or nxt.keys != run.keys or nxt.bias is not run.bias
+            or run.empty is not None or nxt.empty is not None
+            or nxt.lo != run.lo + run.count * run.rows
+            or (run.count + 1) * run.rows > RUN_ROWS):
+        return False
+    if run.index is None and nxt.index is None:
+        return nxt.first == run.first + run.count * run.rows
+    return (run.index is not None and nxt.index is not None
+            and (run.count + 1) * run.keys <= RUN_GATHERED_KEYS)
+
+
+def chunk_starts(seq: int, chunk: int, phase: int = 0) -> list[int]:
+    """First query of each chunk: every `chunk` queries from `phase`, and 0."""
+    phase %= chunk
+    return ([0] if phase else []) + list(range(phase, seq, chunk))
+
+
+def chunk_plan(mask: Mask, seq: int, chunk: int, dtype: torch.dtype, device: torch.device,
+               phase: int = 0) -> ChunkPlan:
+    """The SDPA calls of the blockwise kernel for this mask, chunk size and dtype."""
+    runs: list[ChunkRun] = []
+    biases: dict = {}
+    starts = chunk_starts(seq, chunk, phase)
+    for lo, hi in zip(starts, starts[1:] + [seq]):
+        keys = mask.keys_for(lo, hi).to(device)
+        if keys.numel() == 0:
+            continue
+        allowed = mask.fn(torch.arange(lo, hi, device=device)[:, None], keys[None, :])
+        step = _chunk_run(lo, hi, keys, allowed, biases, dtype)
+        if step is None:
+            continue
+        if runs and _joins(runs[-1], step):
+            last = runs[-1]
+            index = None if last.index is None else torch.cat([last.index, step.index])
+            runs[-1] = ChunkRun(last.lo, last.rows, last.count + 1, last.keys, last.first, index,
+                                last.bias, None)
+        else:
+            runs.append(step)
+    covered = sum(r.rows * r.count for r in runs)
+    return ChunkPlan(tuple(runs), covered == seq)
+
+
+_plan_lock = threading.Lock()
+_plans: OrderedDict[tuple, ChunkPlan] = OrderedDict()
+_PLANS_KEPT = 32
+
+
+def _cached_plan(key: tuple | None, mask: Mask, seq: int, chunk: int, dtype: torch.dtype,
+                 device: torch.device, phase: int) -> ChunkPlan:
+    if key is None:
+        return chunk_plan(mask, seq, chunk, dtype, device, phase)
+    key = (*key, chunk, phase, dtype, str(device))
+    with _plan_lock:
+        plan = _plans.get(key)
+        if plan is not None:
+            _plans.move_to_end(key)
+            return plan
+    plan = chunk_plan(mask, seq, chunk, dtype, device, phase)
+    with _plan_lock:
+        _plans[key] = plan
+        while len(_plans) > _PLANS_KEPT:
+            _plans.popitem(last=False)
+    return plan
+
+
+def _chunk_view(x: Tensor, first: int, count: int, rows: int, step: int) -> Tensor:
+    """(count, heads, rows, D) over x (heads, seq, D): chunk i is rows first + i*step ...
+    A view: overlapping chunks (keys of neighbouring queries) share memory."""
+    sh, ss, sd = x.stride()
+    return x.as_strided((count, x.shape[0], rows, x.shape[2]), (step * ss, sh, ss, sd),
+                        x.storage_offset() + first * ss)
+
+
 def blockwise_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, mask: Mask,
-                        chunk: int) -> Tensor:
+                        chunk: int, cache_key: tuple | None = None, phase: int = 0) -> Tensor:
     """Masked softmax attention, `chunk` queries at a time over only the keys they can see.
 
-    Extra memory is B*H*chunk*keys(chunk) scores, never seq x kv_seq.
+    Chunks start every `chunk` queries from query `phase` (so they can line up with a mask's
+    blocks). `cache_key` names the mask (e.g. `mask_cache_key(variant, spec, device)`): with
+    it, the plan is worked out once and reused. Extra memory is one SDPA call's bias and
+    gathered keys.
     """
-    b, h, s, d = q.shape
-    out = q.new_zeros(b, h, s, v.shape[-1])
-    scale = 1.0 / math.sqrt(d)
-    for lo in range(0, s, chunk):
-        hi = min(s, lo + chunk)
-        keys = mask.keys_for(lo, hi)
-        if keys.numel() == 0:
-            continue  # nothing visible: those rows stay 0
-        keys = keys.to(q.device)
-        contiguous = bool(keys[-1] - keys[0] + 1 == keys.numel())
-        if contiguous:  # a slice is a view: no copy of k and v
-            k_c = k[:, :, int(keys[0]):int(keys[-1]) + 1]
-            v_c = v[:, :, int(keys[0]):int(keys[-1]) + 1]
-        else:
-            k_c, v_c = k.index_select(2, keys), v.index_select(2, keys)
-        k_c, v_c = repeat_kv(k_c, spec.groups), repeat_kv(v_c, spec.groups)
-        q_idx = torch.arange(lo, hi, device=q.device)
-        allowed = mask.fn(q_idx[:, None], keys[None, :])
-        scores = (q[:, :, lo:hi] @ k_c.transpose(-1, -2)) * scale  # (B, H, chunk, keys)
-        out[:, :, lo:hi] = masked_softmax(scores, allowed) @ v_c
+    b, h, s, _ = q.shape
+    plan = _cached_plan(cache_key, mask, s, chunk, q.dtype, q.device, phase)
+    out = (q.new_empty if plan.covers_every_row else q.new_zeros)(b, h, s, v.shape[-1])
+    gqa = spec.groups > 1
+    for run in plan.runs:
+        if run.count == 1:
+            lo, hi = run.lo, run.lo + run.rows
+            if run.index is None:
+                k_c = k[:, :, run.first:run.first + run.keys]
+                v_c = v[:, :, run.first:run.first + run.keys]
+            else:
+                k_c, v_c = k.index_select(2, run.index[0]), v.index_select(2, run.index[0])
+            out[:, :, lo:hi] = F.scaled_dot_product_attention(
+                q[:, :, lo:hi], k_c, v_c, attn_mask=run.bias, enable_gqa=gqa)
+            if run.empty is not None:
+                # a row with no visible key attends to nothing: 0, whatever SDPA makes of it
+                out[:, :, lo:hi][:, :, run.empty] = 0
+            continue
+        for i in range(b):  # the chunks stand in the batch axis of one call
+            q_c = _chunk_view(q[i], run.lo, run.count, run.rows, run.rows)
+            if run.index is None:
+                k_c = _chunk_view(k[i], run.first, run.count, run.keys, run.rows)
+                v_c = _chunk_view(v[i], run.first, run.count, run.keys, run.rows)
+            else:
+                flat = run.index.flatten()
+                k_c = k[i].index_select(1, flat).unflatten(1, (run.count, run.keys)).transpose(0, 1)
+                v_c = v[i].index_select(1, flat).unflatten(1, (run.count, run.keys)).transpose(0, 1)
+            _chunk_view(out[i], run.lo, run.count, run.rows, run.rows).copy_(
+                F.scaled_dot_product_attention(q_c, k_c, v_c, attn_mask=run.bias, enable_gqa=gqa))
     return out
 
 
@@ -89,7 +238,7 @@ FLEX_BLOCK_SIZE = 128
 
 def mask_cache_key(variant: str, spec: AttentionSpec, device: str) -> tuple:
     return (variant, spec.seq, spec.kv_seq, spec.causal, spec.causal_align, spec.window,
-            spec.block, spec.n_global, spec.n_random, spec.seed, device)
+            spec.block, spec.n_global, spec.n_random, spec.seed, device, FLEX_BLOCK_SIZE)
 
 
 def flex_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, mask: Mask,
@@ -121,8 +270,9 @@ def flex_is_cached(variant: str, spec: AttentionSpec, device: str) -> bool:
 
 
 def masked_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, mask: Mask,
-                     variant: str, chunk: int) -> Tensor:
+                     variant: str, chunk: int, phase: int = 0) -> Tensor:
     """The fast path of a masked variant: FlexAttention on CUDA, the blockwise kernel elsewhere."""
     if q.is_cuda:
         return flex_attention(q, k, v, spec, mask, variant)
-    return blockwise_attention(q, k, v, spec, mask, chunk)
+    return blockwise_attention(q, k, v, spec, mask, chunk,
+                               cache_key=mask_cache_key(variant, spec, str(q.device)), phase=phase)
