@@ -44,6 +44,7 @@ class Timing:
     warmup: int
     method: str
     times_ms: tuple[float, ...] = field(repr=False, default=())
+    elapsed_s: float = 0.0  # wall time of the warm-up and the repeats together
 
 
 @dataclass
@@ -72,14 +73,23 @@ class Profile:
     energy_j: float | None = None  # per call, from the GPU energy counter; None on the CPU
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
-    wall_s: float = 0.0
+    wall_s: float = 0.0  # the whole profile call
+    # of which the first call, the warm-up (the call that also measures memory and counts
+    # FLOPs) and the repeats
+    timing_s: float = 0.0
+
+    @property
+    def overhead_s(self) -> float:
+        """What the profile spent beyond running the call to time it: memory, FLOP counter,
+        errors, environment."""
+        return max(0.0, self.wall_s - self.timing_s)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 # -- statistics, shared by the CPU and GPU paths ---------------------------------------------
-def summarize(times_ms: list[float], warmup: int, method: str) -> Timing:
+def summarize(times_ms: list[float], warmup: int, method: str, elapsed_s: float = 0.0) -> Timing:
     """Median and 10th/90th percentiles of repeat times."""
     if not times_ms:
         raise ValueError("no repeat times to summarize")
@@ -90,7 +100,7 @@ def summarize(times_ms: list[float], warmup: int, method: str) -> Timing:
         deciles = statistics.quantiles(ordered, n=10, method="inclusive")
         p10, p90 = deciles[0], deciles[-1]
     return Timing(statistics.median(ordered), p10, p90, len(ordered), warmup, method,
-                  tuple(times_ms))
+                  tuple(times_ms), elapsed_s)
 
 
 def settled(times_ms: list[float], window: int = 3, tolerance: float = 0.05) -> bool:
@@ -108,16 +118,41 @@ def repeats_for_budget(estimate_ms: float, budget_s: float, lo: int = 10, hi: in
 
 
 # -- timing -------------------------------------------------------------------------------
-def time_cpu(fn: Callable[[], object], budget_s: float) -> Timing:
-    """torch.utils.benchmark: blocks of calls until the budget is spent, one median per block."""
+def time_cpu(fn: Callable[[], object], budget_s: float, warmup: int = 1,
+             timer: Callable[[], float] = time.perf_counter) -> Timing:
+    """torch.utils.benchmark: blocks of calls until the budget is spent, one median per block.
+
+    `warmup` calls come first (caches, backend choice, allocator); pass 0 when the caller has
+    already run the call. blocked_autorange's own block-size estimate warms up further.
+    `timer` is wall time; a test on a shared machine may pass time.thread_time."""
     from torch.utils.benchmark import Timer
 
-    fn()  # warm-up: caches, backend choice, allocator
-    m = Timer(stmt="fn()", globals={"fn": fn}).blocked_autorange(min_run_time=budget_s)
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        fn()
+    # Timer runs single-threaded unless told otherwise; time the call as it runs everywhere else
+    bench = Timer(stmt="fn()", globals={"fn": fn}, timer=timer, num_threads=torch.get_num_threads())
+    m = bench.blocked_autorange(min_run_time=budget_s)
     # each entry of m.times is the mean of one block of m.number_per_run calls
-    timing = summarize([t * 1e3 for t in m.times], warmup=1,
-                       method=f"torch.utils.benchmark: {len(m.times)} blocks of {m.number_per_run} calls")
-    return timing
+    return summarize([t * 1e3 for t in m.times], warmup=warmup,
+                     method=f"torch.utils.benchmark: {len(m.times)} blocks of {m.number_per_run} calls",
+                     elapsed_s=time.perf_counter() - t0)
+
+
+def settle_then_repeat(timed_once: Callable[[], float], budget_s: float, max_warmup_s: float,
+                       method: str, clock: Callable[[], float] = time.perf_counter) -> Timing:
+    """Warm up until the times settle (or `max_warmup_s` passes), then repeat to fill the
+    budget at the settled time. `timed_once` runs the call once and returns its milliseconds;
+    the GPU path gives it CUDA events, tests a script."""
+    warm: list[float] = []
+    t0 = clock()
+    while not settled(warm) and clock() - t0 < max_warmup_s:
+        warm.append(timed_once())
+    if not warm:  # no warm-up allowed: the first repeat's time sets the count
+        warm.append(timed_once())
+    repeats = repeats_for_budget(statistics.median(warm[-3:]), budget_s)
+    times = [timed_once() for _ in range(repeats)]
+    return summarize(times, warmup=len(warm), method=method, elapsed_s=clock() - t0)
 
 
 def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
@@ -127,7 +162,7 @@ def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
 
     def timed_once() -> float:
         if flush is not None:
-            flush.zero_()
+            flush.zero_()  # queued before the start event, so its time is not counted
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
         fn()
@@ -135,13 +170,8 @@ def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
         end.synchronize()
         return start.elapsed_time(end)
 
-    warm: list[float] = []
-    t0 = time.perf_counter()
-    while not settled(warm) and time.perf_counter() - t0 < max_warmup_s:
-        warm.append(timed_once())
-    repeats = repeats_for_budget(statistics.median(warm[-3:]), budget_s)
-    times = [timed_once() for _ in range(repeats)]
-    return summarize(times, warmup=len(warm), method="cuda events" + (", L2 flushed" if flush_l2 else ""))
+    return settle_then_repeat(timed_once, budget_s, max_warmup_s,
+                              "cuda events" + (", L2 flushed" if flush_l2 else ""))
 
 
 # -- memory -------------------------------------------------------------------------------
@@ -242,19 +272,30 @@ def counted_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
+# variants whose CPU path is torch's fused SDPA kernel (whole, or a chunk of queries at a time)
+CPU_SDPA_VARIANTS = ("sdpa", "sliding_window", "block_sparse")
+
+
 def flops_note(variant: str, spec: AttentionSpec, useful: int, counted: int, device: str) -> str:
+    """The cost model's FLOPs against torch's FLOP counter, and why they differ where they do."""
     if counted == useful:
         return f"{USEFUL_FLOPS_NOTE}; torch's FLOP counter agrees"
+    every_pair = 4 * spec.batch * spec.heads * spec.head_dim * spec.seq * spec.kv_seq
+    ratio = counted / max(useful, 1)
     if counted == 0:
-        why = ("the counter sees no FLOPs in fused SDPA on the CPU" if variant == "sdpa"
+        why = ("the counter sees no FLOPs in the CPU's fused SDPA kernel"
+               if variant in CPU_SDPA_VARIANTS and not device.startswith("cuda")
                else "the counter sees no matmuls in this call")
-    elif variant == "sdpa" and spec.causal and counted > useful:
-        why = "the counter counts a causal SDPA as if it were dense"
+    elif spec.causal and counted == every_pair:
+        why = ("the counter counts every (query, key) pair of a causal call, the masked half "
+               "included, as if it were dense")
     elif counted > useful:
-        why = (f"the counter also counts computed-then-masked scores and helper matmuls "
-               f"({counted / max(useful, 1):.2f}x)")
+        why = f"the counter also counts computed-then-masked scores and helper matmuls ({ratio:.2f}x)"
+    elif not variants.get(variant).exact:
+        why = (f"the counter counts matmuls only ({ratio:.2f}x); the cost model also counts the "
+               f"feature maps, sums and normalisation")
     else:
-        why = f"the counter sees {counted / max(useful, 1):.2f}x of the cost model's count"
+        why = f"the counter sees {ratio:.2f}x of the cost model's count"
     return f"{USEFUL_FLOPS_NOTE}; torch's FLOP counter says {counted:,}: {why}"
 
 
@@ -282,8 +323,10 @@ def errors(out: torch.Tensor, q, k, v, spec: AttentionSpec, variant: str,
     q64, k64, v64 = (t.double() for t in (q, k, v))
     v64 = repeat_kv(v64, spec.groups)
     got = out if rows is None else out.index_select(2, rows.to(out.device))
-    ref = variants.get(variant).weights(q64, k64, spec, rows) @ v64
-    full = variants.get("dense").weights(q64, k64, spec, rows) @ v64
+    mine, exact = variants.get(variant).weights, variants.get("dense").weights
+    ref = mine(q64, k64, spec, rows) @ v64
+    # dense and sdpa share the plain math: one float64 reference serves both errors
+    full = ref if mine is exact else exact(q64, k64, spec, rows) @ v64
     n = spec.seq if rows is None else rows.numel()
     return relative_error(got, ref), relative_error(got, full), n
 
@@ -299,6 +342,13 @@ def backend_name(variant: str, q, k, v, spec: AttentionSpec) -> str:
 
 
 # -- the profiler ----------------------------------------------------------------------------
+def is_out_of_memory(err: BaseException) -> bool:
+    """CUDA raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError."""
+    if isinstance(err, torch.OutOfMemoryError):
+        return True
+    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
+
+
 def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget_s: float = 1.0,
             check_errors: bool = True, error_rows: int = 256, temperature: float = 1.0,
             inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Profile:
@@ -311,22 +361,40 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
     reasons = var.unsupported(spec, device)
     if reasons:
         raise ValueError("; ".join(reasons))
-    check_fits(spec, variant, device)
-    q, k, v = inputs if inputs is not None else random_qkv(spec, temperature)
-    on_cuda = q.is_cuda
+    check_fits(spec, variant, device)  # before allocating the inputs
+    on_cuda = device.startswith("cuda")
+    q = k = v = None
     try:
+        q, k, v = inputs if inputs is not None else random_qkv(spec, temperature)
         with torch.inference_mode():
             fn = lambda: var.run(q, k, v, spec)  # noqa: E731
+            t0 = time.perf_counter()
             out = fn()  # first call: compiles, picks backends, warms caches
+            calls_s = [time.perf_counter() - t0]
             backend = backend_name(variant, q, k, v, spec)
+
+            # The second call is the warm-up, and it also gives the peak memory and torch's FLOP
+            # count, so neither costs a call of its own (a second or more at long sequences).
+            # The counter is a dispatch mode that allocates nothing: the peak is the same with
+            # it or without it.
+            from torch.utils.flop_counter import FlopCounterMode
+
+            counter = FlopCounterMode(display=False)
+
+            def counted_call() -> None:
+                t1 = time.perf_counter()
+                with counter:
+                    fn()
+                calls_s.append(time.perf_counter() - t1)  # the call alone, not the profiler's set-up
+
             if on_cuda:
-                timing = time_cuda(fn, budget_s)
-                peak, reserved = cuda_peak_bytes(fn)
+                peak, reserved = cuda_peak_bytes(counted_call)
                 memory_method = "torch.cuda.max_memory_allocated above the baseline"
             else:
-                timing = time_cpu(fn, budget_s)
-                peak, reserved = cpu_peak_bytes(fn), None
+                peak, reserved = cpu_peak_bytes(counted_call), None
                 memory_method = "torch profiler memory events (CPU allocator) during one call"
+            counted = int(counter.get_total_flops())
+            timing = time_cuda(fn, budget_s) if on_cuda else time_cpu(fn, budget_s, warmup=0)
             energy = None
             if on_cuda:
                 from attn.telemetry import open_nvml
@@ -335,12 +403,13 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
                 if reader is not None:
                     energy = energy_per_call(fn, reader, torch.cuda.synchronize)
             useful = var.flops(spec)
-            counted = counted_flops(fn)
             kernel_err = approx_err = None
             rows = 0
             if check_errors:
                 kernel_err, approx_err, rows = errors(out, q, k, v, spec, variant, error_rows)
-    except torch.OutOfMemoryError as err:
+    except (torch.OutOfMemoryError, RuntimeError) as err:
+        if not is_out_of_memory(err):
+            raise
         raise DoesNotFit(f"does not fit: out of memory on {device} ({str(err).splitlines()[0]})") from None
     finally:
         del q, k, v
@@ -356,7 +425,7 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
         achieved_tflops=achieved, peak_bytes=int(peak), reserved_bytes=reserved,
         memory_method=memory_method, kernel_error=kernel_err, approx_error=approx_err,
         error_rows=rows, energy_j=energy, cost=attention_cost(spec, variant).to_dict(),
-        environment=environment(device),
+        environment=environment(device), timing_s=sum(calls_s) + timing.elapsed_s,
     )
     _add_roofline(prof, spec, device)
     prof.wall_s = time.perf_counter() - started
