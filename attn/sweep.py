@@ -99,16 +99,24 @@ def fit_power_law(xs: Iterable[float], ys: Iterable[float]) -> Fit | None:
 
 def crossovers(xs: list[float], ya: list[float], yb: list[float], metric: str, a: str,
                b: str) -> list[Crossover]:
-    """Where curve a and curve b cross, interpolated linearly in log-log between samples."""
+    """Where curve a and curve b cross, interpolated linearly in log-log between samples.
+
+    Curves that meet exactly at a sample and go on to swap places cross there; curves that
+    touch and part again on the same sides do not cross."""
+    d = [math.log(p) - math.log(q) for p, q in zip(ya, yb)]
     found = []
-    for i in range(len(xs) - 1):
-        d0 = math.log(ya[i]) - math.log(yb[i])
-        d1 = math.log(ya[i + 1]) - math.log(yb[i + 1])
-        if d0 == 0 or d0 * d1 >= 0:
+    last = None  # index of the last sample where the curves differed
+    for i, di in enumerate(d):
+        if di == 0:
             continue
-        t = d0 / (d0 - d1)
-        x = math.exp(math.log(xs[i]) + t * (math.log(xs[i + 1]) - math.log(xs[i])))
-        found.append(Crossover(metric, a, b, x, cheaper_after=a if d1 < 0 else b))
+        if last is not None and d[last] * di < 0:
+            if i == last + 1:
+                t = d[last] / (d[last] - di)
+                x = math.exp(math.log(xs[last]) + t * (math.log(xs[i]) - math.log(xs[last])))
+            else:  # equal at the samples between: the first of them is where they cross
+                x = float(xs[last + 1])
+            found.append(Crossover(metric, a, b, x, cheaper_after=a if di < 0 else b))
+        last = i
     return found
 
 
@@ -174,8 +182,11 @@ ProfileFn = Callable[..., object]
 
 
 def measure_point(spec: AttentionSpec, variant: str, x: int, device: str, budget_s: float,
-                  profile_fn: ProfileFn | None = None) -> Point:
-    """Profile one point; out-of-memory and unsupported specs become marked points."""
+                  profile_fn: ProfileFn | None = None,
+                  memory_budget_bytes: int | None = None) -> Point:
+    """Profile one point; out-of-memory, unsupported specs and failed calls become marked
+    points. With a memory budget, a point whose estimated peak exceeds it is out of memory
+    without being allocated."""
     from attn import measure
 
     profile_fn = profile_fn or measure.profile
@@ -183,9 +194,17 @@ def measure_point(spec: AttentionSpec, variant: str, x: int, device: str, budget
         reasons = variants.get(variant).unsupported(spec, device)
         if reasons:
             return Point(variant, x, "unsupported", "; ".join(reasons), spec=spec.to_dict())
+        need = attention_cost(spec, variant).peak_bytes
+        if memory_budget_bytes is not None and need > memory_budget_bytes:
+            raise measure.DoesNotFit(
+                f"does not fit: {variant} at {x} needs ~{need / 2**30:.2f} GiB, over the sweep's "
+                f"budget of {memory_budget_bytes / 2**30:.2f} GiB")
         prof = profile_fn(spec, variant, device=device, budget_s=budget_s)
     except measure.DoesNotFit as err:
         return Point(variant, x, "oom", str(err), spec=spec.to_dict())
+    except RuntimeError as err:  # a kernel that fails at this size; the next size may run
+        message = (str(err).splitlines() or [type(err).__name__])[0]
+        return Point(variant, x, "error", message, spec=spec.to_dict())
     inputs, _ = io_bytes(spec)
     return Point(variant, x, "ok", latency_ms=prof.latency_ms, p10_ms=prof.p10_ms,
                  p90_ms=prof.p90_ms, peak_bytes=prof.peak_bytes,
@@ -202,7 +221,10 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
               profile_fn: ProfileFn | None = None,
               memory_budget_bytes: int | None = None) -> SweepResult:
     """Profile every variant at every x (ascending). Each point is passed to `on_point` as soon
-    as it is measured, so a page can draw the curves while the sweep runs."""
+    as it is measured, so a page can draw the curves while the sweep runs.
+
+    `memory_budget_bytes` (default: what `measure.free_bytes` allows, half the available RAM
+    on the CPU) bounds both the points tried and the projected memory wall."""
     from attn.measure import free_bytes
 
     for n in names:
@@ -211,11 +233,13 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
     xs = sorted(set(xs))
     specs = {x: spec_at(base, axis, x) for x in xs}  # bad sizes fail before any work
     points: list[Point] = []
+    stopped = False
     for n in names:
         for x in xs:
-            if cancelled is not None and cancelled():
+            stopped = stopped or (cancelled is not None and cancelled())
+            if stopped:
                 break
-            point = measure_point(specs[x], n, x, device, budget_s, profile_fn)
+            point = measure_point(specs[x], n, x, device, budget_s, profile_fn, memory_budget_bytes)
             points.append(point)
             if on_point is not None:
                 on_point(point)
@@ -223,7 +247,9 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
                 break  # larger x only need more memory
     fits, found = analyse(points, names)
     budget = memory_budget_bytes or free_bytes(device)
-    walls = [memory_wall(base, n, axis, fits.get(n, {}), points, budget, device) for n in names]
+    # a cancelled sweep is not followed by a search that allocates for real
+    walls = [memory_wall(base, n, axis, fits.get(n, {}), points, budget,
+                         "cpu" if stopped else device) for n in names]
     return SweepResult(axis, xs, names, device, points, fits, found, walls, base.to_dict())
 
 
@@ -235,44 +261,83 @@ def memory_wall(base: AttentionSpec, variant: str, axis: str, fits: dict[str, Fi
     if len(mine) < 2:
         return MemoryWall(variant, None, budget, True, "too few measured points to project")
     workspace = fit_power_law([p.x for p in mine], [p.peak_bytes for p in mine])
-    return projected_wall(lambda x: sum(io_bytes(spec_at(base, axis, x))), workspace, budget,
+    # the call's measured peak already holds its output; the inputs are what it adds to that
+    return projected_wall(lambda x: io_bytes(spec_at(base, axis, x))[0], workspace, budget,
                           variant, max(p.x for p in mine))
+
+
+def largest_that_fits(fits: Callable[[int], bool], lo: int, hi: int, hi_fails: bool = True,
+                      max_tries: int = 16, tolerance: float = 1 / 64) -> tuple[int | None, int, bool]:
+    """The largest x for which `fits(x)` holds, by bisection between `lo` (known to fit; 0 when
+    nothing is known to) and `hi` (known not to fit when `hi_fails`; otherwise tried first and
+    doubled while it fits). Stops when the bracket is within `tolerance` of `lo` or after
+    `max_tries` calls of `fits`.
+
+    Returns (x, tries, bounded): x is None when nothing fits; bounded is False when the tries
+    ran out before any failure was seen, so x is only a lower bound."""
+    tries = 0
+    if not hi_fails:
+        while tries < max_tries:
+            tries += 1
+            if not fits(hi):
+                break
+            lo, hi = hi, hi * 2
+        else:
+            return lo or None, tries, False
+    while hi - lo > max(1, int(lo * tolerance)) and tries < max_tries:
+        mid = (lo + hi) // 2
+        tries += 1
+        if fits(mid):
+            lo = mid
+        else:
+            hi = mid
+    return lo or None, tries, True
 
 
 def bisect_wall(base: AttentionSpec, variant: str, axis: str, points: list[Point], budget: int,
                 device: str, max_steps: int = 12) -> MemoryWall:
     """On a GPU: bisect between the largest x that ran and the first that did not, allocating
-    for real. Each try frees its memory before the next."""
+    for real. Each try frees its memory before the next. Only the CUDA calls are here; the
+    search is `largest_that_fits`."""
     import torch
 
     from attn.inputs import random_qkv
+    from attn.measure import is_out_of_memory
 
     mine = [p for p in points if p.variant == variant]
     ok = [p.x for p in mine if p.status == "ok"]
-    lo = max(ok) if ok else 0
     failed = [p.x for p in mine if p.status == "oom"]
-    hi = min(failed) if failed else max(lo * 64, 1)
+    lo = max(ok) if ok else 0
+    hi = min(failed) if failed else max(2 * lo, 1)
+    other_errors: list[str] = []
 
     def fits_for_real(x: int) -> bool:
-        spec = spec_at(base, axis, x).with_(device=device)
+        q = k = v = None
         try:
+            spec = spec_at(base, axis, x).with_(device=device)
             q, k, v = random_qkv(spec)
             with torch.inference_mode():
                 variants.get(variant).run(q, k, v, spec)
             torch.cuda.synchronize()
             return True
-        except torch.OutOfMemoryError:
+        except RuntimeError as err:  # out of memory, or a kernel that cannot take this size
+            if not is_out_of_memory(err):
+                other_errors.append(f"{x}: {(str(err).splitlines() or ['error'])[0]}")
+            return False
+        except ValueError:  # a size the spec rejects
             return False
         finally:
             q = k = v = None
             torch.cuda.empty_cache()
 
-    steps = 0
-    while hi - lo > max(1, lo // 64) and steps < max_steps:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits_for_real(mid) else (lo, mid)
-        steps += 1
-    return MemoryWall(variant, lo or None, budget, False, f"bisected with real allocations ({steps} tries)")
+    x, tries, bounded = largest_that_fits(fits_for_real, lo, hi, hi_fails=bool(failed),
+                                          max_tries=max_steps)
+    note = f"bisected with real allocations ({tries} tries)"
+    if not bounded:
+        note += f"; every try fitted, so the wall is above {x}"
+    if other_errors:
+        note += "; failures other than out-of-memory count as not fitting: " + "; ".join(other_errors[:2])
+    return MemoryWall(variant, x, budget, False, note)
 
 
 def human_summary(d: dict) -> str:
