@@ -90,3 +90,10 @@ def make_inputs(spec: AttentionSpec, source: InputSource | None = None
     spec = layer_spec.with_(dtype=spec.dtype, device=device, causal=causal, **keep)
     dtype = torch_dtype(spec.dtype)
     return (*(t.to(device=device, dtype=dtype).contiguous() for t in (q, k, v)), spec)
+
+
+def input_spec(spec: AttentionSpec, source: InputSource) -> AttentionSpec:
+    """The spec the inputs of `source` have (the spec itself for random inputs)."""
+    if source.kind == "random":
+        return spec
+    return make_inputs(spec, source)[3]

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from attn import variants
-from attn.inputs import random_qkv, resolve_device
+from attn.inputs import InputSource, make_inputs, random_qkv, resolve_device
 from attn.spec import AttentionSpec
 from attn.variants.registry import Variant
 
@@ -409,12 +409,17 @@ def head_stats(q: Tensor, k: Tensor, spec: AttentionSpec, variant: str, batch: i
 
 
 def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 512,
-              reduce: str = "mean", temperature: float = 1.0) -> dict[str, Any]:
+              reduce: str = "mean", temperature: float = 1.0,
+              source: InputSource | None = None) -> dict[str, Any]:
     """What `python -m attn maps --json` prints: the pooled map of one head (batch item 0) and
-    the statistics of every head, on seeded random inputs."""
+    the statistics of every head, on seeded random inputs (with `temperature`), or on q and k
+    captured from a real model when `source` says so (the spec then takes the layer's shape)."""
     var = variants.get(variant)
     device = resolve_device(spec.device)
-    q, k, _ = random_qkv(spec, temperature, device)
+    if source is not None and source.kind != "random":
+        q, k, _, spec = make_inputs(spec, source)
+    else:
+        q, k, _ = random_qkv(spec, temperature, device)
     _check(q, k, spec, var, 0, head)
     pooler = _new_pooler(q, spec, max_size, reduce)
     rows = _rows_per_block(spec, None)
@@ -428,6 +433,7 @@ def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 
         "spec": spec.to_dict(),
         "device": device,
         "temperature": temperature,
+        "inputs": (source or InputSource(temperature=temperature)).describe(),
         "map": _map_from(pooler, spec, var, 0, head).to_dict(),
         "head_stats": [s.to_dict() for s in stats],
     }

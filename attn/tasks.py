@@ -22,7 +22,7 @@ def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict |
         q, k, v, spec_in = make_inputs(AttentionSpec.from_dict(spec), src)
         prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v))
     report.progress(1.0, "done")
-    return prof.to_dict()
+    return {**prof.to_dict(), "inputs": src.describe()}
 
 
 def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq",
@@ -48,3 +48,26 @@ def calibrate_task(device: str = "auto", *, report) -> dict:
 
     report.progress(0.1, "matmul rates and copy bandwidth")
     return calibrate.calibrate(device, force=True).to_dict()
+
+
+def model_timing_task(source: str, text: str, max_tokens: int | None = 128, repeats: int = 5,
+                      device: str = "cpu", *, report) -> dict:
+    """Measured time of each layer's attention and MLP modules, and peak memory (time_modules)."""
+    from attn.models import load_model, time_modules
+
+    report.progress(0.05, f"loading {source}")
+    loaded = load_model(source, "eager", device)
+    report.progress(0.3, f"timing {repeats} forward passes, module by module")
+    return time_modules(loaded, text, repeats=repeats, max_tokens=max_tokens)
+
+
+def model_implementations_task(source: str, text: str, max_tokens: int | None = 128, repeats: int = 3,
+                               device: str = "cpu", *, report) -> list[dict]:
+    """The same model and text under eager, sdpa and flex_attention, one row per implementation."""
+    from attn.models import IMPLEMENTATIONS, compare_implementations
+
+    report.progress(0.05, f"{', '.join(IMPLEMENTATIONS)}: flex_attention compiles first, a minute or "
+                          "more on a CPU")
+    # one call for all, so each row's max_abs_diff is against the same reference (the first)
+    return compare_implementations(source, text, IMPLEMENTATIONS, repeats=repeats,
+                                   max_tokens=max_tokens, device=device)

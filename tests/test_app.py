@@ -79,3 +79,12 @@ def test_scaling_sweep_runs_to_the_end():
     result = at.session_state["sweep_result"]
     assert {p["variant"] for p in result["points"]} == {"sdpa", "linear"}
     assert all(p["status"] == "ok" for p in result["points"])
+
+
+def test_playground_on_real_inputs_takes_the_models_shape():
+    at = open_page("views/playground.py", variants="sdpa,topk", src="model", text="A short sentence.")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    at.button(key="pg_profile").click().run()
+    assert not at.exception
+    assert [m.label for m in at.metric].count("approx error") == 2

@@ -8,6 +8,7 @@ import streamlit as st
 
 from attn import jobs, tasks, variants
 from attn.cost import Cost
+from attn.inputs import InputSource, input_spec
 from attn.maps import maps_json
 from attn.masks import pooled_mask
 from attn.spec import AttentionSpec
@@ -33,12 +34,27 @@ def map_work(spec: AttentionSpec) -> int:
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
-def _maps(spec_json: str, variant: str, head: int, size: int, reduce: str, temperature: float) -> dict:
-    return maps_json(AttentionSpec.from_dict(json.loads(spec_json)), variant, head, size, reduce, temperature)
+def _maps(spec_json: str, variant: str, head: int, size: int, reduce: str, temperature: float,
+          source: InputSource | None) -> dict:
+    return maps_json(AttentionSpec.from_dict(json.loads(spec_json)), variant, head, size, reduce,
+                     temperature, source)
 
 
-def maps(spec: AttentionSpec, variant: str, head: int, size: int, reduce: str, temperature: float) -> dict:
-    return _maps(spec_key(spec), variant, head, size, reduce, temperature)
+def maps(spec: AttentionSpec, variant: str, head: int, size: int, reduce: str, temperature: float,
+         source: InputSource | None = None) -> dict:
+    return _maps(spec_key(spec), variant, head, size, reduce, temperature, source)
+
+
+@st.cache_data(max_entries=16, show_spinner="running the model on the text")
+def _input_spec(spec_json: str, source: InputSource) -> dict:
+    return input_spec(AttentionSpec.from_dict(json.loads(spec_json)), source).to_dict()
+
+
+def effective_spec(spec: AttentionSpec, source: InputSource) -> AttentionSpec:
+    """The spec of the inputs: the sidebar's, or a captured layer's shape with its parameters."""
+    if source.kind == "random":
+        return spec
+    return AttentionSpec.from_dict(_input_spec(spec_key(spec), source))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -77,17 +93,19 @@ def _profiles() -> dict:
     return st.session_state.setdefault("profiles", {})
 
 
-def cached_profile(spec: AttentionSpec, variant: str) -> dict | None:
-    return _profiles().get((spec_key(spec), variant))
+def cached_profile(spec: AttentionSpec, variant: str, source: InputSource | None = None) -> dict | None:
+    return _profiles().get((spec_key(spec), variant, source))
 
 
-def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE_BUDGET_S) -> None:
+def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE_BUDGET_S,
+                source: InputSource | None = None) -> None:
     """Profile each variant in the worker process, one after the other, with progress."""
     runner = jobs.default_runner()
     todo = [n for n in names if not variants.get(n).unsupported(spec, device())]
     bar = st.progress(0.0, text="queued")
     for i, name in enumerate(todo):
-        handle = runner.submit(tasks.profile_task, spec.to_dict(), name, budget_s, kind="profile",
+        handle = runner.submit(tasks.profile_task, spec.to_dict(), name, budget_s,
+                               source.__dict__ if source else None, kind="profile",
                                title=f"{name} at seq {spec.seq}")
         while not handle.done():
             frac, msg = handle.progress
@@ -95,7 +113,7 @@ def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE
             time.sleep(0.1)
         if handle.status == "done":
             result = handle.result()
-            _profiles()[(spec_key(spec), name)] = result
+            _profiles()[(spec_key(spec), name, source)] = result
             save_run("profile", spec, result, name)
         else:
             job_error(handle)

@@ -4,6 +4,7 @@ import streamlit as st
 
 from attn import charts, variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
+from attn.inputs import InputSource
 from attn.sweep import analytic_curve
 from ui.plot import show
 from ui import format as fmt
@@ -27,7 +28,25 @@ reduce = c3.radio("pooling", ["mean", "max"], horizontal=True, key="pg_reduce")
 temperature = c4.select_slider("temperature", [0.25, 0.5, 1.0, 2.0, 4.0], value=1.0, key="pg_temp",
                                help="q is scaled by 1/temperature: low is sharp attention, high is flat")
 log_scale = c5.toggle("log colour", value=True, key="pg_log")
-sync_url(variants=chosen, head=head, cells=size)
+with st.expander("Inputs: random, or q and k from a real model", expanded=url_value("src", "random") == "model"):
+    kind = st.radio("inputs", ["random", "model"], horizontal=True, key="pg_src",
+                    index=["random", "model"].index(url_value("src", "random")),
+                    format_func={"random": "seeded random (temperature above)",
+                                 "model": "captured from MiniLM (real attention)"}.get)
+    text = layer = None
+    if kind == "model":
+        text = st.text_area("text", url_value("text", "The cost of attention grows with the square of "
+                                              "the context, so every token must earn its place."), key="pg_text")
+        layer = st.slider("layer", 0, 5, url_value("layer", 0), key="pg_layer")
+        st.caption("The shape comes from the model (12 heads of 32, one row per token, not causal); the "
+                   "sidebar's variant parameters, dtype and device still apply. On real inputs an "
+                   "approximation's error says what it loses on real attention, not on noise.")
+source = InputSource(kind=kind, temperature=float(temperature), text=text or "", layer=layer or 0)
+sync_url(variants=chosen, head=head, cells=size, src=kind, text=text, layer=layer)
+with shown_as_error("The inputs"):
+    spec = results.effective_spec(spec, source)
+if source.kind == "model" and spec.heads <= head:
+    head = 0
 
 if not chosen:
     st.info("Pick one or more variants above.")
@@ -38,7 +57,7 @@ draw = not big or st.button("Draw the maps", help="this spec takes a while on th
 profile_now = st.button("▶ Profile", type="primary", key="pg_profile",
                         help="time, memory and error of each variant on this device (runs in the worker)")
 if profile_now:
-    results.profile_all(spec, chosen)
+    results.profile_all(spec, chosen, source=source)
 
 columns = st.columns(min(len(chosen), 3))
 for i, name in enumerate(chosen):
@@ -53,10 +72,10 @@ for i, name in enumerate(chosen):
             continue
         with shown_as_error(f"{name}: cost"):
             cost = attention_cost(spec, name)
-            results.cost_cards(cost, results.cached_profile(spec, name))
+            results.cost_cards(cost, results.cached_profile(spec, name, source))
         if draw:
             with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
-                m = results.maps(spec, name, int(head), int(size), reduce, float(temperature))
+                m = results.maps(spec, name, int(head), int(size), reduce, float(temperature), source)
                 tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
                 with tab_w:
                     show(charts.attention_heatmap(
