@@ -87,15 +87,27 @@ def _cache_path() -> Path:
 
 
 def _load_all() -> dict:
+    """Every cached calibration; a missing, unreadable or foreign file reads as none."""
     try:
-        return json.loads(_cache_path().read_text())
+        data = json.loads(_cache_path().read_text())
     except (OSError, ValueError):
         return {}
+    return data if isinstance(data, dict) else {}
 
 
 def cached(device: str) -> Calibration | None:
+    """This device's calibration from the cache, or None (never measured, or an entry this
+    version cannot read: it is measured again)."""
     entry = _load_all().get(device_key(resolve_device(device)))
-    return Calibration(**entry) if entry else None
+    if not isinstance(entry, dict):
+        return None
+    try:
+        cal = Calibration(**entry)
+    except TypeError:
+        return None
+    usable = (isinstance(cal.matmul_tflops, dict) and isinstance(cal.bandwidth_gbps, (int, float))
+              and all(isinstance(r, (int, float)) for r in cal.matmul_tflops.values()))
+    return cal if usable else None
 
 
 def calibrate(device: str = "auto", force: bool = False) -> Calibration:
