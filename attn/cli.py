@@ -86,9 +86,17 @@ def cmd_variants(args: argparse.Namespace) -> None:
 
 
 def cmd_cost(args: argparse.Namespace) -> None:
+    from attn import variants
     from attn.cost import attention_cost
 
     spec = spec_from_args(args)
+    var = variants.get(args.variant)
+    # a cost is device-free, so only reasons that hold on every device make the spec bad
+    # (linformer cannot be causal; an unknown backend), not "needs a CUDA GPU"
+    on_gpu = set(var.unsupported(spec, "cuda"))
+    reasons = [r for r in var.unsupported(spec, "cpu") if r in on_gpu]
+    if reasons:
+        raise BadInput("; ".join(reasons))
     cost = attention_cost(spec, args.variant)
     data = {"variant": args.variant, "spec": spec.to_dict(), "device": spec.device, **cost.to_dict()}
     _emit(args, data, lambda d: "\n".join(f"{k:26} {v}" for k, v in d.items() if k != "spec"))
@@ -143,6 +151,34 @@ def cmd_maps(args: argparse.Namespace) -> None:
          f" ({'exact' if d['map']['exact'] else d['map']['reduce'] + '-pooled'})"]
         + [f"  head {s['head']:>3}: entropy {s['entropy_bits']:.2f} bits, distance {s['mean_distance']:.1f}, "
            f"sink {s['sink_mass']:.3f}, keys for 90% {s['keys_for_90']:.1f}" for s in d["head_stats"]]))
+
+
+def cmd_model(args: argparse.Namespace) -> None:
+    from attn.models import model_json
+
+    if args.max_tokens is not None and args.max_tokens < 1:
+        raise BadInput(f"--max-tokens must be at least 1, got {args.max_tokens}")
+    data = model_json(args.model, args.text, max_tokens=args.max_tokens, include_maps=not args.no_maps)
+    _emit(args, data, _human_model)
+
+
+def _human_model(d: dict) -> str:
+    m, lines = d["model"], []
+    lines.append(f"{m['name']}: {m['source']} ({m['num_parameters']:,} parameters, {m['kind']})")
+    lines.append(f"{d['seq_len']} tokens: {' '.join(d['tokens'])}")
+    costs = d.get("costs", {})
+    if "error" in costs:
+        lines.append(f"costs: {costs['error']}")
+    else:
+        t = costs["totals"]
+        lines.append(f"forward {t['total_flops'] / 1e9:.3f} GFLOP over {t['layers']} layers: attention core "
+                     f"{t['attention_core_flops'] / t['total_flops']:.1%}, projections "
+                     f"{t['projection_flops'] / t['total_flops']:.1%}, MLP {t['mlp_flops'] / t['total_flops']:.1%}")
+    timing = d.get("timing", {})
+    if "forward_ms" in timing:
+        lines.append(f"measured forward {timing['forward_ms']:.2f} ms on {timing['device']}: attention "
+                     f"{timing['attention_ms']:.2f} ms, MLP {timing['mlp_ms']:.2f} ms")
+    return "\n".join(lines)
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
@@ -243,6 +279,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_maps)
+
+    p = sub.add_parser("model", help="a real model on a text: tokens, attention maps, cost per layer")
+    p.add_argument("--model", default="minilm", help="minilm, a preset name, or a local directory")
+    p.add_argument("--text", required=True)
+    p.add_argument("--max-tokens", dest="max_tokens", type=int, default=128)
+    p.add_argument("--no-maps", dest="no_maps", action="store_true", help="leave out the attention maps")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_model)
 
     p = sub.add_parser("monitor", help="sample GPU and CPU counters for some seconds")
     p.add_argument("--seconds", type=float, default=5.0)
