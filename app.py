@@ -12,6 +12,8 @@ PAGES = [
     st.Page("views/roofline.py", title="Roofline", icon="🏔️"),
     st.Page("views/monitor.py", title="Live monitor", icon="📟"),
     st.Page("views/compare.py", title="Compare", icon="⚖️"),
+    st.Page("views/runs.py", title="Runs", icon="🗄️"),
+    st.Page("views/economics.py", title="Economics", icon="💸"),
 ]
 
 page = st.navigation(PAGES)

@@ -133,26 +133,32 @@ def metric_curve(points: Iterable[dict], metric: str, title: str = "", current_x
                 hovertext=[p.get("message", "out of memory") for p in oom], hoverinfo="text",
                 name=f"{variant} out of memory",
             ))
-    def at(x: float) -> float:  # shapes on a log axis are placed in log10 units
-        return math.log10(x) if log else x
-
-    for c in crossovers:
-        if c["metric"] == metric:
-            fig.add_vline(x=at(c["x"]), line=dict(dash="dot", color="#64748b"),
-                          annotation_text=f"{c['a']} / {c['b']} cross ≈ {c['x']:.0f}",
-                          annotation_position="top left")
-    for w in walls:
-        if w.get("x") and metric in ("peak_bytes", "footprint_bytes"):
-            fig.add_vline(x=at(w["x"]), line=dict(color=color_of(w["variant"]), dash="dash"),
-                          annotation_text=f"{w['variant']} wall {w['x']:,}"
-                                          + (" (projected)" if w.get("projected") else ""))
+    mine = [c for c in crossovers if c["metric"] == metric]
+    for row, c in enumerate(mine):
+        _vmark(fig, c["x"], log, dict(dash="dot", color="#64748b"),
+               f"{c['a']} / {c['b']} cross ≈ {c['x']:.0f}", "top left", row)
+    shown = [w for w in walls if w.get("x") and metric in ("peak_bytes", "footprint_bytes")]
+    for row, w in enumerate(shown, start=len(mine)):
+        _vmark(fig, w["x"], log, dict(color=color_of(w["variant"]), dash="dash"),
+               f"{w['variant']} wall {w['x']:,}" + (" (projected)" if w.get("projected") else ""),
+               "top right", row)
     if current_x is not None:
-        fig.add_vline(x=at(current_x), line=dict(color="#f8fafc", width=1),
-                      annotation_text="current", annotation_position="bottom right")
+        _vmark(fig, current_x, log, dict(color="#f8fafc", width=1), "current", "bottom right")
     axis_type = "log" if log else "linear"
     fig.update_xaxes(title=x_label, type=axis_type)
     fig.update_yaxes(title=METRIC_LABELS.get(metric, metric), type=axis_type)
     return _layout(fig, title or METRIC_LABELS.get(metric, metric), height=height)
+
+
+def _vmark(fig: go.Figure, x: float, log: bool, line: dict, text: str, position: str,
+           row: int = 0) -> None:
+    """A vertical line with a label (labels of marks that lie close go on rows). plotly.js
+    places a shape on a log axis by its data value but an annotation by log10 of it."""
+    fig.add_vline(x=x, line=line)
+    y = 1 - 0.07 * (row % 4) if "top" in position else 0.07 * (row % 4)
+    fig.add_annotation(x=math.log10(x) if log else x, xref="x", y=y,
+                       yref="y domain", yanchor="top" if "top" in position else "bottom",
+                       xanchor="right" if "left" in position else "left", text=text, showarrow=False)
 
 
 def roofline(calibration: dict | None, runs: Iterable[dict], dtype: str = "float32") -> go.Figure:
@@ -229,3 +235,78 @@ def grid_heatmap(values: np.ndarray, title: str, x_label: str = "head", y_label:
     fig.update_xaxes(title=x_label, dtick=1)
     fig.update_yaxes(title=y_label, autorange="reversed", dtick=1)
     return _layout(fig, title, height=320)
+
+
+# -- economics --------------------------------------------------------------------------------
+DOMINATED_COLOR = "#64748b"
+ERROR_FLOOR = 1e-12  # an error of exactly 0 still gets a place on the log axis
+
+
+def per_token_curve(rows: Iterable[dict], metric: str, axis_label: str, title: str = "",
+                    height: int = 340) -> go.Figure:
+    """A per-token price (usd_per_mtok, joules_per_mtok) against the sequence length, a line
+    per variant. rows: dicts with variant, seq and the metric (`TokenCost` as a dict)."""
+    points = [{"variant": r["variant"], "x": r["seq"], "status": "ok", metric: r[metric]}
+              for r in rows if r.get(metric) is not None]
+    fig = metric_curve(points, metric, title=title or axis_label, height=height)
+    fig.update_yaxes(title=axis_label)
+    return fig
+
+
+def frontier_chart(points: Iterable[dict], cost_label: str, title: str = "",
+                   log_cost: bool = True, height: int = 360) -> go.Figure:
+    """approx_error against a cost, a marker per variant: the Pareto frontier in colour and
+    joined by a step line, dominated variants grey. points: dicts with label, error, cost,
+    dominated and dominated_by (`economics.FrontierPoint` as a dict)."""
+    points = list(points)
+    fig = go.Figure()
+    front = sorted((p for p in points if not p["dominated"]), key=lambda p: (p["cost"], p["error"]))
+    if len(front) > 1:
+        fig.add_trace(go.Scatter(
+            x=[p["cost"] for p in front], y=[max(p["error"], ERROR_FLOOR) for p in front],
+            mode="lines", line=dict(color="#e2e8f0", width=1, dash="dot", shape="hv"),
+            name="frontier", hoverinfo="skip"))
+    for p in points:
+        beaten = p["dominated"]
+        fig.add_trace(go.Scatter(
+            x=[p["cost"]], y=[max(p["error"], ERROR_FLOOR)], mode="markers+text",
+            name=p["label"] + (" (dominated)" if beaten else ""), text=[p["label"]],
+            textposition="top center",
+            textfont=dict(color=DOMINATED_COLOR if beaten else color_of(p["label"])),
+            marker=dict(size=12, color=DOMINATED_COLOR if beaten else color_of(p["label"]),
+                        opacity=0.45 if beaten else 1.0, line=dict(width=1, color="#0f172a")),
+            hovertemplate=(f"{p['label']}<br>{cost_label} %{{x:.4g}}<br>approx error {p['error']:.3g}"
+                           + (f"<br>dominated by {p['dominated_by']}" if beaten else "<br>on the frontier")
+                           + "<extra></extra>")))
+    fig.update_xaxes(title=cost_label, type="log" if log_cost else "linear",
+                     range=_padded([p["cost"] for p in points], log_cost))
+    fig.update_yaxes(title="approx error (‖out − full‖/‖full‖)", type="log", exponentformat="power",
+                     range=_padded([max(p["error"], ERROR_FLOOR) for p in points], True))
+    fig.update_layout(showlegend=False)  # every marker carries its name
+    return _layout(fig, title or f"quality against {cost_label}", height=height)
+
+
+def _padded(values: Sequence[float], log: bool, pad: float = 0.12) -> list[float] | None:
+    """An axis range with room around the points for their labels (log10 units on a log axis)."""
+    values = [math.log10(v) if log else v for v in values if not log or v > 0]
+    if not values:
+        return None
+    lo, hi = min(values), max(values)
+    room = pad * (hi - lo) + (0.3 if log else abs(hi) * 0.1 or 1.0)
+    return [lo - room, hi + room]
+
+
+def context_fit_bars(fits: Iterable[dict], budget_label: str, height: int = 320) -> go.Figure:
+    """The longest sequence each variant fits in a memory budget; projected bars are hatched
+    and paler. fits: dicts with variant, max_seq, projected (`economics.ContextFit`)."""
+    fits = [f for f in fits if f.get("max_seq")]
+    fig = go.Figure(go.Bar(
+        x=[f["variant"] for f in fits], y=[f["max_seq"] for f in fits],
+        marker=dict(color=[color_of(f["variant"]) for f in fits],
+                    opacity=[0.55 if f["projected"] else 1.0 for f in fits],
+                    pattern=dict(shape=["/" if f["projected"] else "" for f in fits])),
+        text=[f"{f['max_seq']:,}" + (" (projected)" if f["projected"] else "") for f in fits],
+        textposition="outside",
+        hovertemplate="%{x}<br>longest sequence %{y:,}<extra></extra>"))
+    fig.update_yaxes(title="longest sequence that fits", type="log")
+    return _layout(fig, f"longest context within {budget_label}", height=height)

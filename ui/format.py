@@ -1,36 +1,4 @@
-"""Numbers as people read them."""
-from __future__ import annotations
+"""Numbers as people read them (kept in attn, so that the HTML report writes the same words)."""
+from attn.readable import ms, nbytes, pct, ratio, si
 
-
-def si(value: float | None, unit: str = "", digits: int = 3) -> str:
-    if value is None:
-        return "—"
-    for factor, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(value) >= factor:
-            return f"{value / factor:.{digits}g} {prefix}{unit}"
-    return f"{value:.{digits}g} {unit}".rstrip()
-
-
-def nbytes(value: float | None) -> str:
-    if value is None:
-        return "—"
-    for factor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if abs(value) >= factor:
-            return f"{value / factor:.3g} {unit}"
-    return f"{int(value)} B"
-
-
-def ms(value: float | None) -> str:
-    if value is None:
-        return "—"
-    if value < 1:
-        return f"{value * 1e3:.3g} µs"
-    return f"{value:.4g} ms"
-
-
-def ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2e}"
-
-
-def pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1f}%"
+__all__ = ["ms", "nbytes", "pct", "ratio", "si"]

@@ -1,0 +1,192 @@
+"""Runs: every saved profile, sweep, model run and map. Filter them, compare, re-run a saved spec
+on this device, delete, and export them (CSV, JSON, or a self-contained HTML report)."""
+import time
+
+import pandas as pd
+import streamlit as st
+
+from attn import jobs, tasks, variants
+from attn.report import html_report
+from attn.runs import KINDS, RunStore
+from attn.spec import AttentionSpec
+from ui import format as fmt
+from ui import results
+from ui.errors import job_error, shown_as_error
+from ui.state import sync_url, url_list, url_value
+
+ALL = "all"
+LIST_LIMIT = 500
+SWEEP_BUDGET_S = 0.2
+
+st.title("🗄️ Runs")
+st.caption("Every profile, sweep, model run and map saved on this machine, newest first. The store "
+           "is one SQLite file under ~/.attn (the ATTN_HOME variable moves it); "
+           "`python -m attn runs list|show|export` reads the same file.")
+store = RunStore()
+
+flash = st.session_state.pop("rn_flash", None)
+if flash:
+    st.success(flash)
+
+if store.count() == 0:
+    st.info("No runs saved yet. Press **▶ Profile** in the Playground or **▶ Run sweep** on the "
+            "Scaling page (both save what they measure), or from a shell: "
+            "`python -m attn profile --variant sdpa --seq 1024 --save`.")
+    st.stop()
+
+
+def _choice(label: str, options: list[str], url_name: str, key: str, col) -> str:
+    wanted = url_value(url_name, ALL)
+    return col.selectbox(label, options, index=options.index(wanted) if wanted in options else 0, key=key)
+
+
+everything = store.list(limit=LIST_LIMIT)
+device_names = sorted({s.device for s in everything if s.device})
+c1, c2, c3, c4 = st.columns([1, 1, 1.4, 2])
+kind = _choice("kind", [ALL, *KINDS], "kind", "rn_kind", c1)
+variant = _choice("variant", [ALL, *variants.names()], "variant", "rn_variant", c2)
+device = _choice("device", [ALL, "cpu", "cuda", *device_names], "device", "rn_device", c3)
+search = c4.text_input("search", value=url_value("q", ""), key="rn_search",
+                       placeholder="label, tag, spec text (S1024, float16) or a run id")
+
+summaries = store.list(kind=None if kind == ALL else kind, variant=None if variant == ALL else variant,
+                       device=None if device == ALL else device, search=search.strip() or None,
+                       limit=LIST_LIMIT)
+table = pd.DataFrame([{
+    "id": s.id, "kind": s.kind, "variant": s.variant, "spec": s.spec_short, "latency": fmt.ms(s.latency_ms),
+    "peak memory": fmt.nbytes(s.peak_bytes), "achieved FLOP/s": fmt.si(s.achieved_tflops and s.achieved_tflops * 1e12),
+    "points": s.points, "maps": "✓" if s.has_maps else "", "label": s.label, "tags": ", ".join(s.tags),
+    "device": s.device, "when (UTC)": s.created_at[:19].replace("T", " "),
+} for s in summaries])
+st.caption(f"{len(summaries)} of {len(everything)}{'+' if len(everything) == LIST_LIMIT else ''} runs "
+           "match. Latency is the median of a profile; a sweep's row counts its points.")
+if summaries:
+    st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)))
+else:
+    st.info("No run matches these filters.")
+
+labels = {s.id: f"#{s.id} {s.kind} · {s.variant or '—'} · {s.spec_short}" for s in everything}
+if "rn_select_next" in st.session_state:  # an action's new selection, set before the widget exists
+    st.session_state["rn_selected"] = [i for i in st.session_state.pop("rn_select_next") if i in labels]
+previous = [i for i in st.session_state.get("rn_selected", []) if i in labels]
+options = list(dict.fromkeys([s.id for s in summaries] + previous))
+from_url = [int(x) for x in url_list("runs", []) if x.isdigit() and int(x) in labels]
+default = None if "rn_selected" in st.session_state else [i for i in from_url if i in options]
+selected = st.multiselect("Selected runs", options, default=default,
+                          format_func=lambda i: labels.get(i, f"#{i}"), key="rn_selected",
+                          placeholder="choose runs to compare, re-run, delete or export")
+sync_url(kind=kind if kind != ALL else None, variant=variant if variant != ALL else None,
+         device=device if device != ALL else None, q=search.strip() or None, runs=selected)
+
+if not selected:
+    st.caption("Choose one or more runs above to compare, re-run, delete or export them.")
+    st.stop()
+
+kinds_of = {s.id: s.kind for s in everything}
+profiles = [i for i in selected if kinds_of.get(i) == "profile"]
+
+
+def _wait(handle, bar, what: str) -> bool:
+    """Follow a job to its end with a progress bar; False (after saying why) unless it is done."""
+    while not handle.done():
+        frac, msg = handle.progress
+        bar.progress(frac, text=f"{what}: {msg}")
+        time.sleep(0.1)
+    if handle.status != "done":
+        job_error(handle)
+        return False
+    return True
+
+
+def rerun_here(run_id: int) -> int | None:
+    """Measure a saved run's spec again on this device; returns the new run's id."""
+    run = store.get(run_id)
+    here = results.device()
+    spec = AttentionSpec.from_dict(run.spec).with_(device=here)
+    if run.kind == "profile":
+        reasons = variants.get(run.variant).unsupported(spec, here)
+        if reasons:
+            st.warning(f"#{run_id} {run.variant} cannot run here: " + "; ".join(reasons))
+            return None
+        inputs = str(run.results.get("inputs") or "")
+        if inputs and not inputs.startswith("random"):
+            st.info(f"#{run_id} ran on {inputs}; the re-run uses seeded random inputs of its shape.")
+        newest = store.list(limit=1)[0].id
+        results.profile_all(spec, [run.variant])
+        latest = store.list(limit=1)[0].id
+        return latest if latest > newest else None
+    if run.kind == "sweep":
+        r = run.results
+        handle = jobs.default_runner().submit(
+            tasks.sweep_task, spec.to_dict(), list(r["variants"]), list(r["xs"]), r.get("axis", "seq"),
+            SWEEP_BUDGET_S, kind="sweep", title=f"re-run of sweep #{run_id}")
+        if not _wait(handle, st.progress(0.0, text="queued"), f"sweep #{run_id}"):
+            return None
+        result = handle.result()
+        return results.save_run("sweep", spec, result, ",".join(result["variants"]))
+    st.info(f"#{run_id} is a {run.kind} run: re-run it from the Models page or the command line.")
+    return None
+
+
+st.subheader(f"{len(selected)} selected")
+a, b, c, d = st.columns(4)
+if a.button("⚖️ Compare", disabled=len(profiles) < 2, key="rn_compare",
+            help="opens Compare with the selected profiles (two or more; Compare shows profiles)"):
+    st.switch_page("views/compare.py", query_params={"runs": ",".join(map(str, profiles))})
+rerunnable = [i for i in selected if kinds_of.get(i) in ("profile", "sweep")]
+if b.button("▶ Re-run on this device", disabled=not rerunnable, key="rn_rerun",
+            help=f"measure the selected profiles and sweeps again here ({results.device()}) and save "
+                 "them as new runs; the saved ones stay"):
+    made = []
+    for run_id in rerunnable:
+        with shown_as_error(f"Re-running #{run_id}"):
+            new_id = rerun_here(run_id)
+            if new_id is not None:
+                made.append(new_id)
+    if made:
+        st.session_state["rn_flash"] = "Saved as " + ", ".join(f"#{i}" for i in made) + "."
+        st.session_state["rn_select_next"] = made + selected
+        st.rerun()
+if c.button("🗑 Delete…", key="rn_delete", help="asks before anything is deleted"):
+    st.session_state["rn_confirm"] = list(selected)
+d.download_button("⬇ HTML report", data=lambda ids=tuple(selected): html_report([store.get(i) for i in ids]),
+                  file_name=f"attn-report-{'-'.join(map(str, selected[:6]))}.html", mime="text/html",
+                  on_click="ignore", key="rn_html",
+                  help="one self-contained file (plotly inlined, no network needed): maps beside "
+                       "curves, numbers, cost tables and environment; made when you click")
+
+pending = st.session_state.get("rn_confirm")
+if pending:
+    st.warning(f"Delete {len(pending)} run(s): {', '.join(f'#{i}' for i in pending)}? This cannot be undone.")
+    y, n, _ = st.columns([1, 1, 4])
+    if y.button("Delete", type="primary", key="rn_delete_yes"):
+        with shown_as_error("Deleting"):
+            gone = store.delete(pending)
+            st.session_state.pop("rn_confirm", None)
+            st.session_state["rn_select_next"] = [i for i in selected if i not in pending]
+            st.session_state["rn_flash"] = f"Deleted {gone} run(s)."
+            st.rerun()
+    if n.button("Cancel", key="rn_delete_no"):
+        st.session_state.pop("rn_confirm", None)
+        st.rerun()
+
+e, f, g = st.columns([1, 1, 2])
+with_maps = g.toggle("JSON with maps", value=False, key="rn_with_maps",
+                     help="maps as nested lists: exact, but large")
+with shown_as_error("Export"):
+    name = f"attn-runs-{'-'.join(map(str, selected[:6]))}"
+    e.download_button("⬇ CSV", store.export(selected, "csv"), file_name=f"{name}.csv", mime="text/csv",
+                      on_click="ignore", key="rn_csv", help="a row per run and one per sweep point")
+    f.download_button("⬇ JSON", store.export(selected, "json", include_maps=with_maps),
+                      file_name=f"{name}.json", mime="application/json", on_click="ignore", key="rn_json")
+
+if len(selected) == 1:
+    with shown_as_error(f"Run #{selected[0]}"):
+        run = store.get(selected[0])
+        label = st.text_input("label", value=run.label, key=f"rn_label_{run.id}")
+        if label != run.label and st.button("Save the label", key="rn_label_save"):
+            store.update(run.id, label=label)
+            st.session_state["rn_flash"] = f"#{run.id} relabelled."
+            st.rerun()
+        with st.expander(f"#{run.id} as saved", expanded=False):
+            st.json(run.to_dict(include_maps=False), expanded=1)
