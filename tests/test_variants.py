@@ -329,3 +329,21 @@ def test_blockwise_kernel_zeroes_rows_outside_every_chunk():
     q, k, v = random_qkv(spec)
     out = variants.get("sliding_window").run(q, k, v, spec)
     assert (out[:, :, 47:] == 0).all() and (out[:, :, :47] != 0).any(-1).all()
+
+
+@pytest.mark.slow
+def test_flex_attention_keeps_compiling_past_dynamos_recompile_limit(caplog):
+    """Each new mask is a recompile; past dynamo's default limit (8) flex_attention would fall
+    back, with only a log line, to an unfused path that materialises seq x kv_seq scores."""
+    import logging
+
+    from attn.variants.softmax import flex_attention
+
+    caplog.set_level(logging.WARNING)
+    for window in range(3, 25, 2):  # eleven masks
+        spec = AttentionSpec(batch=1, seq=64, heads=1, head_dim=16, window=window, causal=True)
+        q, k, v = random_qkv(spec)
+        variant = variants.get("sliding_window")
+        out = flex_attention(q, k, v, spec, variant.mask(spec), "sliding_window")
+        assert relative_error(out, own_reference(variant, q, k, v, spec)) < 1e-5
+    assert not [r for r in caplog.records if "recompile_limit" in r.getMessage()]
