@@ -66,6 +66,8 @@ class ChunkRun:
     Keys of chunk i: `first + i*rows` .. + `keys` when `index` is None (a strided view of k),
     else row i of `index` (count x keys), gathered. `bias`: (rows x keys), 0 where visible and
     -inf where not, or None when every pair is visible. `empty`: rows that see no key (count 1).
+    `granule`: the index is made of aligned runs of this many keys (a block layout's blocks),
+    which are gathered whole by `granule_ids`, far faster than key by key.
     """
 
     lo: int
@@ -76,6 +78,8 @@ class ChunkRun:
     index: Tensor | None
     bias: Tensor | None
     empty: Tensor | None
+    granule: int = 1
+    granule_ids: Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -152,7 +156,33 @@ def chunk_plan(mask: Mask, seq: int, chunk: int, dtype: torch.dtype, device: tor
         else:
             runs.append(step)
     covered = sum(r.rows * r.count for r in runs)
-    return ChunkPlan(tuple(runs), covered == seq)
+    return ChunkPlan(tuple(_with_granule(r) for r in runs), covered == seq)
+
+
+def _with_granule(run: ChunkRun) -> ChunkRun:
+    """The run, with the largest g such that its keys are whole aligned runs of g keys."""
+    if run.index is None:
+        return run
+    keys = run.index
+    starts = torch.ones_like(keys, dtype=torch.bool)
+    starts[:, 1:] = keys[:, 1:] != keys[:, :-1] + 1
+    bounds = torch.cat([keys[starts], torch.nonzero(starts)[:, 1], torch.tensor([run.keys])])
+    g = math.gcd(*bounds.tolist())
+    if g <= 1:
+        return run
+    return ChunkRun(run.lo, run.rows, run.count, run.keys, run.first, run.index, run.bias,
+                    run.empty, g, keys[:, ::g] // g)
+
+
+def _gathered(x: Tensor, run: ChunkRun) -> Tensor:
+    """(count, heads, keys, D): the keys of each chunk of the run, from x (heads, kv_seq, D)."""
+    h, n, d = x.shape
+    if run.granule_ids is not None and n % run.granule == 0:
+        picked = x.unflatten(1, (n // run.granule, run.granule)).index_select(
+            1, run.granule_ids.flatten())  # (heads, count * keys / g, g, D)
+    else:
+        picked = x.index_select(1, run.index.flatten())
+    return picked.reshape(h, run.count, run.keys, d).transpose(0, 1)
 
 
 _plan_lock = threading.Lock()
@@ -206,7 +236,8 @@ def blockwise_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, ma
                 k_c = k[:, :, run.first:run.first + run.keys]
                 v_c = v[:, :, run.first:run.first + run.keys]
             else:
-                k_c, v_c = k.index_select(2, run.index[0]), v.index_select(2, run.index[0])
+                k_c = torch.stack([_gathered(x, run)[0] for x in k])
+                v_c = torch.stack([_gathered(x, run)[0] for x in v])
             out[:, :, lo:hi] = F.scaled_dot_product_attention(
                 q[:, :, lo:hi], k_c, v_c, attn_mask=run.bias, enable_gqa=gqa)
             if run.empty is not None:
@@ -219,9 +250,7 @@ def blockwise_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, ma
                 k_c = _chunk_view(k[i], run.first, run.count, run.keys, run.rows)
                 v_c = _chunk_view(v[i], run.first, run.count, run.keys, run.rows)
             else:
-                flat = run.index.flatten()
-                k_c = k[i].index_select(1, flat).unflatten(1, (run.count, run.keys)).transpose(0, 1)
-                v_c = v[i].index_select(1, flat).unflatten(1, (run.count, run.keys)).transpose(0, 1)
+                k_c, v_c = _gathered(k[i], run), _gathered(v[i], run)
             _chunk_view(out[i], run.lo, run.count, run.rows, run.rows).copy_(
                 F.scaled_dot_product_attention(q_c, k_c, v_c, attn_mask=run.bias, enable_gqa=gqa))
     return out
@@ -234,6 +263,7 @@ _block_masks: dict[tuple, object] = {}
 
 # block sizes tried on a 2-core CPU: 128 x 128 beat the default for windows of 64..1024
 FLEX_BLOCK_SIZE = 128
+FLEX_RECOMPILE_LIMIT = 256
 
 
 def mask_cache_key(variant: str, spec: AttentionSpec, device: str) -> tuple:
@@ -262,7 +292,11 @@ def flex_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, mask: M
             block_mask = create_block_mask(mask_mod, None, None, spec.seq, spec.kv_seq,
                                            device=str(q.device), BLOCK_SIZE=FLEX_BLOCK_SIZE)
             _block_masks[key] = block_mask
-    return _compiled_flex(q, k, v, block_mask=block_mask, enable_gqa=spec.groups > 1)
+    # every new block mask (a new mask function, or a new shape) is a recompile; past dynamo's
+    # default limit of 8, flex_attention silently falls back to its unfused implementation,
+    # which materialises seq x kv_seq scores: raise the limit for these calls only
+    with torch._dynamo.config.patch(recompile_limit=FLEX_RECOMPILE_LIMIT):
+        return _compiled_flex(q, k, v, block_mask=block_mask, enable_gqa=spec.groups > 1)
 
 
 def flex_is_cached(variant: str, spec: AttentionSpec, device: str) -> bool:
