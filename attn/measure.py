@@ -28,6 +28,9 @@ from attn.variants.gqa import repeat_kv
 
 # reference outputs are computed for a sample of query rows in float64; this bounds their size
 REFERENCE_BYTES = 256 * 2**20
+# query rows checked against the float64 references: 128 rows of every batch item and head give
+# a steady relative error, and keep the check to a fraction of the timing (bench/profiler_fidelity.py)
+ERROR_ROWS = 128
 L2_FLUSH_BYTES = 256 * 2**20  # larger than any current GPU's L2 (H100: 50 MiB)
 
 
@@ -316,7 +319,7 @@ def relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 
 
 def errors(out: torch.Tensor, q, k, v, spec: AttentionSpec, variant: str,
-           max_rows: int = 256) -> tuple[float, float, int]:
+           max_rows: int = ERROR_ROWS) -> tuple[float, float, int]:
     """(kernel_error, approx_error, rows checked): against this variant's own math in float64,
     and against exact full attention with the same causal flag in float64."""
     rows = sample_rows(spec, max_rows)
@@ -350,7 +353,7 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 
 def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget_s: float = 1.0,
-            check_errors: bool = True, error_rows: int = 256, temperature: float = 1.0,
+            check_errors: bool = True, error_rows: int = ERROR_ROWS, temperature: float = 1.0,
             inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Profile:
     """Profile one variant on one spec. Raises ValueError for a spec it cannot run (with the
     reasons in words) and DoesNotFit when the call needs more memory than is free."""
