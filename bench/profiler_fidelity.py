@@ -15,7 +15,8 @@ One-off costs are paid before the rounds and shown apart: the first profile in a
 torch's profiler (kineto), and sdpa's `auto` times every backend once per shape.
 
     python -m bench.profiler_fidelity [--seqs 512,1024,2048,4096] [--rounds 7] [--budget 0.3]
-                                      [--others dense,linear,sliding_window] [--json OUT]
+                                      [--others dense,linear,sliding_window] [--threads N]
+                                      [--json OUT]
 (from the repo root)
 """
 from __future__ import annotations
@@ -137,8 +138,11 @@ def main() -> None:
     parser.add_argument("--budget", type=float, default=0.3, help="seconds of repeats per measurement")
     parser.add_argument("--others", default="dense,linear,sliding_window",
                         help="variants whose profile overhead is shown at seq 1024 ('' for none)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's choice)")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     tiny = profile(AttentionSpec(seq=16, heads=1, head_dim=8), "dense", device="cpu", budget_s=0.01)
     first = {"wall_s": tiny.wall_s, "timing_s": tiny.timing_s}
