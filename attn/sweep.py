@@ -128,7 +128,10 @@ def projected_wall(fixed_bytes: Callable[[int], int], workspace: Fit | None, bud
     def footprint(x: int) -> float:
         extra = 0.0
         if workspace is not None:
-            extra = workspace.at(max(x, largest_seen)) if workspace.exponent > 0 else workspace.at(largest_seen)
+            # a growing peak follows its fit (below the largest measured x too, so a budget
+            # smaller than a measured point's need puts the wall below that point); a flat or
+            # shrinking one is held at its largest measured value, never extrapolated down
+            extra = workspace.at(x) if workspace.exponent > 0 else workspace.at(largest_seen)
         return fixed_bytes(x) + extra
 
     if footprint(1) > budget_bytes:

@@ -275,3 +275,9 @@ def test_analytic_curve_follows_the_cost_model_without_running():
     assert curve[1]["peak_bytes"] == attention_cost(spec_at(BASE, "seq", 128), "dense").peak_bytes
     causal = analytic_curve(BASE.with_(causal=True), "dense", [64])
     assert causal[0]["pairs"] == 64 * 65 // 2
+
+
+def test_a_budget_below_a_measured_need_puts_the_wall_below_that_point():
+    # the largest measured point (1000) needed 1e6 bytes; with half of that, the wall is lower
+    wall = projected_wall(lambda x: 0, Fit(2.0, 1.0, 3), 500_000, "dense", largest_seen=1000)
+    assert wall.x == 707  # 707^2 <= 5e5 < 708^2

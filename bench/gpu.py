@@ -1,0 +1,473 @@
+"""The measurement layer on a CUDA GPU: every variant checked and timed, the profiler against
+triton's do_bench, the device's calibration, sdpa auto's choices, and an out-of-memory sweep that
+must leave device memory where it found it.
+
+Sections (all by default; pick with --sections):
+- timing: every case (variants, sdpa's backends named one by one, two sliding windows) at
+  B=4, H=16, D=128, bfloat16, seq 1024..16384, causal and not, through attn.measure.profile:
+  median and p10/p90, TFLOP/s, share of the roofline, peak memory, and the kernel error, which
+  must be within 1e-2 in bfloat16. A case stops at its first out-of-memory.
+- auto: which backend sdpa's `auto` chose at each shape, and what each backend took.
+- fidelity: profile()'s median against triton.testing.do_bench's median for the same call,
+  measured in alternation; target within 3%.
+- calibration: measured matmul rates and copy bandwidth (attn.calibrate, forced).
+- oom: a sweep of quadratic-memory variants under an allocator capped to part of the device
+  (torch.cuda.set_per_process_memory_fraction), so the cost model's pre-check passes and the
+  allocation itself fails; then the memory wall is bisected with real allocations. Device memory
+  allocated before and after must be equal.
+
+With --anchors PATH (an independent measurement of the same shapes, e.g. an H100 baseline with
+rows of S, causal, impl, ms, tflops, peak_MiB), each timing row gets its ratio to the anchor.
+--dry-run runs the same code on the CPU with tiny sizes (do_bench is replaced by
+torch.utils.benchmark, the allocator cap by the sweep's memory budget), to check the script.
+
+    python -m bench.gpu [--out results.json] [--anchors PATH] [--sections timing,auto,...]
+                        [--cases dense,sdpa:flash] [--seqs 1024,4096] [--causal both|true|false]
+                        [--budget 0.2] [--dry-run]                     (from the repo root)
+
+A full run on an H100 takes about 15 to 25 minutes, most of it FlexAttention compiling each
+shape of the masked variants and the float64 error references; split it with --sections,
+--cases and --causal to fit shorter sessions.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import torch
+
+from attn import calibrate, measure, variants
+from attn.cost import attention_cost
+from attn.environment import environment
+from attn.inputs import random_qkv
+from attn.measure import DoesNotFit, profile
+from attn.spec import AttentionSpec
+from attn.sweep import run_sweep
+
+SECTIONS = ("timing", "auto", "fidelity", "calibration", "oom")
+FIDELITY_TOLERANCE = 0.03
+
+
+# -- what to run (no CUDA here: importable and testable anywhere) -------------------------------
+@dataclass(frozen=True)
+class Config:
+    device: str
+    dtype: str
+    batch: int
+    heads: int
+    head_dim: int
+    seqs: tuple[int, ...]
+    budget_s: float
+    error_tolerance: float
+    fidelity_seqs: tuple[int, ...]
+    fidelity_rounds: int
+    oom_seqs: tuple[int, ...]
+    oom_fraction: float | None  # CUDA: cap the allocator to this share of the device
+    oom_budget_bytes: int | None = None  # CPU (dry run): the sweep's memory budget instead
+
+    def spec(self, seq: int, causal: bool, **changes) -> AttentionSpec:
+        return AttentionSpec(batch=self.batch, heads=self.heads, head_dim=self.head_dim, seq=seq,
+                             dtype=self.dtype, causal=causal, device=self.device).with_(**changes)
+
+
+def gpu_config(budget_s: float = 0.2) -> Config:
+    return Config(device="cuda", dtype="bfloat16", batch=4, heads=16, head_dim=128,
+                  seqs=(1024, 2048, 4096, 8192, 16384), budget_s=budget_s, error_tolerance=1e-2,
+                  fidelity_seqs=(1024, 4096, 16384), fidelity_rounds=3,
+                  oom_seqs=(2048, 4096, 8192, 16384, 32768), oom_fraction=0.25)
+
+
+def dry_run_config(budget_s: float = 0.02) -> Config:
+    # the sweep's budget lets both variants run at 64 and 128 and refuses 256
+    at_128 = AttentionSpec(batch=1, heads=2, head_dim=16, seq=128, dtype="bfloat16")
+    budget = max(attention_cost(at_128, name).peak_bytes for name in ("dense", "topk"))
+    return Config(device="cpu", dtype="bfloat16", batch=1, heads=2, head_dim=16,
+                  seqs=(64, 128), budget_s=budget_s, error_tolerance=1e-2,
+                  fidelity_seqs=(64,), fidelity_rounds=2,
+                  oom_seqs=(64, 128, 256, 512), oom_fraction=None, oom_budget_bytes=budget)
+
+
+@dataclass(frozen=True)
+class Case:
+    label: str
+    variant: str
+    changes: tuple[tuple[str, object], ...] = ()
+    causal_only: bool = False
+    anchor: str | None = None  # the anchors' name for the same implementation
+
+
+CASES = (
+    Case("dense", "dense", anchor="eager"),
+    Case("sdpa", "sdpa"),  # auto: compared with the anchor of the backend it chose
+    Case("sdpa:flash", "sdpa", (("backend", "flash"),), anchor="flash"),
+    Case("sdpa:efficient", "sdpa", (("backend", "efficient"),), anchor="efficient"),
+    Case("sdpa:cudnn", "sdpa", (("backend", "cudnn"),), anchor="cudnn"),
+    Case("sdpa:math", "sdpa", (("backend", "math"),), anchor="math"),
+    Case("sliding_window", "sliding_window", (("window", 256),), anchor="flex_sw256"),
+    Case("sliding_window:1024", "sliding_window", (("window", 1024),), causal_only=True,
+         anchor="flex_sw1024"),
+    Case("block_sparse", "block_sparse"),
+    Case("topk", "topk"),
+    Case("linear", "linear"),
+    Case("performer", "performer"),
+    Case("linformer", "linformer"),
+)
+
+
+def select_cases(labels: str | None) -> tuple[Case, ...]:
+    if not labels:
+        return CASES
+    known = {c.label: c for c in CASES}
+    unknown = [x for x in labels.split(",") if x not in known]
+    if unknown:
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(known)}")
+    return tuple(known[x] for x in labels.split(","))
+
+
+def anchor_index(anchors: dict) -> dict[tuple[int, bool, str], dict]:
+    return {(int(r["S"]), bool(r["causal"]), str(r["impl"])): r for r in anchors.get("rows", [])}
+
+
+def anchor_for(row: dict, index: dict) -> dict | None:
+    """The anchor row measured for the same shape and implementation, if any."""
+    impl = row.get("anchor")
+    if row.get("case") == "sdpa" and row.get("backend"):  # auto: whatever it chose
+        impl = row["backend"]
+    if impl is None or row.get("status") != "ok":
+        return None
+    if impl.startswith("flex_sw") and not row["causal"]:
+        return None  # the anchors' sliding windows are causal
+    return index.get((row["seq"], row["causal"], impl))
+
+
+def with_anchor_ratios(rows: list[dict], anchors: dict | None) -> list[dict]:
+    if not anchors:
+        return rows
+    index = anchor_index(anchors)
+    for row in rows:
+        a = anchor_for(row, index)
+        if a is not None:
+            row["anchor_ms"] = a["ms"]
+            row["ms_vs_anchor"] = row["latency_ms"] / a["ms"]
+            row["tflops_vs_anchor"] = row["tflops"] / a["tflops"] if a.get("tflops") else None
+            row["anchor_peak_mib"] = a.get("peak_MiB")
+    return rows
+
+
+def markdown(rows: list[dict], columns: list[tuple[str, str, Callable[[object], str]]]) -> str:
+    """A markdown table: columns are (key, heading, format); a missing value prints as '-'."""
+    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
+             "| " + " | ".join("---" for _ in columns) + " |"]
+    for row in rows:
+        cells = []
+        for key, _, fmt in columns:
+            value = row.get(key)
+            cells.append("-" if value is None else fmt(value))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def f(spec: str) -> Callable[[object], str]:
+    return lambda v: format(v, spec)
+
+
+def first_line(err: BaseException) -> str:
+    return (str(err).splitlines() or [type(err).__name__])[0]
+
+
+def paired_verdict(profiled: list[float], reference: list[float], tolerance: float) -> dict:
+    p, r = statistics.median(profiled), statistics.median(reference)
+    paired = statistics.median(a / b for a, b in zip(profiled, reference))
+    return {"profile_ms": p, "reference_ms": r, "diff_pct": 100 * (p / r - 1),
+            "paired_diff_pct": 100 * (paired - 1), "within": abs(p / r - 1) <= tolerance,
+            "profile_rounds_ms": profiled, "reference_rounds_ms": reference}
+
+
+# -- the sections (the CUDA calls are here, and only here) ------------------------------------
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timing(cfg: Config, cases: tuple[Case, ...], causal_modes: tuple[bool, ...]) -> list[dict]:
+    rows = []
+    for causal in causal_modes:
+        for case in cases:
+            if case.causal_only and not causal:
+                continue
+            for seq in cfg.seqs:
+                row = {"case": case.label, "variant": case.variant, "seq": seq, "causal": causal,
+                       "anchor": case.anchor}
+                rows.append(row)
+                try:
+                    spec = cfg.spec(seq, causal, **dict(case.changes))
+                    prof = profile(spec, case.variant, device=cfg.device, budget_s=cfg.budget_s)
+                except DoesNotFit as err:
+                    row.update(status="oom", message=first_line(err))
+                    break  # longer sequences only need more
+                except ValueError as err:
+                    row.update(status="unsupported", message=first_line(err))
+                    break  # the same reason holds at every length
+                except RuntimeError as err:
+                    row.update(status="error", message=first_line(err))
+                    continue
+                row.update(status="ok", latency_ms=prof.latency_ms, p10_ms=prof.p10_ms,
+                           p90_ms=prof.p90_ms, repeats=prof.repeats, tflops=prof.achieved_tflops,
+                           roofline_pct=prof.roofline_pct, peak_mib=prof.peak_bytes / 2**20,
+                           kernel_error=prof.kernel_error, approx_error=prof.approx_error,
+                           backend=prof.backend, energy_j=prof.energy_j, wall_s=prof.wall_s,
+                           error_ok=prof.kernel_error is not None
+                           and prof.kernel_error <= cfg.error_tolerance)
+                print(f"  {case.label:20} causal={causal!s:5} seq {seq:>6}: {prof.latency_ms:9.3f} ms "
+                      f"{prof.achieved_tflops:8.2f} TFLOP/s  kernel_error {prof.kernel_error:.1e}",
+                      flush=True)
+    return rows
+
+
+def auto_choices(cfg: Config, causal_modes: tuple[bool, ...]) -> list[dict]:
+    """sdpa auto at each shape: the backend it keeps and what it found for each."""
+    from attn.variants import sdpa
+
+    rows = []
+    for causal in causal_modes:
+        for seq in cfg.seqs:
+            spec = cfg.spec(seq, causal)
+            row = {"seq": seq, "causal": causal}
+            try:
+                q, k, v = random_qkv(spec)
+                with torch.inference_mode():
+                    row["chosen"] = sdpa.backend_used(q, k, v, spec)
+                row["reasons"] = sdpa.auto_reasons(q, k, spec)
+            except (RuntimeError, ValueError) as err:
+                row["error"] = first_line(err)
+            finally:
+                q = k = v = None
+                if cfg.device.startswith("cuda"):
+                    torch.cuda.empty_cache()
+            rows.append(row)
+    return rows
+
+
+def reference_ms(fn: Callable[[], object], device: str, budget_s: float) -> float:
+    """An independent timer: triton's do_bench on a GPU (L2 flushed, CUDA events, median);
+    torch.utils.benchmark on the CPU (the dry run)."""
+    if device.startswith("cuda"):
+        from triton.testing import do_bench
+
+        return float(do_bench(fn, warmup=25, rep=max(100, int(budget_s * 1e3)), return_mode="median"))
+    from torch.utils.benchmark import Timer
+
+    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
+    return timer.blocked_autorange(min_run_time=budget_s).median * 1e3
+
+
+def fidelity(cfg: Config, causal_modes: tuple[bool, ...], names: tuple[str, ...] = ("sdpa", "dense")
+             ) -> list[dict]:
+    rows = []
+    for causal in causal_modes:
+        for name in names:
+            for seq in cfg.fidelity_seqs:
+                spec = cfg.spec(seq, causal)
+                row = {"variant": name, "seq": seq, "causal": causal}
+                rows.append(row)
+                profiled, reference = [], []
+                try:
+                    q, k, v = random_qkv(spec)
+                    run = variants.get(name).run
+                    with torch.inference_mode():
+                        fn = lambda: run(q, k, v, spec)  # noqa: E731
+                        fn()
+                        for r in range(cfg.fidelity_rounds):
+                            for side in ("profile", "reference")[:: 1 if r % 2 == 0 else -1]:
+                                if side == "profile":
+                                    profiled.append(profile(spec, name, device=cfg.device,
+                                                            budget_s=cfg.budget_s,
+                                                            check_errors=False).latency_ms)
+                                else:
+                                    reference.append(reference_ms(fn, cfg.device, cfg.budget_s))
+                except DoesNotFit as err:
+                    row.update(status="oom", message=first_line(err))
+                    continue
+                except ImportError as err:  # no triton: nothing to compare with
+                    row.update(status="skipped", message=first_line(err))
+                    return rows
+                except RuntimeError as err:
+                    row.update(status="error", message=first_line(err))
+                    continue
+                finally:
+                    q = k = v = fn = None
+                    if cfg.device.startswith("cuda"):
+                        torch.cuda.empty_cache()
+                row.update(status="ok", **paired_verdict(profiled, reference, FIDELITY_TOLERANCE))
+                print(f"  fidelity {name} causal={causal} seq {seq}: profile {row['profile_ms']:.4f} ms, "
+                      f"reference {row['reference_ms']:.4f} ms ({row['diff_pct']:+.1f}%)", flush=True)
+    return rows
+
+
+def calibration(cfg: Config, anchors: dict | None) -> dict:
+    cal = calibrate.calibrate(cfg.device, force=True).to_dict()
+    if anchors:
+        if anchors.get("bf16_mm_tflops") and "bfloat16" in cal["matmul_tflops"]:
+            cal["bf16_vs_anchor"] = cal["matmul_tflops"]["bfloat16"] / anchors["bf16_mm_tflops"]
+        if anchors.get("copy_GBps"):
+            cal["bandwidth_vs_anchor"] = cal["bandwidth_gbps"] / anchors["copy_GBps"]
+    return cal
+
+
+def oom_sweep(cfg: Config, names: tuple[str, ...] = ("dense", "topk")) -> dict:
+    """Quadratic-memory variants until they no longer fit; memory must come back to baseline."""
+    on_cuda = cfg.device.startswith("cuda")
+    before = reserved_before = None
+    if on_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        before, reserved_before = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+        if cfg.oom_fraction:
+            torch.cuda.set_per_process_memory_fraction(cfg.oom_fraction)
+    t0 = time.perf_counter()
+    try:
+        result = run_sweep(cfg.spec(cfg.oom_seqs[0], False), list(names), list(cfg.oom_seqs),
+                           device=cfg.device, budget_s=cfg.budget_s,
+                           memory_budget_bytes=cfg.oom_budget_bytes)
+    finally:
+        if on_cuda and cfg.oom_fraction:
+            torch.cuda.set_per_process_memory_fraction(1.0)
+    seconds = time.perf_counter() - t0
+    after = reserved_after = None
+    if on_cuda:
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        after, reserved_after = torch.cuda.memory_allocated(), torch.cuda.memory_reserved()
+    points = [{"variant": p.variant, "seq": p.x, "status": p.status, "message": p.message,
+               "latency_ms": p.latency_ms} for p in result.points]
+    return {"seconds": seconds, "points": points, "walls": [asdict(w) for w in result.walls],
+            "allocated_before": before, "allocated_after": after,
+            "reserved_before": reserved_before, "reserved_after": reserved_after,
+            "oom_seen": any(p["status"] == "oom" for p in points),
+            "at_baseline": None if before is None else after == before,
+            "allocator_cap": cfg.oom_fraction, "sweep_budget_bytes": cfg.oom_budget_bytes}
+
+
+# -- the report ---------------------------------------------------------------------------------
+def report(results: dict) -> str:
+    out = [f"## {results['environment'].get('device')} ({results['config']['dtype']}), torch "
+           f"{results['environment'].get('torch')}, CUDA {results['environment'].get('cuda')}"]
+    if "timing" in results:
+        rows = results["timing"]
+        cols = [("case", "case", str), ("causal", "causal", str), ("seq", "seq", str),
+                ("status", "status", str), ("latency_ms", "median ms", f(".3f")),
+                ("p10_ms", "p10", f(".3f")), ("p90_ms", "p90", f(".3f")),
+                ("tflops", "TFLOP/s", f(".1f")), ("roofline_pct", "% roof", f(".0f")),
+                ("peak_mib", "peak MiB", f(".0f")), ("kernel_error", "kernel err", f(".1e")),
+                ("backend", "backend", str)]
+        if any("ms_vs_anchor" in r for r in rows):
+            cols += [("anchor_ms", "anchor ms", f(".3f")), ("ms_vs_anchor", "ms / anchor", f(".2f")),
+                     ("anchor_peak_mib", "anchor peak MiB", f(".0f"))]
+        out += ["", "### Timing", markdown(rows, cols)]
+        bad = [r for r in rows if r.get("status") == "ok" and not r.get("error_ok")]
+        out.append(f"\nkernel error within {results['config']['error_tolerance']:g}: "
+                   + ("every case" if not bad else "NOT " + ", ".join(
+                       f"{r['case']} seq {r['seq']} causal={r['causal']} ({r['kernel_error']:.1e})" for r in bad)))
+        refused = [r for r in rows if r.get("status") in ("oom", "unsupported", "error")]
+        for r in refused:
+            out.append(f"- {r['case']} causal={r['causal']} seq {r['seq']}: {r['status']}: {r['message']}")
+    if "auto" in results:
+        out += ["", "### sdpa auto", markdown(
+            [{**r, "found": "; ".join(f"{k}: {v}" for k, v in r.get("reasons", {}).items())}
+             for r in results["auto"]],
+            [("causal", "causal", str), ("seq", "seq", str), ("chosen", "chosen", str),
+             ("found", "what each backend did", str), ("error", "error", str)])]
+    if "fidelity" in results:
+        rows = results["fidelity"]
+        out += ["", f"### Fidelity against {results['reference_timer']} (target within 3%)", markdown(
+            rows, [("variant", "variant", str), ("causal", "causal", str), ("seq", "seq", str),
+                   ("profile_ms", "profile ms", f(".4f")), ("reference_ms", "reference ms", f(".4f")),
+                   ("diff_pct", "difference %", f("+.1f")), ("paired_diff_pct", "paired %", f("+.1f")),
+                   ("within", "within 3%", str), ("status", "status", str)])]
+    if "calibration" in results:
+        cal = results["calibration"]
+        out += ["", "### Calibration",
+                "matmul TFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in cal["matmul_tflops"].items())
+                + f"; copy bandwidth {cal['bandwidth_gbps']:.0f} GB/s"]
+        if "bf16_vs_anchor" in cal or "bandwidth_vs_anchor" in cal:
+            out.append(f"against the anchors: bf16 matmul x{cal.get('bf16_vs_anchor', float('nan')):.2f}, "
+                       f"bandwidth x{cal.get('bandwidth_vs_anchor', float('nan')):.2f}")
+    if "oom" in results:
+        o = results["oom"]
+        out += ["", "### Out-of-memory sweep", markdown(
+            o["points"], [("variant", "variant", str), ("seq", "seq", str), ("status", "status", str),
+                          ("latency_ms", "median ms", f(".3f")), ("message", "message", str)])]
+        for w in o["walls"]:
+            out.append(f"- memory wall {w['variant']}: {w['x']} ({w['note']})")
+        out.append(f"- allocated before {o['allocated_before']}, after {o['allocated_after']}: "
+                   f"at baseline: {o['at_baseline']}; reserved {o['reserved_before']} -> "
+                   f"{o['reserved_after']}; an out-of-memory was met: {o['oom_seen']}")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", help="write the results as JSON here")
+    parser.add_argument("--anchors", help="JSON of independent measurements to compare with")
+    parser.add_argument("--sections", default=",".join(SECTIONS))
+    parser.add_argument("--cases", help="comma-separated case labels (default: all)")
+    parser.add_argument("--seqs", help="comma-separated sequence lengths for the timing section")
+    parser.add_argument("--causal", choices=("both", "true", "false"), default="both")
+    parser.add_argument("--budget", type=float, help="seconds of repeats per measurement")
+    parser.add_argument("--dry-run", action="store_true", help="the same code on the CPU, tiny sizes")
+    args = parser.parse_args(argv)
+
+    sections = [s for s in args.sections.split(",") if s]
+    unknown = set(sections) - set(SECTIONS)
+    if unknown:
+        raise SystemExit(f"unknown section(s) {', '.join(sorted(unknown))}: choose from {', '.join(SECTIONS)}")
+    if not args.dry_run and not torch.cuda.is_available():
+        raise SystemExit("no CUDA GPU here: run with --dry-run to check the script on the CPU")
+    cfg = dry_run_config() if args.dry_run else gpu_config()
+    if args.budget:
+        cfg = Config(**{**asdict(cfg), "budget_s": args.budget})
+    if args.seqs:
+        cfg = Config(**{**asdict(cfg), "seqs": tuple(int(s) for s in args.seqs.split(","))})
+    causal_modes = {"both": (False, True), "true": (True,), "false": (False,)}[args.causal]
+    anchors = None
+    if args.anchors:
+        with open(args.anchors, encoding="utf-8") as fh:
+            anchors = json.load(fh)
+
+    results: dict = {"config": asdict(cfg), "environment": environment(cfg.device),
+                     "device": measure.device_summary(cfg.device), "sections": sections,
+                     "reference_timer": "triton.testing.do_bench" if cfg.device.startswith("cuda")
+                     else "torch.utils.benchmark (dry run)"}
+    if anchors:
+        results["anchors_device"] = anchors.get("device")
+    started = time.perf_counter()
+    if "calibration" in sections:  # first, so the timing rows get their share of the roofline
+        print("calibration", flush=True)
+        results["calibration"] = calibration(cfg, anchors)
+    if "timing" in sections:
+        print("timing", flush=True)
+        results["timing"] = with_anchor_ratios(timing(cfg, select_cases(args.cases), causal_modes), anchors)
+    if "auto" in sections:
+        print("sdpa auto", flush=True)
+        results["auto"] = auto_choices(cfg, causal_modes)
+    if "fidelity" in sections:
+        print("fidelity", flush=True)
+        results["fidelity"] = fidelity(cfg, causal_modes)
+    if "oom" in sections:
+        print("out-of-memory sweep", flush=True)
+        results["oom"] = oom_sweep(cfg)
+    results["seconds"] = time.perf_counter() - started
+    print()
+    print(report(results))
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            json.dump(results, fh, indent=1, default=str)
+    return results
+
+
+if __name__ == "__main__":
+    main()
