@@ -11,7 +11,8 @@ from attn.masks import Mask, generate_block_layout_mask, sum_clamped
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.registry import Variant, register
-from attn.variants.softmax import masked_attention, softmax_weights
+from attn.variants.softmax import (RUN_GATHERED_KEYS, RUN_ROWS, masked_attention,
+                                   softmax_weights)
 
 
 @functools.lru_cache(maxsize=64)
@@ -86,10 +87,14 @@ def run(q, k, v, spec: AttentionSpec):
 
 
 def extra_bytes(spec: AttentionSpec) -> int:
-    # one query block at a time against the keys its row of the layout reaches
+    # the CPU kernel: one SDPA call's output for a run of query blocks (one batch item) before
+    # it is copied into place, the keys and values gathered for it, and a block's bias
     layout, _ = block_layout(spec)
-    widest = int(layout.sum(1).max()) * spec.block
-    return 2 * spec.batch * spec.heads * min(spec.block, spec.seq) * min(widest, spec.kv_seq) * spec.dtype_bytes
+    widest = min(int(layout.sum(1).max()) * spec.block, spec.kv_seq)
+    rows = min(spec.seq, RUN_ROWS)
+    gathered = max(widest, min(RUN_GATHERED_KEYS, layout.shape[0] * widest))
+    return (spec.heads * rows * spec.head_dim + 2 * spec.kv_heads * gathered * spec.head_dim
+            + min(spec.block, spec.seq) * widest) * spec.dtype_bytes
 
 
 VARIANT = register(Variant(

@@ -8,11 +8,13 @@ from attn.masks import Mask, generate_sliding_window, sliding_window_pairs
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.registry import Variant, register
-from attn.variants.softmax import masked_attention, softmax_weights
+from attn.variants.softmax import RUN_ROWS, masked_attention, softmax_weights
 
-# queries per step of the CPU kernel: small enough that the band, not the chunk, dominates the
-# keys visited (chunk + window - 1 per query), large enough to keep matmuls efficient
-CHUNK = 64
+# queries per chunk of the CPU kernel: each query visits chunk + window - 1 keys, so smaller
+# chunks waste less, but SDPA's tiles get less efficient below 32 rows. On a 2-core CPU
+# (bench/variants_cpu.py, seq 4096) 32 was fastest or tied at windows 64, 256 and 1024; 16 tied
+# at 64 and 256 and lost by 1.6x at 1024; 64 was 5-10% slower, 128 and 256 slower still.
+CHUNK = 32
 
 
 def sliding_window_mask(spec: AttentionSpec) -> Mask:
@@ -37,8 +39,11 @@ def run(q, k, v, spec: AttentionSpec):
 
 
 def extra_bytes(spec: AttentionSpec) -> int:
+    # the CPU kernel: one SDPA call's output for a run of chunks (one batch item) before it is
+    # copied into place, and a chunk's bias; SDPA's own tiles are small
     keys = min(spec.kv_seq, CHUNK + (1 if spec.causal else 2) * spec.window)
-    return 2 * spec.batch * spec.heads * min(CHUNK, spec.seq) * keys * spec.dtype_bytes
+    rows = min(spec.seq, RUN_ROWS)
+    return (spec.heads * rows * spec.head_dim + CHUNK * keys) * spec.dtype_bytes
 
 
 VARIANT = register(Variant(
