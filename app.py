@@ -14,6 +14,7 @@ PAGES = [
     st.Page("views/compare.py", title="Compare", icon="⚖️"),
     st.Page("views/runs.py", title="Runs", icon="🗄️"),
     st.Page("views/economics.py", title="Economics", icon="💸"),
+    st.Page("views/models.py", title="Models", icon="🤗"),
 ]
 
 page = st.navigation(PAGES)

@@ -310,3 +310,205 @@ def context_fit_bars(fits: Iterable[dict], budget_label: str, height: int = 320)
         hovertemplate="%{x}<br>longest sequence %{y:,}<extra></extra>"))
     fig.update_yaxes(title="longest sequence that fits", type="log")
     return _layout(fig, f"longest context within {budget_label}", height=height)
+
+
+# -- real models (the Models page) ----------------------------------------------------------
+COST_PARTS = (  # (key in a layer_costs row, label, colour): stacked bottom to top
+    ("attention_core_flops", "attention core (QKᵀ, AV)", "#ef4444"),
+    ("qkv_flops", "Q/K/V projections", "#f59e0b"),
+    ("o_flops", "O projection", "#eab308"),
+    ("mlp_flops", "MLP", "#3b82f6"),
+)
+MOSAIC_GAP = 1  # empty cells between two small maps of the model view (2 from 32 cells up)
+# the mosaic's log colours stop at 1e-3: a few near-zero cells would otherwise take most of the
+# scale and every map would look alike
+MOSAIC_LOG_FLOOR = -3.0
+
+
+def _click_targets(fig: go.Figure, layer_of: np.ndarray, head_of: np.ndarray, x: np.ndarray, y0: np.ndarray,
+                   width: float, height: float, hovertext: Sequence[str]) -> None:
+    """Invisible bars over the cells a click should open. A heatmap is not selectable in plotly
+    (a click on it selects nothing), a bar is: the click selects the bar and its customdata
+    says which (layer, head) it covers. The bars take the hover, so they carry the hover text."""
+    fig.add_trace(go.Bar(
+        x=x, y=np.full(len(x), height, dtype=float), base=y0, width=width, orientation="v",
+        marker=dict(color="rgba(255,255,255,0.01)", line=dict(width=0)), showlegend=False,
+        customdata=np.stack([layer_of, head_of], axis=-1), hovertext=list(hovertext),
+        hovertemplate="%{hovertext}<extra></extra>", name="open a head",
+        selected=dict(marker=dict(opacity=1)), unselected=dict(marker=dict(opacity=1)),
+    ))
+    fig.update_layout(barmode="overlay", bargap=0)
+
+
+def clicked_head(point: dict) -> tuple[int, int] | None:
+    """(layer, head) of a point that Streamlit's plotly selection reports for a click on
+    `model_view` or `head_grid`; None for anything else."""
+    data = point.get("customdata") if isinstance(point, dict) else None
+    if isinstance(data, dict):  # Streamlit hands arrays over as {"0": ..., "1": ...}
+        data = [data.get("0"), data.get("1")]
+    try:
+        layer, head = int(data[0]), int(data[1])
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    return layer, head
+
+
+def model_view(maps: np.ndarray, title: str = "model view", log_scale: bool = True,
+               selected: tuple[int, int] | None = None, notes: np.ndarray | None = None) -> go.Figure:
+    """Every head of every layer as one heatmap mosaic: rows are layers, columns heads.
+
+    maps: (layers, heads, cells, cells) weights, pooled or exact. One heatmap trace with empty
+    cells between the small maps draws 72 maps about as fast as one; a click on a map selects
+    it (see `clicked_head`). notes: an optional (layers, heads) array of hover lines per head.
+    """
+    maps = np.asarray(maps, dtype=np.float32)
+    if maps.ndim != 4 or maps.shape[2] != maps.shape[3]:
+        raise ValueError(f"model_view needs (layers, heads, cells, cells) maps, got shape {maps.shape}")
+    layers, heads, cells, _ = maps.shape
+    gap = MOSAIC_GAP if cells < 32 else 2 * MOSAIC_GAP
+    step = cells + gap
+    if layers * step > 4 * MAX_CELLS or heads * step > 4 * MAX_CELLS:
+        raise ValueError(f"{layers} x {heads} maps of {cells} cells are too many to draw: pool "
+                         "them to fewer cells")
+    values = np.log10(np.maximum(maps, 1e-6)) if log_scale else maps
+    z = np.full((layers * step - gap, heads * step - gap), np.nan, dtype=np.float32)
+    for layer in range(layers):
+        for head in range(heads):
+            z[layer * step:layer * step + cells, head * step:head * step + cells] = values[layer, head]
+    what = "log10 weight" if log_scale else "weight"
+    zmin = max(float(np.nanmin(z)), MOSAIC_LOG_FLOOR) if log_scale else 0.0
+    fig = go.Figure(go.Heatmap(
+        z=z, colorscale=INFERNO, colorbar=dict(title=what, thickness=12, len=0.9), hoverinfo="skip",
+        zmin=zmin, zmax=max(float(np.nanmax(z)), zmin + 1e-6),
+    ))
+    layer_of, head_of = (a.ravel() for a in np.mgrid[0:layers, 0:heads])
+    text = [f"layer {lay} · head {h}" + (f"<br>{notes[lay, h]}" if notes is not None else "")
+            + "<br>click to open" for lay, h in zip(layer_of, head_of)]
+    _click_targets(fig, layer_of, head_of, x=head_of * step + (cells - 1) / 2, y0=layer_of * step - 0.5,
+                   width=cells, height=cells, hovertext=text)
+    centre = (cells - 1) / 2
+    fig.update_xaxes(tickmode="array", tickvals=[h * step + centre for h in range(heads)],
+                     ticktext=[str(h) for h in range(heads)], title="head", side="top", showgrid=False,
+                     zeroline=False, range=[-0.5, z.shape[1] - 0.5], constrain="domain")
+    fig.update_yaxes(tickmode="array", tickvals=[lay * step + centre for lay in range(layers)],
+                     ticktext=[str(lay) for lay in range(layers)], title="layer", showgrid=False,
+                     zeroline=False, range=[z.shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain")
+    if selected is not None:
+        layer, head = selected
+        if 0 <= layer < layers and 0 <= head < heads:
+            fig.add_shape(type="rect", xref="x", yref="y", line=dict(color="#22d3ee", width=2),
+                          x0=head * step - 0.5, x1=head * step + cells - 0.5,
+                          y0=layer * step - 0.5, y1=layer * step + cells - 0.5)
+    # square cells: a page-wide mosaic plots about 900 px across (a wide page, less the colour bar)
+    fig = _layout(fig, title, height=int(min(900, max(260, 100 + 900 * z.shape[0] / z.shape[1]))))
+    fig.update_layout(margin=dict(l=50, r=20, t=60, b=10), plot_bgcolor="#0e1117")
+    return fig
+
+
+def head_grid(values: np.ndarray, title: str, value_label: str = "",
+              selected: tuple[int, int] | None = None) -> go.Figure:
+    """`grid_heatmap` of one statistic per (layer, head) in which a click selects the head."""
+    values = np.asarray(values, dtype=float)
+    fig = grid_heatmap(values, title, value_label=value_label)
+    fig.data[0].hoverinfo = "skip"
+    layers, heads = values.shape
+    layer_of, head_of = (a.ravel() for a in np.mgrid[0:layers, 0:heads])
+    text = [f"layer {lay}, head {h}<br>{value_label} {values[lay, h]:.4g}" for lay, h in zip(layer_of, head_of)]
+    _click_targets(fig, layer_of, head_of, x=head_of, y0=layer_of - 0.5, width=1, height=1, hovertext=text)
+    fig.update_yaxes(range=[layers - 0.5, -0.5], autorange=False)
+    fig.update_xaxes(range=[-0.5, heads - 0.5])
+    if selected is not None and 0 <= selected[0] < layers and 0 <= selected[1] < heads:
+        fig.add_shape(type="rect", xref="x", yref="y", line=dict(color="#22d3ee", width=2),
+                      x0=selected[1] - 0.5, x1=selected[1] + 0.5, y0=selected[0] - 0.5, y1=selected[0] + 0.5)
+    return fig
+
+
+def layer_cost_bars(layers: Sequence[dict], title: str = "FLOPs per layer (analytic)") -> go.Figure:
+    """Stacked bars per layer: attention core, Q/K/V and O projections, MLP (`layer_costs` rows)."""
+    layers = list(layers)
+    fig = go.Figure()
+    for key, label, colour in COST_PARTS:
+        values = [row[key] for row in layers]
+        shares = [row[key] / row["total_flops"] if row["total_flops"] else 0.0 for row in layers]
+        fig.add_trace(go.Bar(
+            x=[row["layer"] for row in layers], y=values, name=label, marker_color=colour,
+            customdata=shares,
+            hovertemplate=f"layer %{{x}}<br>{label}: %{{y:.4s}}FLOP (%{{customdata:.1%}} of the layer)<extra></extra>"))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="layer", dtick=1)
+    fig.update_yaxes(title="FLOPs (matmul, 2 per multiply-add)")
+    return _layout(fig, title, height=340)
+
+
+def module_time_bars(timing: dict, title: str | None = None) -> go.Figure:
+    """Measured median time of each layer's attention and MLP modules (`time_modules`)."""
+    rows = timing["layers"]
+    fig = go.Figure()
+    for key, label, colour in (("attention_ms", "attention module", "#ef4444"), ("mlp_ms", "MLP", "#3b82f6")):
+        fig.add_trace(go.Bar(x=[r["layer"] for r in rows], y=[r[key] for r in rows], name=label,
+                             marker_color=colour,
+                             hovertemplate=f"layer %{{x}}<br>{label}: %{{y:.3g}} ms<extra></extra>"))
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title="layer", dtick=1)
+    fig.update_yaxes(title="ms (median)")
+    if title is None:
+        title = (f"measured time per module · forward {timing['forward_ms']:.3g} ms, of which "
+                 f"{timing['other_ms']:.3g} ms outside them ({timing['timer']})")
+    return _layout(fig, title, height=340)
+
+
+KV_LINES = (("bytes", "as configured", "#10b981", "solid"), ("bytes_mha", "MHA (a K/V head per query head)",
+            "#ef4444", "dash"), ("bytes_mqa", "MQA (one K/V head)", "#8b5cf6", "dot"),
+            ("bytes_without_window", "without the sliding window", "#f59e0b", "dashdot"))
+
+
+def kv_cache_chart(rows: Sequence[dict], title: str = "KV cache for decoding",
+                   current: int | None = None) -> go.Figure:
+    """KV-cache bytes against context length (`kv_cache_curve` rows), log-log: the model as
+    configured, and what MHA, MQA and (for windowed models) no window would cost."""
+    rows = sorted(rows, key=lambda r: r["context"])
+    rows = [r for r in rows if r["context"] > 0]
+    windowed = any(r.get("window") for r in rows)
+    fig = go.Figure()
+    for key, label, colour, dash in KV_LINES:
+        if key == "bytes_without_window" and not windowed:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r["context"] for r in rows], y=[r[key] for r in rows], mode="lines+markers", name=label,
+            line=dict(color=colour, dash=dash),
+            hovertemplate=f"{label}<br>context %{{x:,}} tokens<br>%{{y:.3s}}B<extra></extra>"))
+    contexts = [r["context"] for r in rows]
+    if current:
+        fig.add_vline(x=math.log10(current), line=dict(color="#f8fafc", width=1),
+                      annotation_text="this text", annotation_position="bottom right")
+        contexts.append(current)
+    # an explicit range: the mark's log10 position must not stretch the axis
+    span = [math.log10(min(contexts)) - 0.05, math.log10(max(contexts)) + 0.05] if contexts else None
+    fig.update_xaxes(title="context length (tokens)", type="log", range=span)
+    fig.update_yaxes(title="bytes (keys + values, every layer)", type="log")
+    return _layout(fig, title, height=340)
+
+
+def implementation_bars(rows: Sequence[dict], title: str = "the same model under each attention "
+                        "implementation") -> go.Figure:
+    """Median forward time per implementation (`compare_implementations` rows), p10–p90 as error
+    bars; an implementation that could not run is named with its reason instead of a bar."""
+    rows = list(rows)
+    ok = [r for r in rows if r.get("ok")]
+    fig = go.Figure(go.Bar(
+        x=[r["impl"] for r in ok], y=[r["median_ms"] for r in ok],
+        marker_color=["#ef4444", "#f59e0b", "#10b981"][:len(ok)] if len(ok) <= 3 else None,
+        error_y=dict(type="data", symmetric=False, array=[r["p90_ms"] - r["median_ms"] for r in ok],
+                     arrayminus=[r["median_ms"] - r["p10_ms"] for r in ok], thickness=1),
+        customdata=[[r["first_ms"], r["max_abs_diff"]] for r in ok],
+        hovertemplate="%{x}<br>median %{y:.4g} ms<br>first call %{customdata[0]:.4g} ms "
+                      "(includes compiling)<br>max |Δ| vs the first %{customdata[1]:.2g}<extra></extra>"))
+    failed = [r for r in rows if not r.get("ok")]
+    for i, r in enumerate(failed):
+        fig.add_annotation(text=f"{r['impl']}: cannot run: {r.get('reason', '')[:120]}", showarrow=False,
+                           xref="paper", yref="paper", x=0, y=1 - 0.08 * i, xanchor="left",
+                           font=dict(color="#fca5a5", size=11))
+    fig.update_xaxes(title="attn_implementation", type="category",
+                     categoryarray=[r["impl"] for r in rows], categoryorder="array")
+    fig.update_yaxes(title="forward ms (median)")
+    return _layout(fig, title, height=320)

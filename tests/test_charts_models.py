@@ -1,0 +1,117 @@
+"""Figure builders of the Models page: the model-view mosaic and its click targets, the clickable
+statistics grid, per-layer cost bars, module timings, the KV-cache curve, implementations."""
+import math
+
+import numpy as np
+import pytest
+
+from attn import charts
+from attn.models import kv_cache_curve, layer_costs, preset_config
+
+
+def _maps(layers=2, heads=3, cells=4):
+    rng = np.random.default_rng(0)
+    w = rng.random((layers, heads, cells, cells)).astype(np.float32)
+    return w / w.sum(-1, keepdims=True)  # rows are distributions, as attention is
+
+
+def test_model_view_lays_the_maps_out_layer_by_head_with_gaps():
+    maps = _maps()
+    fig = charts.model_view(maps, log_scale=False)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    step = 4 + charts.MOSAIC_GAP
+    assert z.shape == (2 * step - charts.MOSAIC_GAP, 3 * step - charts.MOSAIC_GAP)
+    np.testing.assert_allclose(z[step:step + 4, 2 * step:2 * step + 4], maps[1, 2], rtol=1e-6)
+    assert np.isnan(z[4, :]).all() and np.isnan(z[:, 4]).all(), "a gap row and column between maps"
+    assert [a.ticktext for a in (fig.layout.xaxis, fig.layout.yaxis)] == [("0", "1", "2"), ("0", "1")]
+
+
+def test_model_view_log_colours_stop_at_the_floor():
+    maps = _maps()
+    maps[0, 0, 0, 0] = 0.0  # log10 of the 1e-6 guard is -6
+    fig = charts.model_view(maps, log_scale=True)
+    assert fig.data[0].zmin == charts.MOSAIC_LOG_FLOOR
+    assert np.nanmin(np.asarray(fig.data[0].z, dtype=float)) == pytest.approx(-6.0)
+
+
+def test_a_click_on_a_map_names_its_layer_and_head():
+    fig = charts.model_view(_maps(), notes=np.array([["a", "b", "c"], ["d", "e", "f"]]))
+    targets = fig.data[1]
+    assert targets.type == "bar" and len(targets.x) == 6
+    # the target of (layer 1, head 2) covers that map: centred on it, as wide and tall as it
+    i = [tuple(c) for c in targets.customdata].index((1, 2))
+    step = 4 + charts.MOSAIC_GAP
+    assert targets.x[i] == 2 * step + 1.5 and targets.base[i] == step - 0.5
+    assert targets.width == 4 and targets.y[i] == 4
+    assert "layer 1 · head 2" in targets.hovertext[i] and "f" in targets.hovertext[i]
+    # Streamlit reports customdata as a dict of positions
+    assert charts.clicked_head({"customdata": {"0": 1, "1": 2}, "x": 11.5}) == (1, 2)
+    assert charts.clicked_head({"customdata": [0, 1]}) == (0, 1)
+    assert charts.clicked_head({"x": 3, "y": 2}) is None
+
+
+def test_the_open_head_is_outlined():
+    fig = charts.model_view(_maps(), selected=(1, 0))
+    (shape,) = fig.layout.shapes
+    step = 4 + charts.MOSAIC_GAP
+    assert (shape.x0, shape.x1, shape.y0, shape.y1) == (-0.5, 3.5, step - 0.5, step + 3.5)
+    assert not charts.model_view(_maps(), selected=(5, 5)).layout.shapes, "out of range: no outline"
+
+
+def test_model_view_refuses_what_it_cannot_draw():
+    with pytest.raises(ValueError, match="layers, heads, cells, cells"):
+        charts.model_view(np.zeros((2, 3, 4, 5)))
+    with pytest.raises(ValueError, match="too many"):
+        charts.model_view(np.zeros((48, 2, 64, 64)))
+
+
+def test_head_grid_cells_are_click_targets():
+    values = np.arange(12, dtype=float).reshape(3, 4)
+    fig = charts.head_grid(values, "entropy", value_label="bits", selected=(2, 1))
+    heat, targets = fig.data
+    assert heat.hoverinfo == "skip", "the targets carry the hover"
+    i = [tuple(c) for c in targets.customdata].index((2, 3))
+    assert (targets.x[i], targets.base[i], targets.y[i]) == (3, 1.5, 1)
+    assert "bits 11" in targets.hovertext[i]
+    assert charts.clicked_head({"customdata": {"0": 2, "1": 3}}) == (2, 3)
+    assert len(fig.layout.shapes) == 1
+
+
+def test_layer_cost_bars_stack_to_each_layers_total():
+    rows = [c.to_dict() for c in layer_costs(preset_config("mistral-swa"), 512)]
+    fig = charts.layer_cost_bars(rows)
+    assert fig.layout.barmode == "stack"
+    assert [t.name for t in fig.data] == [label for _, label, _ in charts.COST_PARTS]
+    stacked = np.sum([np.asarray(t.y, dtype=float) for t in fig.data], axis=0)
+    np.testing.assert_array_equal(stacked, [r["total_flops"] for r in rows])
+    shares = np.sum([np.asarray(t.customdata, dtype=float) for t in fig.data], axis=0)
+    np.testing.assert_allclose(shares, 1.0)
+
+
+def test_module_time_bars_show_attention_and_mlp_per_layer():
+    timing = {"layers": [{"layer": 0, "attention_ms": 1.0, "mlp_ms": 2.0},
+                         {"layer": 1, "attention_ms": 1.5, "mlp_ms": 2.5}],
+              "forward_ms": 8.0, "other_ms": 1.0, "timer": "perf_counter"}
+    fig = charts.module_time_bars(timing)
+    assert [list(t.y) for t in fig.data] == [[1.0, 1.5], [2.0, 2.5]]
+    assert "forward 8 ms" in fig.layout.title.text and "perf_counter" in fig.layout.title.text
+
+
+def test_kv_cache_chart_draws_the_window_line_only_for_windowed_models():
+    contexts = [128, 1024, 8192]
+    windowed = charts.kv_cache_chart(kv_cache_curve(preset_config("mistral-swa"), contexts), current=300)
+    plain = charts.kv_cache_chart(kv_cache_curve(preset_config("llama-gqa"), contexts))
+    assert len(windowed.data) == 4 and len(plain.data) == 3
+    configured, mha, mqa = (np.asarray(t.y, dtype=float) for t in plain.data)
+    assert (mha > configured).all() and (configured > mqa).all()  # 8 heads > 2 shared > 1
+    assert windowed.layout.xaxis.range[0] == pytest.approx(math.log10(128) - 0.05)
+
+
+def test_implementation_bars_name_what_could_not_run():
+    rows = [{"impl": "eager", "ok": True, "reason": "", "first_ms": 12.0, "median_ms": 10.0, "p10_ms": 9.0,
+             "p90_ms": 11.0, "max_abs_diff": 0.0},
+            {"impl": "flex_attention", "ok": False, "reason": "RuntimeError: no compiler", "first_ms": None,
+             "median_ms": None, "p10_ms": None, "p90_ms": None, "max_abs_diff": None}]
+    fig = charts.implementation_bars(rows)
+    assert list(fig.data[0].x) == ["eager"]
+    assert "no compiler" in fig.layout.annotations[0].text

@@ -1,0 +1,198 @@
+"""The Models page under AppTest (MiniLM, a preset, a missing directory), `python -m attn model`,
+and the page in a real browser: the model view is drawn and clicking a grid opens that head."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from attn import jobs
+
+ROOT = Path(__file__).resolve().parent.parent
+PAGE = "views/models.py"
+
+
+@pytest.fixture(autouse=True)
+def in_process_jobs():
+    runner = jobs.JobRunner(in_process=True)
+    jobs.set_default_runner(runner)
+    yield runner
+    runner.shutdown()
+    jobs.set_default_runner(None)
+
+
+def open_models(**params) -> AppTest:
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(PAGE).run()
+    return at
+
+
+@pytest.mark.slow
+def test_default_run_draws_minilm_without_errors():
+    at = open_models()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert at.title[0].value.endswith("Models")
+    headers = [h.value for h in at.subheader]
+    for wanted in ("Model view", "Head view and rollout", "Head statistics", "Cost per layer", "Measured"):
+        assert wanted in headers
+    assert any("Convention: matmul FLOPs" in c.value for c in at.caption)
+    assert any(m.label == "peak memory" for m in at.metric), "module timing ran through the job runner"
+
+
+@pytest.mark.slow
+def test_changing_the_text_the_head_and_the_model_reruns_cleanly():
+    at = open_models(text="The cat sat on the mat.")
+    at.text_area(key="md_text").set_value("A different sentence, with other words in it.").run()
+    assert not at.exception and not at.error
+    at.selectbox(key="md_layer").set_value(3).run()
+    at.selectbox(key="md_head").set_value(7).run()
+    assert not at.exception
+    assert (at.query_params["layer"], at.query_params["head"]) == ("3", "7"), "the open head is in the URL"
+    at.selectbox(key="md_model").set_value("mistral-swa").run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    # a 4-layer model: the open layer 3 is still in range, the KV-cache chart replaces the note
+    assert any("window" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+def test_a_long_text_is_pooled_from_q_and_k():
+    at = open_models(text=" ".join(["attention is all the cost"] * 80), tokens="300")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("q and k captured with hooks" in c.value for c in at.caption)
+
+
+def _broken_directory(tmp_path: Path, what: str) -> str:
+    if what == "missing":
+        return str(tmp_path / "no-such-model")
+    if what != "empty":
+        (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 64,
+                                                          "num_attention_heads": 2, "num_hidden_layers": 1}))
+        (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header")
+    return str(tmp_path)
+
+
+@pytest.mark.parametrize("what, message", [
+    ("missing", "does not exist"),
+    ("empty", "has no config.json"),
+    ("corrupt", "not a readable safetensors file"),
+])
+def test_a_bad_directory_shows_an_error_not_an_exception(tmp_path, what, message):
+    at = open_models(model=_broken_directory(tmp_path, what))
+    assert not at.exception, at.exception
+    assert at.selectbox(key="md_model").value == "local directory…"
+    assert any(message in e.value for e in at.error), [e.value for e in at.error]
+    assert "Model view" not in [h.value for h in at.subheader], "nothing drawn without a model"
+
+
+def test_local_directory_asks_for_a_path_first():
+    at = open_models(model="/tmp/../" + "x" * 8)
+    at.text_input(key="md_dir").set_value("").run()
+    assert not at.exception and not at.error
+    assert any("Name a local model directory" in i.value for i in at.info)
+
+
+@pytest.mark.slow
+def test_after_a_bad_directory_the_page_keeps_working(tmp_path):
+    at = open_models(model=_broken_directory(tmp_path, "missing"))
+    assert at.error
+    at.selectbox(key="md_model").set_value("minilm").run()
+    assert not at.exception and not at.error
+    assert "Model view" in [h.value for h in at.subheader]
+
+
+@pytest.mark.slow
+def test_an_empty_text_says_so():
+    at = open_models()
+    at.text_area(key="md_text").set_value("   ").run()
+    assert not at.exception
+    assert any("text is empty" in e.value for e in at.error)
+
+
+# -- page helpers -----------------------------------------------------------------------------
+def test_page_pooling_matches_attn_maps():
+    """The model view pools transformers' weights in numpy exactly as attn.maps pools q, k."""
+    from attn import variants
+    from attn.inputs import random_qkv
+    from attn.maps import pooled_map
+    from attn.spec import AttentionSpec
+    from ui.models import _pooled
+
+    spec = AttentionSpec(seq=100, heads=2, head_dim=16, causal=True)
+    q, k, _ = random_qkv(spec)
+    weights = variants.get("dense").weights(q, k, spec, None)[0].numpy()  # (H, S, S)
+    pooled, edges = _pooled(weights, 64)  # 100 keys in 64 unequal runs
+    for head in range(2):
+        ref = pooled_map(q, k, spec, "dense", 0, head, 64)
+        np.testing.assert_array_equal(edges, ref.q_edges)
+        np.testing.assert_allclose(pooled[head], ref.values, atol=1e-6)
+    np.testing.assert_allclose(pooled.sum(-1), 1.0, atol=1e-5)
+
+
+def test_token_labels_stay_unique():
+    from ui.models import token_labels
+
+    labels = token_labels(["[CLS]", "the", "cat", "the", "[SEP]"])
+    assert len(set(labels)) == 5 and labels[3] == "3 the"
+
+
+# -- the command line ----------------------------------------------------------------------------
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "attn", "model", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+@pytest.mark.slow
+def test_cli_model_json_keys():
+    out = _cli("--model", "minilm", "--text", "hello world", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    assert {"model", "text", "tokens", "seq_len", "costs", "kv_cache", "timing", "maps"} <= set(data)
+    assert data["tokens"] == ["[CLS]", "hello", "world", "[SEP]"]
+    assert data["maps"]["shape"] == [6, 12, 4, 4]
+    assert data["costs"]["convention"].startswith("matmul FLOPs")
+    assert len(data["costs"]["layers"]) == 6
+
+
+def test_cli_missing_directory_exits_2_with_one_line(tmp_path):
+    out = _cli("--model", str(tmp_path / "nothing"), "--text", "hello")
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not exist" in lines[0], out.stderr
+
+
+# -- the browser ---------------------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):
+    from tests.test_browser import _no_exception, _open, _settle, _shot, _wait_count
+
+    _open(page, f"{app_url}/models?text=The%20animal%20didn%27t%20cross%20the%20street%20because%20it%20was%20tired.")
+    page.locator(".st-key-md_mosaic .heatmaplayer").wait_for(timeout=180_000)
+    _no_exception(page)
+    # the mosaic, the head view, the rollout and three statistics grids
+    assert _wait_count(page, ".js-plotly-plot .heatmaplayer", 6) >= 6
+    assert page.locator(".st-key-md_costs .barlayer").count() == 1
+    # clicking the cell of layer 2, head 5 in the entropy grid opens that head
+    grid = page.locator(".st-key-md_grid_entropy_bits .nsewdrag").first
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 5.5 / 12, box["y"] + box["height"] * 2.5 / 6)
+    page.get_by_text("layer 2 · head 5").first.wait_for(timeout=60_000)
+    _settle(page)
+    _no_exception(page)
+    _shot(page, "models")
+
+
+# the browser fixtures, shared with the other browser tests
+from tests.test_browser import app_url, browser, page  # noqa: E402,F401
