@@ -212,7 +212,7 @@ def timing(cfg: Config, cases: tuple[Case, ...], causal_modes: tuple[bool, ...])
                 except ValueError as err:
                     row.update(status="unsupported", message=first_line(err))
                     break  # the same reason holds at every length
-                except RuntimeError as err:
+                except Exception as err:  # noqa: BLE001 -- a compile or kernel failure: one row, not the run
                     row.update(status="error", message=first_line(err))
                     continue
                 row.update(status="ok", latency_ms=prof.latency_ms, p10_ms=prof.p10_ms,
@@ -242,7 +242,7 @@ def auto_choices(cfg: Config, causal_modes: tuple[bool, ...]) -> list[dict]:
                 with torch.inference_mode():
                     row["chosen"] = sdpa.backend_used(q, k, v, spec)
                 row["reasons"] = sdpa.auto_reasons(q, k, spec)
-            except (RuntimeError, ValueError) as err:
+            except Exception as err:  # noqa: BLE001
                 row["error"] = first_line(err)
             finally:
                 q = k = v = None
@@ -295,7 +295,7 @@ def fidelity(cfg: Config, causal_modes: tuple[bool, ...], names: tuple[str, ...]
                 except ImportError as err:  # no triton: nothing to compare with
                     row.update(status="skipped", message=first_line(err))
                     return rows
-                except RuntimeError as err:
+                except Exception as err:  # noqa: BLE001
                     row.update(status="error", message=first_line(err))
                     continue
                 finally:
