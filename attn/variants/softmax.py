@@ -261,7 +261,9 @@ _flex_lock = threading.Lock()
 _compiled_flex: Callable | None = None
 _block_masks: dict[tuple, object] = {}
 
-# block sizes tried on a 2-core CPU: 128 x 128 beat the default for windows of 64..1024
+# FlexAttention runs the masked variants on CUDA, where 128 is its default tile. On the CPU
+# (bench/variants_cpu.py) 64 beat 128 and 256 at window 256, but the blockwise kernel beat all
+# three, so the CPU does not use FlexAttention by default.
 FLEX_BLOCK_SIZE = 128
 FLEX_RECOMPILE_LIMIT = 256
 
