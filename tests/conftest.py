@@ -16,3 +16,15 @@ def _isolated_attn_home(tmp_path_factory, monkeypatch):
         home = tmp_path_factory.mktemp("attn_home")
         monkeypatch.setenv("ATTN_HOME", str(home))
     yield
+
+
+@pytest.fixture
+def in_process_jobs():
+    """Jobs on a thread of this process: what the app's AppTest tests run their work on."""
+    from attn import jobs
+
+    runner = jobs.JobRunner(in_process=True)
+    jobs.set_default_runner(runner)
+    yield runner
+    runner.shutdown()
+    jobs.set_default_runner(None)

@@ -8,17 +8,9 @@ from streamlit.testing.v1 import AppTest
 from attn import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("in_process_jobs")
 PAGES = ["views/overview.py", "views/playground.py", "views/scaling.py", "views/roofline.py",
          "views/monitor.py", "views/compare.py"]
-
-
-@pytest.fixture(autouse=True)
-def in_process_jobs():
-    runner = jobs.JobRunner(in_process=True)
-    jobs.set_default_runner(runner)
-    yield runner
-    runner.shutdown()
-    jobs.set_default_runner(None)
 
 
 def open_page(page: str, **params) -> AppTest:

@@ -12,17 +12,9 @@ from attn.runs import RunStore
 from attn.spec import AttentionSpec
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.usefixtures("in_process_jobs")
 CPU = {"device": "Test CPU (2 cores)", "device_kind": "cpu", "torch": "2.13.0"}
 GPU = {"device": "NVIDIA H100 80GB HBM3", "device_kind": "cuda", "driver": "550.54"}
-
-
-@pytest.fixture(autouse=True)
-def in_process_jobs():
-    runner = jobs.JobRunner(in_process=True)
-    jobs.set_default_runner(runner)
-    yield runner
-    runner.shutdown()
-    jobs.set_default_runner(None)
 
 
 def profile(variant: str, seq: int, latency_ms: float, error: float, energy_j: float | None = None) -> dict:
