@@ -59,6 +59,12 @@ def softmax_weights(q: Tensor, k: Tensor, spec: AttentionSpec, rows: Tensor | No
 # and masked alike (the inside of a sliding window, the regular blocks of a block layout) go
 # into one SDPA call over strided views, with one shared bias. Python then runs a handful of
 # steps instead of seq/chunk, and SDPA's threads get many chunks at once.
+# caps on one call's temporaries: SDPA's output for the run's rows (per batch item) before it is
+# copied into place, and the keys and values gathered for a run of scattered keys
+RUN_ROWS = 4096
+RUN_GATHERED_KEYS = 8192
+
+
 @dataclass(frozen=True)
 class ChunkRun:
     """`count` chunks of `rows` queries from query `lo`, one SDPA call.
@@ -95,7 +101,8 @@ def _chunk_run(lo: int, hi: int, keys: Tensor, allowed: Tensor, biases: dict,
         return None
     # keys_for may be a superset: drop key columns at either end that no query here sees
     seen = allowed.any(0).nonzero().flatten()
-    keys, allowed = keys[int(seen[0]):int(seen[-1]) + 1], allowed[:, int(seen[0]):int(seen[-1]) + 1]
+    start, stop = int(seen[0]), int(seen[-1]) + 1
+    keys, allowed = keys[start:stop], allowed[:, start:stop]
     bias = None
     if not bool(allowed.all()):
         signature = (tuple(allowed.shape), allowed.cpu().numpy().tobytes())
@@ -107,12 +114,6 @@ def _chunk_run(lo: int, hi: int, keys: Tensor, allowed: Tensor, biases: dict,
     contiguous = last - first + 1 == keys.numel()
     return ChunkRun(lo, hi - lo, 1, keys.numel(), first, None if contiguous else keys[None, :],
                     bias, None if bool(sees.all()) else ~sees)
-
-
-# caps on one call's temporaries: SDPA's output for the run's rows (per batch item) before it is
-# copied into place, and the keys and values gathered for a run of scattered keys
-RUN_ROWS = 4096
-RUN_GATHERED_KEYS = 8192
 
 
 def _joins(run: ChunkRun, nxt: ChunkRun) -> bool:
