@@ -45,8 +45,10 @@ def useful_flops(spec: AttentionSpec, pairs: int) -> int:
 
 
 def extra_bytes(spec: AttentionSpec) -> int:
-    # scores and weights, both B*H*S*KV, plus the widened k and v under GQA
-    scores = 2 * spec.batch * spec.heads * spec.seq * spec.kv_seq * spec.dtype_bytes
+    # scores and weights, both B*H*S*KV (a causal mask adds the masked copy and its clean-up:
+    # measured 4 copies on the CPU), plus the widened k and v under GQA
+    copies = 4 if spec.causal else 2
+    scores = copies * spec.batch * spec.heads * spec.seq * spec.kv_seq * spec.dtype_bytes
     widened = 0 if spec.groups == 1 else 2 * spec.batch * spec.heads * spec.kv_seq * spec.head_dim * spec.dtype_bytes
     return scores + widened
 

@@ -15,9 +15,13 @@ def elu_plus_one(x, is_query: bool, spec: AttentionSpec):
 
 
 def extra_bytes(spec: AttentionSpec) -> int:
-    # features of q and k, and the (D x D) running sums per head
-    return (spec.batch * (spec.heads * spec.seq + spec.kv_heads * spec.kv_seq) * spec.head_dim
-            + 2 * spec.batch * spec.heads * spec.head_dim * spec.head_dim) * max(4, spec.dtype_bytes)
+    # features of q and k, the (D x D) running sums per head, and the numerator, its
+    # normalised copy and the zero-guarded output, all at float32 or wider (measured on the CPU)
+    width = max(4, spec.dtype_bytes)
+    features = spec.batch * (spec.heads * spec.seq + spec.kv_heads * spec.kv_seq) * spec.head_dim
+    sums = 2 * spec.batch * spec.heads * spec.head_dim * spec.head_dim
+    outputs = 3 * spec.batch * spec.heads * spec.seq * spec.head_dim
+    return (features + sums + outputs) * width
 
 
 VARIANT = register(Variant(

@@ -133,6 +133,9 @@ def extra_bytes(spec: AttentionSpec) -> int:
     # the fused kernels keep scores in on-chip tiles; math materialises them like dense does
     if spec.backend == "math":
         return dense.extra_bytes(spec)
+    # half-precision inputs accumulate the output in float32 before the cast
+    if spec.dtype_bytes < 4:
+        return spec.batch * spec.heads * spec.seq * spec.head_dim * 4
     return 0
 
 

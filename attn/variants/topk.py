@@ -82,10 +82,14 @@ def flops(spec: AttentionSpec) -> int:
 
 
 def extra_bytes(spec: AttentionSpec) -> int:
-    c = min(CHUNK, spec.seq)
-    scores = 2 * spec.batch * spec.heads * c * spec.kv_seq
-    gathered = spec.batch * spec.heads * c * min(spec.top_k, spec.kv_seq) * spec.head_dim
-    return (scores + gathered) * spec.dtype_bytes
+    # per chunk: scores and their masked copy (float32 at least), the kept values and int64
+    # indices, the gathered values and their product; k and v widened for GQA
+    b, h, c, k = spec.batch, spec.heads, min(CHUNK, spec.seq), min(spec.top_k, spec.kv_seq)
+    scores = 2 * b * h * c * spec.kv_seq * max(4, spec.dtype_bytes)
+    kept = b * h * c * k * (8 + max(4, spec.dtype_bytes))
+    gathered = 2 * b * h * c * k * spec.head_dim * spec.dtype_bytes
+    widened = 2 * b * h * spec.kv_seq * spec.head_dim * spec.dtype_bytes
+    return scores + kept + gathered + widened
 
 
 VARIANT = register(Variant(
