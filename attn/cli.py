@@ -102,12 +102,37 @@ def cmd_cost(args: argparse.Namespace) -> None:
     _emit(args, data, lambda d: "\n".join(f"{k:26} {v}" for k, v in d.items() if k != "spec"))
 
 
+def add_input_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("inputs", "seeded random q, k, v by default; --text captures them "
+                             "from a real model's layer instead (the shape then comes from the model)")
+    g.add_argument("--temperature", type=float, default=1.0, help="random inputs: low is sharp, high is flat")
+    g.add_argument("--text", help="run this text through --inputs-model and take q, k, v of --layer")
+    g.add_argument("--layer", type=int, default=0)
+    g.add_argument("--inputs-model", dest="inputs_model", default="minilm",
+                   help="minilm, a preset or a local model directory")
+
+
+def input_source(args: argparse.Namespace):
+    from attn.inputs import InputSource
+
+    if args.text is None:
+        return InputSource(temperature=args.temperature)
+    return InputSource("model", model=args.inputs_model, text=args.text, layer=args.layer)
+
+
 def cmd_profile(args: argparse.Namespace) -> None:
     from attn import measure
+    from attn.inputs import make_inputs
 
     spec = spec_from_args(args)
-    prof = measure.profile(spec, args.variant, device=args.device, budget_s=args.budget)
-    data = prof.to_dict()
+    source = input_source(args)
+    if source.kind == "random":
+        prof = measure.profile(spec, args.variant, device=args.device, budget_s=args.budget,
+                               temperature=source.temperature)
+    else:
+        q, k, v, spec = make_inputs(spec, source)
+        prof = measure.profile(spec, args.variant, budget_s=args.budget, inputs=(q, k, v))
+    data = {**prof.to_dict(), "inputs": source.describe()}
     _save(args, "profile", spec, data, args.variant)
     _emit(args, data, _human_profile)
 
@@ -141,10 +166,13 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 def cmd_maps(args: argparse.Namespace) -> None:
     from attn.maps import maps_json
 
-    spec = spec_from_args(args)
+    from attn.inputs import input_spec
+
+    source = input_source(args)
+    spec = input_spec(spec_from_args(args), source)
     if not 0 <= args.head < spec.heads:
         raise BadInput(f"--head must be in 0..{spec.heads - 1}, got {args.head}")
-    data = maps_json(spec, args.variant, args.head, args.max_size, args.reduce, args.temperature)
+    data = maps_json(spec, args.variant, args.head, args.max_size, args.reduce, args.temperature, source)
     _save(args, "maps", spec, data, args.variant)
     _emit(args, data, lambda d: "\n".join(
         [f"{d['variant']} head {args.head}: {len(d['map']['values'])} x {len(d['map']['values'][0])} cells"
@@ -257,6 +285,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True)
     add_spec_flags(p)
     p.add_argument("--budget", type=float, default=1.0, help="seconds of repeats")
+    add_input_flags(p)
     p.add_argument("--save", action="store_true", help="keep the run in the run store")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_profile)
@@ -275,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--head", type=int, default=0)
     p.add_argument("--max-size", dest="max_size", type=int, default=512, help="cells per side at most")
     p.add_argument("--reduce", choices=("mean", "max"), default="mean")
-    p.add_argument("--temperature", type=float, default=1.0, help="low: sharp attention; high: flat")
+    add_input_flags(p)
     p.add_argument("--save", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_maps)

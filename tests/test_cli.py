@@ -152,3 +152,16 @@ def test_a_device_only_reason_does_not_make_a_cost_bad(capsys):
     # flash needs a GPU to run, but its cost can still be worked out anywhere
     data = run_json(capsys, "cost", "--variant", "sdpa", "--backend", "efficient", *TINY)
     assert data["spec"]["backend"] == "efficient"
+
+
+def test_profile_and_maps_on_text_take_the_models_shape(capsys):
+    from attn.cli import main
+
+    assert main(["maps", "--variant", "dense", "--text", "a few real tokens", "--max-size", "8", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["spec"]["heads"] == 12 and data["spec"]["head_dim"] == 32  # MiniLM's layers
+    assert "minilm layer 0" in data["inputs"]
+    assert main(["profile", "--variant", "topk", "--top-k", "2", "--text", "a few real tokens",
+                 "--budget", "0.02", "--json"]) == 0
+    prof = json.loads(capsys.readouterr().out)
+    assert prof["spec"]["seq"] == data["spec"]["seq"] and prof["approx_error"] > 0
