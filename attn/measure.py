@@ -74,6 +74,7 @@ class Profile:
     roofline_pct: float | None = None
     attainable_tflops: float | None = None
     energy_j: float | None = None  # per call, from the GPU energy counter; None on the CPU
+    energy_per_token_j: float | None = None  # energy_j over the batch * seq queries of a call
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     wall_s: float = 0.0  # the whole profile call
@@ -427,7 +428,9 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
         flops_note=flops_note(variant, spec, useful, counted, device),
         achieved_tflops=achieved, peak_bytes=int(peak), reserved_bytes=reserved,
         memory_method=memory_method, kernel_error=kernel_err, approx_error=approx_err,
-        error_rows=rows, energy_j=energy, cost=attention_cost(spec, variant).to_dict(),
+        error_rows=rows, energy_j=energy,
+        energy_per_token_j=None if energy is None else energy / (spec.batch * spec.seq),
+        cost=attention_cost(spec, variant).to_dict(),
         environment=environment(device), timing_s=sum(calls_s) + timing.elapsed_s,
     )
     _add_roofline(prof, spec, device)
