@@ -131,34 +131,44 @@ def save_run(kind: str, spec: AttentionSpec, result: dict, variant: str | None) 
         return None
 
 
-def cost_cards(cost: Cost, prof: dict | None) -> None:
+def _cards(cards: list[tuple], per_row: int) -> None:
+    """st.metric cards, `per_row` to a row: (label, value, help) each."""
+    for i in range(0, len(cards), per_row):
+        for col, (label, value, help_text) in zip(st.columns(per_row), cards[i:i + per_row]):
+            col.metric(label, value, help=help_text)
+
+
+def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
     """Analytic numbers always; measured ones once the variant was profiled."""
-    a, b, c = st.columns(3)
-    a.metric("useful FLOPs", fmt.si(cost.flops),
-             help="4·B·H·D per unmasked (query, key) pair; approximations: the work they do")
-    b.metric("pairs computed", f"{cost.density:.1%}", help=f"{cost.pairs:,} of {cost.full_pairs:,} "
-             "pairs that exact attention with the same causal flag sees")
-    c.metric("est. peak", fmt.nbytes(cost.peak_bytes), help="inputs + output + workspace, analytic")
+    _cards([
+        ("useful FLOPs", fmt.si(cost.flops),
+         "4·B·H·D per unmasked (query, key) pair; approximations: the work they do"),
+        ("pairs computed", f"{cost.density:.1%}", f"{cost.pairs:,} of {cost.full_pairs:,} pairs that "
+         "exact attention with the same causal flag sees"),
+        ("est. peak", fmt.nbytes(cost.peak_bytes), "inputs + output + workspace, analytic"),
+    ], per_row)
     if prof is None:
         st.caption("Not profiled yet on this device: press ▶ Profile.")
         return
-    a, b, c = st.columns(3)
-    a.metric("latency (median)", fmt.ms(prof["latency_ms"]),
-             help=f"p10 {fmt.ms(prof['p10_ms'])} · p90 {fmt.ms(prof['p90_ms'])} · "
-                  f"{prof['repeats']} repeats · {prof['timing_method']}")
-    b.metric("peak memory", fmt.nbytes(prof["peak_bytes"]), help=prof["memory_method"])
-    c.metric("achieved FLOP/s", fmt.si(prof["achieved_tflops"] * 1e12), help=prof["flops_note"])
-    a, b, c = st.columns(3)
-    a.metric("roofline", fmt.pct(prof.get("roofline_pct")),
-             help="share of min(peak matmul rate, intensity × bandwidth) measured on this device; "
-                  "— until the device is calibrated (Overview)")
-    b.metric("kernel error", fmt.ratio(prof["kernel_error"]),
-             help="‖out − ref‖/‖ref‖ against this variant's own math in float64")
-    c.metric("approx error", fmt.ratio(prof["approx_error"]),
-             help="‖out − full‖/‖full‖ against exact attention with the same causal flag")
+    _cards([
+        ("latency (median)", fmt.ms(prof["latency_ms"]),
+         f"p10 {fmt.ms(prof['p10_ms'])} · p90 {fmt.ms(prof['p90_ms'])} · {prof['repeats']} repeats · "
+         f"{prof['timing_method']}"),
+        ("peak memory", fmt.nbytes(prof["peak_bytes"]), prof["memory_method"]),
+        ("achieved FLOP/s", fmt.si(prof["achieved_tflops"] * 1e12), prof["flops_note"]),
+        ("roofline", fmt.pct(prof.get("roofline_pct")),
+         "share of min(peak matmul rate, intensity × bandwidth) measured on this device; — until "
+         "the device is calibrated (Overview)"),
+        ("kernel error", fmt.ratio(prof["kernel_error"]),
+         "‖out − ref‖/‖ref‖ against this variant's own math in float64"),
+        ("approx error", fmt.ratio(prof["approx_error"]),
+         "‖out − full‖/‖full‖ against exact attention with the same causal flag"),
+    ], per_row)
+    energy = (f"energy {prof['energy_j']:.3g} J/call" if prof.get("energy_j")
+              else "energy: needs an NVIDIA GPU's energy counter")
     st.caption(f"backend: {prof['backend']} · p10–p90 {fmt.ms(prof['p10_ms'])}–{fmt.ms(prof['p90_ms'])}"
-               + (f" · energy {prof['energy_j']:.3g} J/call" if prof.get("energy_j") else
-                  " · energy: needs an NVIDIA GPU's energy counter"))
+               f" · {energy}" + (f" · inputs: {prof['inputs']}" if prof.get("inputs") else ""))
+
 
 
 def device_info() -> dict:

@@ -72,7 +72,8 @@ for i, name in enumerate(chosen):
             continue
         with shown_as_error(f"{name}: cost"):
             cost = attention_cost(spec, name)
-            results.cost_cards(cost, results.cached_profile(spec, name, source))
+            results.cost_cards(cost, results.cached_profile(spec, name, source),
+                               per_row=2 if len(columns) == 3 else 3)
         if draw:
             with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
                 m = results.maps(spec, name, int(head), int(size), reduce, float(temperature), source)
