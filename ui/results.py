@@ -6,12 +6,13 @@ import time
 
 import streamlit as st
 
-from attn import jobs, tasks, variants
+from attn import charts, jobs, tasks, variants
 from attn.cost import Cost
 from attn.inputs import InputSource, input_spec
 from attn.maps import maps_json
 from attn.masks import pooled_mask
 from attn.spec import AttentionSpec
+from attn.sweep import analytic_curve
 from ui import format as fmt
 from ui.errors import job_error
 from ui.sidebar import _device
@@ -70,6 +71,44 @@ def _mask_density(spec_json: str, variant: str, q_edges: tuple, k_edges: tuple):
 
 def mask_density(spec: AttentionSpec, variant: str, q_edges: tuple, k_edges: tuple):
     return _mask_density(spec_key(spec), variant, q_edges, k_edges)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _map_views(spec_json: str, variant: str, head: int, size: int, reduce: str, temperature: float,
+               source: InputSource | None, log_scale: bool) -> dict:
+    import pandas as pd
+
+    spec = AttentionSpec.from_dict(json.loads(spec_json))
+    m = _maps(spec_json, variant, head, size, reduce, temperature, source)
+    q_edges, k_edges = m["map"]["q_edges"], m["map"]["k_edges"]
+    kind = "exact" if m["map"]["exact"] else reduce + "-pooled"
+    density = mask_density(spec, variant, tuple(q_edges), tuple(k_edges))
+    return {
+        "map": charts.attention_heatmap(m["map"]["values"], q_edges, k_edges,
+                                        title=f"head {head} · {kind}", log_scale=log_scale),
+        "mask": charts.mask_heatmap(density, q_edges, k_edges, title=mask_title(variant)),
+        "stats": pd.DataFrame(m["head_stats"]).drop(columns=["batch"], errors="ignore"),
+    }
+
+
+def map_views(spec: AttentionSpec, variant: str, head: int, size: int, reduce: str, temperature: float,
+              source: InputSource | None, log_scale: bool) -> dict:
+    """The map figure, the mask figure and the head statistics of one variant. The figures are
+    built once per view and reused on reruns (a cached rerun must not rebuild 65k-cell maps)."""
+    return _map_views(spec_key(spec), variant, head, size, reduce, temperature, source, log_scale)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def _flops_curve(spec_json: str, variant: str):
+    spec = AttentionSpec.from_dict(json.loads(spec_json))
+    points = [{"variant": variant, "status": "ok", **p}
+              for p in analytic_curve(spec, variant, seq_grid(spec.seq))]
+    return charts.metric_curve(points, "flops", title="useful FLOPs across lengths (analytic)",
+                               current_x=spec.seq, height=260)
+
+
+def flops_curve(spec: AttentionSpec, variant: str):
+    return _flops_curve(spec_key(spec), variant)
 
 
 def mask_title(variant: str) -> str:

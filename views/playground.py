@@ -1,13 +1,10 @@
 """Playground: one spec, several variants side by side: maps, mask, head stats, cost cards."""
-import pandas as pd
 import streamlit as st
 
-from attn import charts, variants
+from attn import variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
 from attn.inputs import InputSource
-from attn.sweep import analytic_curve
 from ui.plot import show
-from ui import format as fmt
 from ui import results
 from ui.errors import shown_as_error
 from ui.state import current_spec, sync_url, url_list, url_value
@@ -76,23 +73,15 @@ for i, name in enumerate(chosen):
                                per_row=2 if len(columns) == 3 else 3)
         if draw:
             with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
-                m = results.maps(spec, name, int(head), int(size), reduce, float(temperature), source)
+                views = results.map_views(spec, name, int(head), int(size), reduce, float(temperature),
+                                          source, log_scale)
                 tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
                 with tab_w:
-                    show(charts.attention_heatmap(
-                        m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
-                        title=f"head {head} · {'exact' if m['map']['exact'] else reduce + '-pooled'}",
-                        log_scale=log_scale), key=f"map_{name}")
+                    show(views["map"], key=f"map_{name}")
                 with tab_m:
-                    density = results.mask_density(spec, name, tuple(m["map"]["q_edges"]), tuple(m["map"]["k_edges"]))
-                    show(charts.mask_heatmap(density, m["map"]["q_edges"], m["map"]["k_edges"],
-                                                        title=results.mask_title(name)), key=f"mask_{name}")
+                    show(views["mask"], key=f"mask_{name}")
                 with tab_s:
-                    st.dataframe(pd.DataFrame(m["head_stats"]).drop(columns=["batch"], errors="ignore"),
-                                 hide_index=True, width="stretch")
+                    st.dataframe(views["stats"], hide_index=True, width="stretch")
         else:
             st.info("Maps of this size take a while here: press **Draw the maps**.")
-        xs = results.seq_grid(spec.seq)
-        curve = [{"variant": name, "status": "ok", **p} for p in analytic_curve(spec, name, xs)]
-        show(charts.metric_curve(curve, "flops", title="useful FLOPs across lengths (analytic)",
-                                            current_x=spec.seq, height=260), key=f"curve_{name}")
+        show(results.flops_curve(spec, name), key=f"curve_{name}")
