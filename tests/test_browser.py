@@ -1,5 +1,5 @@
-"""The dashboard in a real browser: Debian's Chromium driven by Playwright against
-`streamlit run app.py` on a free localhost port. Screenshots go to test-artifacts/."""
+"""The dashboard in a real browser: Debian's Chromium driven by Playwright against the app as
+`make run` starts it (`python -m ui.serve`), on a free localhost port. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
 import os
@@ -31,7 +31,7 @@ def app_url(tmp_path_factory):
     port = _free_port()
     env = {**os.environ, "ATTN_HOME": str(tmp_path_factory.mktemp("browser_home"))}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+        [sys.executable, "-m", "ui.serve", "--server.port", str(port),  # as `make run` starts it
          "--server.headless", "true", "--server.address", "127.0.0.1"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
