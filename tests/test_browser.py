@@ -83,13 +83,18 @@ def _open(page, url: str) -> None:
 
 
 def _settle(page, timeout_s: float = 120) -> None:
-    """Wait until the script has finished running (no 'running' status widget)."""
+    """Wait until the script has finished running: no 'running' status widget and no skeleton
+    placeholders, twice in a row (a page can rerun once after its first run)."""
     time.sleep(0.5)
     deadline = time.time() + timeout_s
+    quiet = 0
     while time.time() < deadline:
-        if page.locator('[data-testid="stStatusWidget"]').count() == 0:
+        busy = (page.locator('[data-testid="stStatusWidget"]').count()
+                + page.locator('[data-testid="stSkeleton"]').count())
+        quiet = quiet + 1 if busy == 0 else 0
+        if quiet >= 2:
             return
-        time.sleep(0.25)
+        time.sleep(0.3)
     raise AssertionError("the page kept running")
 
 

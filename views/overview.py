@@ -15,7 +15,12 @@ st.markdown(
     "- **Scaling**: sweeps over length with fitted exponents, crossovers and the memory wall.\n"
     "- **Roofline**: every run against the measured limits of this device.\n"
     "- **Live monitor**: GPU and CPU counters while work runs.\n"
-    "- **Compare**: saved runs side by side.\n\n"
+    "- **Compare**: saved runs side by side.\n"
+    "- **Runs**: every measurement kept, filtered, re-run, exported, or made into a report.\n"
+    "- **Economics**: dollars and joules per million tokens, the longest context that fits, the "
+    "quality/cost frontier, and what GQA/MQA sharing saves.\n"
+    "- **Models**: a real transformers model (MiniLM, shipped offline) or a preset: every head's "
+    "attention, head statistics and the cost of each layer.\n\n"
     f"Every FLOP count is a {USEFUL_FLOPS_NOTE}.")
 
 info = results.device()
