@@ -188,3 +188,15 @@ def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):
 
 # the browser fixtures, shared with the other browser tests
 from tests.test_browser import app_url, browser, page  # noqa: E402,F401
+
+
+@pytest.mark.slow
+def test_a_model_run_can_be_saved_and_listed():
+    from attn.runs import RunStore
+
+    at = open_models()
+    at.button(key="md_save").click().run()
+    assert not at.exception
+    assert any("Saved as run" in s.value for s in at.success)
+    run = RunStore().get(RunStore().list(kind="model")[0].id)
+    assert run.results["model"]["name"] and run.maps["maps"].ndim == 4

@@ -159,12 +159,13 @@ def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE
     bar.progress(1.0, text="done")
 
 
-def save_run(kind: str, spec: AttentionSpec, result: dict, variant: str | None) -> int | None:
+def save_run(kind: str, spec: AttentionSpec | dict, result: dict, variant: str | None,
+             maps: dict | None = None) -> int | None:
     from attn.runs import RunStore
 
     try:
-        return RunStore().save(kind, spec.to_dict(), result, variant=variant,
-                               environment=result.get("environment"))
+        return RunStore().save(kind, spec.to_dict() if hasattr(spec, "to_dict") else spec, result,
+                               variant=variant, maps=maps, environment=result.get("environment"))
     except Exception as err:  # a full disk must not cost the user the measurement on screen
         st.warning(f"the run was measured but not saved: {err}")
         return None

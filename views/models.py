@@ -128,7 +128,7 @@ for col, (name, (title, unit)) in zip(st.columns(len(um.STATS)), um.STATS.items(
 # -- cost ---------------------------------------------------------------------------------------
 st.subheader("Cost per layer")
 seq = data["seq_len"]
-costs = None
+costs = totals = None
 with shown_as_error("per-layer cost"):
     shape = model_shape(loaded.config)
     costs = [c.to_dict() for c in layer_costs(loaded.config, seq)]
@@ -165,6 +165,7 @@ if costs:
 st.subheader("Measured")
 device = results.device()
 again = st.button("↻ Measure again", key="md_time_again", help="time every module once more (in the worker)")
+timing = rows = None
 with shown_as_error("time per module"):
     timing = um.module_timing(source, text, max_tokens, device, again=again)
     if timing:
@@ -197,3 +198,19 @@ with shown_as_error("implementations"):
                                "max |Δ| vs the first": "—" if r["max_abs_diff"] is None else f"{r['max_abs_diff']:.2g}",
                                "reason": r["reason"]} for r in rows])
         st.dataframe(table, hide_index=True, width="stretch")
+
+# -- keep it ------------------------------------------------------------------------------------
+st.subheader("Save this run")
+if st.button("💾 Save to the run store", key="md_save",
+             help="the model, text, per-layer costs, the timings measured above and the maps"):
+    with shown_as_error("saving the run"):
+        run_spec = {"model": source, "text": text, "max_tokens": max_tokens, "seq": seq,
+                    "device": device, "layers": layers, "heads": heads}
+        run_results = {"model": {"name": loaded.name, "source": loaded.source, "kind": loaded.kind,
+                                 "num_parameters": loaded.num_parameters},
+                       "tokens": data["tokens"], "layer_costs": costs or [],
+                       "flops": totals.total_flops if totals else None,
+                       "timing": timing or {}, "implementations": rows or []}
+        run_id = results.save_run("model", run_spec, run_results, None, maps={"maps": maps})
+        if run_id is not None:
+            st.success(f"Saved as run #{run_id}: see it on the Runs page.")
