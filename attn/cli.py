@@ -148,9 +148,16 @@ def _human_profile(d: dict) -> str:
 def cmd_sweep(args: argparse.Namespace) -> None:
     from attn import sweep
 
-    spec = spec_from_args(args, seq=args.seq[0])
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    result = sweep.run_sweep(spec, names, args.seq, device=args.device, budget_s=args.budget)
+    if args.axis == "seq":
+        spec, xs = spec_from_args(args, seq=args.seq[0]), args.seq
+    else:
+        if not args.values:
+            raise BadInput(f"--axis {args.axis} needs --values, e.g. --values 1,2,4,8")
+        if len(args.seq) != 1:
+            raise BadInput(f"--axis {args.axis} sweeps {args.axis}: give one --seq")
+        spec, xs = spec_from_args(args, seq=args.seq[0]), args.values
+    result = sweep.run_sweep(spec, names, xs, axis=args.axis, device=args.device, budget_s=args.budget)
     data = result.to_dict()
     _save(args, "sweep", spec, data, ",".join(names))
     _emit(args, data, sweep.human_summary)
@@ -290,9 +297,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_profile)
 
-    p = sub.add_parser("sweep", help="profile variants over sequence lengths")
+    p = sub.add_parser("sweep", help="profile variants over sequence lengths (or batch, heads, head_dim)")
     p.add_argument("--variants", required=True, help="comma-separated variant names")
     add_spec_flags(p, seq_list=True)
+    p.add_argument("--axis", choices=("seq", "batch", "heads", "head_dim"), default="seq",
+                   help="what to sweep; other than seq, the values come from --values")
+    p.add_argument("--values", type=_int_list, help="comma-separated values of --axis")
     p.add_argument("--budget", type=float, default=0.5, help="seconds of repeats per point")
     p.add_argument("--save", action="store_true")
     p.add_argument("--json", action="store_true")

@@ -165,3 +165,15 @@ def test_profile_and_maps_on_text_take_the_models_shape(capsys):
                  "--budget", "0.02", "--json"]) == 0
     prof = json.loads(capsys.readouterr().out)
     assert prof["spec"]["seq"] == data["spec"]["seq"] and prof["approx_error"] > 0
+
+
+def test_sweep_over_another_axis(capsys):
+    from attn.cli import main
+
+    assert main(["sweep", "--variants", "dense", "--seq", "32", "--axis", "heads", "--values", "1,2,4",
+                 "--budget", "0.02", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["axis"] == "heads" and data["xs"] == [1, 2, 4]
+    assert data["fits"]["dense"]["flops"]["exponent"] == pytest.approx(1.0, abs=0.01)  # FLOPs ∝ heads
+    assert main(["sweep", "--variants", "dense", "--axis", "batch"]) == 2
+    assert "needs --values" in capsys.readouterr().err

@@ -199,4 +199,5 @@ def test_a_model_run_can_be_saved_and_listed():
     assert not at.exception
     assert any("Saved as run" in s.value for s in at.success)
     run = RunStore().get(RunStore().list(kind="model")[0].id)
-    assert run.results["model"]["name"] and run.maps["maps"].ndim == 4
+    assert run.results["model"]["name"] and run.results["flops"] > 0
+    assert run.maps["maps"].ndim == 4
