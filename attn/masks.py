@@ -127,8 +127,3 @@ def pooled_mask(fn: MaskFn, seq: int, kv_seq: int, q_edges: list[int], k_edges: 
         out[i] = (total / (widths * (hi - lo))).float()
     return out
 
-
-def block_edges(n: int, max_cells: int) -> list[int]:
-    """Boundaries of at most max_cells near-equal blocks over 0..n."""
-    cells = min(n, max_cells)
-    return [(i * n) // cells for i in range(cells + 1)]
