@@ -11,7 +11,7 @@ def test_pooled_mask_is_the_share_of_visible_pairs_in_each_cell():
     q_edges, k_edges = [0, 7, 30, 50], [0, 10, 11, 40, 70]
     full = masks.materialise(fn, spec.seq, spec.kv_seq).double()
     expected = torch.tensor([[full[a:b, c:d].mean().item() for c, d in zip(k_edges, k_edges[1:])]
-                             for a, b in zip(q_edges, q_edges[1:])])
+                             for a, b in zip(q_edges, q_edges[1:])], dtype=torch.float64)
     got = masks.pooled_mask(fn, spec.seq, spec.kv_seq, q_edges, k_edges, max_rows=4)
     assert torch.allclose(got.double(), expected, atol=1e-6)
 
