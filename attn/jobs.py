@@ -631,7 +631,9 @@ def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, MemoryError):
         return True
     text = str(exc).lower()
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+    # "does not fit: ..." is attn's own refusal before allocating (attn.measure.DoesNotFit)
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
+                                              or text.startswith("does not fit"))
 
 
 def _is_device_fault(exc: BaseException) -> bool:
@@ -646,6 +648,8 @@ def _is_device_fault(exc: BaseException) -> bool:
 
 def _oom_message(exc: BaseException) -> str:
     text = str(exc)
+    if text.startswith("does not fit"):  # already says what it needs and what is free
+        return text.splitlines()[0]
     tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGTP]?i?B)", text)
     suffix = f" (tried to allocate {tried.group(1)})" if tried else ""
     return f"does not fit: out of memory on {_oom_device(exc)}{suffix}"

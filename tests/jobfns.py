@@ -79,3 +79,9 @@ def unpicklable_partial(*, report) -> None:
 
 def writes_marker(path: str, *, report) -> None:
     Path(path).write_text("ran")
+
+
+def refuse_as_too_big(*, report):
+    from attn.measure import DoesNotFit
+
+    raise DoesNotFit("does not fit: dense at seq 1000000 needs ~119216.92 GiB, 11 GiB free on cpu")

@@ -80,3 +80,11 @@ def test_playground_on_real_inputs_takes_the_models_shape():
     at.button(key="pg_profile").click().run()
     assert not at.exception
     assert [m.label for m in at.metric].count("approx error") == 2
+
+
+def test_a_sequence_too_long_for_memory_is_a_message_and_the_page_goes_on():
+    at = open_page("views/playground.py", seq="1000000", variants="dense")
+    assert not at.exception
+    at.button(key="pg_profile").click().run()
+    assert not at.exception
+    assert any("does not fit" in w.value for w in at.warning), [w.value for w in at.warning]

@@ -245,3 +245,11 @@ def test_the_app_shares_one_lazily_started_runner():
         assert default_runner() is stand_in
     finally:
         set_default_runner(None)
+
+
+def test_attns_own_does_not_fit_is_an_oom_result_with_its_message():
+    with JobRunner(in_process=True) as runner:
+        handle = runner.submit(jobfns.refuse_as_too_big)
+        handle.wait(10)
+    assert handle.status == "failed" and handle.error_kind == "oom"
+    assert handle.error.startswith("does not fit: dense at seq 1000000 needs")
