@@ -88,3 +88,15 @@ def test_a_sequence_too_long_for_memory_is_a_message_and_the_page_goes_on():
     at.button(key="pg_profile").click().run()
     assert not at.exception
     assert any("does not fit" in w.value for w in at.warning), [w.value for w in at.warning]
+
+
+@pytest.mark.parametrize("page", ["views/overview.py", "views/compare.py", "views/roofline.py",
+                                  "views/runs.py", "views/economics.py"])
+def test_a_corrupt_run_store_is_a_message_and_the_file_is_kept(page, tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTN_HOME", str(tmp_path))
+    junk = b"this is not a database" * 100
+    (tmp_path / "runs.sqlite").write_bytes(junk)
+    at = open_page(page)
+    assert not at.exception, at.exception
+    assert any("cannot be opened" in e.value for e in at.error)
+    assert (tmp_path / "runs.sqlite").read_bytes() == junk

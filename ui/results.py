@@ -220,3 +220,15 @@ def demo_sweep(gpu: bool) -> dict:
     if gpu:
         return {"variants": ["sdpa", "dense", "sliding_window", "linear"], "lo": 10, "hi": 15}
     return {"variants": ["sdpa", "dense", "sliding_window", "linear"], "lo": 7, "hi": 11}
+
+
+def run_store():
+    """The run store, or — when its file cannot be used — an error saying why and what to do;
+    the page stops there and every saved run stays as it was on disk."""
+    from attn.runs import RunStore, RunStoreError
+
+    try:
+        return RunStore()
+    except (RunStoreError, OSError) as err:
+        st.error(f"The saved runs cannot be opened: {err}")
+        st.stop()

@@ -3,7 +3,6 @@ import pandas as pd
 import streamlit as st
 
 from attn import charts
-from attn.runs import RunStore
 from attn.spec import AttentionSpec
 from ui.plot import show
 from ui import format as fmt
@@ -12,7 +11,7 @@ from ui.errors import shown_as_error
 from ui.state import url_list
 
 st.title("⚖️ Compare")
-store = RunStore()
+store = results.run_store()
 profiles = store.list(kind="profile", limit=300)
 if not profiles:
     st.info("No profiled runs yet: press ▶ Profile in the Playground, then come back.")

@@ -6,7 +6,6 @@ import pandas as pd
 import streamlit as st
 
 from attn import charts, economics, jobs, tasks
-from attn.runs import RunStore
 from ui import format as fmt
 from ui import calibration, results
 from ui.errors import job_error, shown_as_error
@@ -39,7 +38,7 @@ c3.caption(f"Default: this machine's {'GPU' if info['gpu'] else 'RAM'} total "
            f"({fmt.nbytes(info['total_bytes'])}). Enter the memory of the device you price.")
 budget_bytes = int(budget_gib * 2**30)
 
-store = RunStore()
+store = results.run_store()
 summaries = store.list(kind="profile", limit=RUN_LIMIT) + store.list(kind="sweep", limit=RUN_LIMIT // 4)
 saved = [store.get(s.id) for s in summaries]
 measured = economics.measurements(saved)

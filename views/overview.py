@@ -3,7 +3,6 @@ import pandas as pd
 import streamlit as st
 
 from attn.cost import USEFUL_FLOPS_NOTE
-from attn.runs import RunStore
 from ui import calibration, results
 
 st.title("🔦 attn — the cost of attention, made visible")
@@ -42,7 +41,7 @@ with c2:
         st.switch_page("views/scaling.py")
 
 st.subheader("Latest runs")
-runs = RunStore().list(limit=10)
+runs = results.run_store().list(limit=10)
 if runs:
     st.dataframe(pd.DataFrame([{"id": r.id, "kind": r.kind, "variant": r.variant, "spec": r.spec_short,
                                 "latency (ms)": r.latency_ms, "device": r.device, "when (UTC)": r.created_at[:19]}

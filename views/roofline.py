@@ -3,7 +3,6 @@ import streamlit as st
 
 from attn import charts
 from attn.cost import USEFUL_FLOPS_NOTE
-from attn.runs import RunStore
 from ui.plot import show
 from ui import calibration, results
 
@@ -19,7 +18,7 @@ if cal:
 else:
     st.info("This device is not calibrated yet: the runs are shown without a roof.")
 
-store = RunStore()
+store = results.run_store()
 runs = []
 for summary in store.list(kind="profile", limit=500):
     run = store.get(summary.id)

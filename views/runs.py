@@ -7,7 +7,7 @@ import streamlit as st
 
 from attn import jobs, tasks, variants
 from attn.report import html_report
-from attn.runs import KINDS, RunStore
+from attn.runs import KINDS
 from attn.spec import AttentionSpec
 from ui import format as fmt
 from ui import results
@@ -22,7 +22,7 @@ st.title("🗄️ Runs")
 st.caption("Every profile, sweep, model run and map saved on this machine, newest first. The store "
            "is one SQLite file under ~/.attn (the ATTN_HOME variable moves it); "
            "`python -m attn runs list|show|export` reads the same file.")
-store = RunStore()
+store = results.run_store()
 
 flash = st.session_state.pop("rn_flash", None)
 if flash:
