@@ -284,12 +284,13 @@ def test_flex_attention_compiles_on_the_cpu_and_matches_the_reference():
 
 
 # -- the blockwise CPU kernel's plan --------------------------------------------------------------
-def test_blockwise_kernel_runs_equal_chunks_as_one_call():
+@pytest.mark.parametrize("kv_heads", [4, 2, 1])
+def test_blockwise_kernel_runs_equal_chunks_as_one_call(kv_heads):
     """Inside a long window every chunk has as many keys, equally spaced and masked alike:
     the plan runs them as one SDPA call over strided views. Block layouts gather their keys."""
     from attn.variants import softmax
 
-    spec = AttentionSpec(batch=2, seq=700, kv_seq=650, heads=4, kv_heads=2, head_dim=16,
+    spec = AttentionSpec(batch=2, seq=700, kv_seq=650, heads=4, kv_heads=kv_heads, head_dim=16,
                          causal=True, window=100, block=32, n_global=1, n_random=2)
     q, k, v = random_qkv(spec)
     # a (B, S, H, D) layout seen as (B, H, S, D), as models hand q over: strides are honoured
