@@ -28,3 +28,15 @@ def in_process_jobs():
     yield runner
     runner.shutdown()
     jobs.set_default_runner(None)
+
+
+def open_app(page: str, **params: str):
+    """The app under Streamlit's AppTest, with URL parameters, switched to one of its pages."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    for key, value in params.items():
+        at.query_params[key] = value
+    at.run()
+    at.switch_page(page).run()
+    return at

@@ -1,43 +1,31 @@
 """Every page under Streamlit's AppTest: the default run raises nothing, widgets rerun cleanly,
 and a bad spec shows an error element instead of an exception."""
-from pathlib import Path
-
 import pytest
-from streamlit.testing.v1 import AppTest
 
-from attn import jobs
+from tests.conftest import open_app
 
-ROOT = Path(__file__).resolve().parent.parent
+
 pytestmark = pytest.mark.usefixtures("in_process_jobs")
 PAGES = ["views/overview.py", "views/playground.py", "views/scaling.py", "views/roofline.py",
          "views/monitor.py", "views/compare.py"]
 
 
-def open_page(page: str, **params) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(page).run()
-    return at
-
-
 @pytest.mark.parametrize("page", PAGES)
 def test_default_run_raises_nothing(page):
-    at = open_page(page, seq="128")
+    at = open_app(page, seq="128")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     assert at.title, "every page has a title"
 
 
 def test_a_bad_spec_shows_an_error_not_an_exception():
-    at = open_page("views/playground.py", heads="12", kv_heads="5")
+    at = open_app("views/playground.py", heads="12", kv_heads="5")
     assert not at.exception
     assert any("multiple of kv_heads" in e.value for e in at.error)
 
 
 def test_changing_the_spec_reruns_cleanly():
-    at = open_page("views/playground.py", seq="64")
+    at = open_app("views/playground.py", seq="64")
     at.number_input(key="w_seq").set_value(96).run()
     at.toggle(key="w_causal").set_value(False).run()
     at.number_input(key="w_kv_heads").set_value(2).run()
@@ -46,7 +34,7 @@ def test_changing_the_spec_reruns_cleanly():
 
 
 def test_playground_profile_fills_the_cost_cards():
-    at = open_page("views/playground.py", seq="64", variants="sdpa,linear")
+    at = open_app("views/playground.py", seq="64", variants="sdpa,linear")
     at.button(key="pg_profile").click().run()
     assert not at.exception
     labels = [m.label for m in at.metric]
@@ -55,13 +43,13 @@ def test_playground_profile_fills_the_cost_cards():
 
 
 def test_an_unsupported_variant_says_why():
-    at = open_page("views/playground.py", seq="64", variants="linformer", causal="true")
+    at = open_app("views/playground.py", seq="64", variants="linformer", causal="true")
     assert not at.exception
     assert any("cannot be causal" in w.value for w in at.warning)
 
 
 def test_scaling_sweep_runs_to_the_end():
-    at = open_page("views/scaling.py", seq="32", variants="sdpa,linear", lo="5", hi="6")
+    at = open_app("views/scaling.py", seq="32", variants="sdpa,linear", lo="5", hi="6")
     at.button(key="sc_run").click().run()
     for _ in range(40):  # the fragment polls the job; rerun until the result lands
         if "sweep_result" in at.session_state:
@@ -74,7 +62,7 @@ def test_scaling_sweep_runs_to_the_end():
 
 
 def test_playground_on_real_inputs_takes_the_models_shape():
-    at = open_page("views/playground.py", variants="sdpa,topk", src="model", text="A short sentence.")
+    at = open_app("views/playground.py", variants="sdpa,topk", src="model", text="A short sentence.")
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     at.button(key="pg_profile").click().run()
@@ -83,7 +71,7 @@ def test_playground_on_real_inputs_takes_the_models_shape():
 
 
 def test_a_sequence_too_long_for_memory_is_a_message_and_the_page_goes_on():
-    at = open_page("views/playground.py", seq="1000000", variants="dense")
+    at = open_app("views/playground.py", seq="1000000", variants="dense")
     assert not at.exception
     at.button(key="pg_profile").click().run()
     assert not at.exception
@@ -96,7 +84,7 @@ def test_a_corrupt_run_store_is_a_message_and_the_file_is_kept(page, tmp_path, m
     monkeypatch.setenv("ATTN_HOME", str(tmp_path))
     junk = b"this is not a database" * 100
     (tmp_path / "runs.sqlite").write_bytes(junk)
-    at = open_page(page)
+    at = open_app(page)
     assert not at.exception, at.exception
     assert any("cannot be opened" in e.value for e in at.error)
     assert (tmp_path / "runs.sqlite").read_bytes() == junk

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_app
+
 from attn import jobs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -19,12 +21,7 @@ PAGE = "views/models.py"
 
 
 def open_models(**params) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(PAGE).run()
-    return at
+    return open_app(PAGE, **params)
 
 
 @pytest.mark.slow

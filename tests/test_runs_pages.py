@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_app
+
 from attn import jobs
 from attn.runs import RunStore
 from attn.spec import AttentionSpec
@@ -51,11 +53,7 @@ def saved() -> dict[str, int]:
 
 
 def open_page(page: str, **params: str) -> AppTest:
-    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.run()
-    at.switch_page(page).run()
+    at = open_app(page, **params)
     assert not at.exception, at.exception
     return at
 
