@@ -4,7 +4,6 @@ import pytest
 
 from tests.conftest import open_app
 
-
 pytestmark = pytest.mark.usefixtures("in_process_jobs")
 PAGES = ["views/overview.py", "views/playground.py", "views/scaling.py", "views/roofline.py",
          "views/monitor.py", "views/compare.py"]
