@@ -87,3 +87,14 @@ def test_a_corrupt_run_store_is_a_message_and_the_file_is_kept(page, tmp_path, m
     assert not at.exception, at.exception
     assert any("cannot be opened" in e.value for e in at.error)
     assert (tmp_path / "runs.sqlite").read_bytes() == junk
+
+
+def test_roofline_places_saved_profiles_of_this_device():
+    from attn.runs import RunStore
+
+    spec = {"seq": 64, "dtype": "float32", "device": "cpu"}
+    result = {"achieved_tflops": 0.01, "cost": {"arithmetic_intensity": 12.0}, "latency_ms": 1.0}
+    RunStore().save("profile", spec, result, variant="sdpa", environment={"device": "cpu", "device_kind": "cpu"})
+    at = open_app("views/roofline.py")
+    assert not at.exception
+    assert not any("No profiled runs" in i.value for i in at.info)

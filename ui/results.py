@@ -232,3 +232,27 @@ def run_store():
     except (RunStoreError, OSError) as err:
         st.error(f"The saved runs cannot be opened: {err}")
         st.stop()
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def _roofline_points(kind: str, newest: int, count: int) -> list[dict]:
+    store = run_store()
+    points = []
+    for summary in store.list(kind="profile", device=kind, limit=500):
+        run = store.get(summary.id)
+        r = run.results
+        if r.get("achieved_tflops") and r.get("cost"):
+            points.append({"variant": run.variant, "intensity": r["cost"]["arithmetic_intensity"],
+                           "achieved_tflops": r["achieved_tflops"],
+                           "dtype": run.spec.get("dtype", "float32"),
+                           "label": f"#{run.id} {summary.spec_short}"})
+    return points
+
+
+def roofline_points(device: str) -> list[dict]:
+    """The saved profiles of this kind of device, read once per change of the store (not on
+    every rerun of the page)."""
+    store = run_store()
+    newest = store.list(kind="profile", limit=1)
+    return _roofline_points("cuda" if device.startswith("cuda") else "cpu",
+                            newest[0].id if newest else 0, store.count("profile"))

@@ -18,18 +18,7 @@ if cal:
 else:
     st.info("This device is not calibrated yet: the runs are shown without a roof.")
 
-store = results.run_store()
-runs = []
-for summary in store.list(kind="profile", limit=500):
-    run = store.get(summary.id)
-    r = run.results
-    if not r.get("achieved_tflops") or not r.get("cost"):
-        continue
-    if (run.environment.get("device_kind") or "cpu") != ("cuda" if device.startswith("cuda") else "cpu"):
-        continue
-    runs.append({"variant": run.variant, "intensity": r["cost"]["arithmetic_intensity"],
-                 "achieved_tflops": r["achieved_tflops"], "dtype": run.spec.get("dtype", "float32"),
-                 "label": f"#{run.id} {summary.spec_short}"})
+runs = results.roofline_points(device)
 
 dtypes = sorted({r["dtype"] for r in runs}) or ["float32"]
 dtype = st.radio("roof for dtype", dtypes, horizontal=True)
