@@ -5,6 +5,8 @@ from ui.sidebar import device_box, spec_editor
 
 st.set_page_config(page_title="attn · the cost of attention", page_icon="🔦", layout="wide")
 
+# the pages that work on the shared attention spec; the others get no spec editor in the sidebar
+SPEC_PAGES = {"Playground", "Scaling", "Economics"}
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon="🏠", default=True),
     st.Page("views/playground.py", title="Playground", icon="🧪"),
@@ -23,5 +25,6 @@ st.markdown("<style>[data-testid='stMetricValue'] {font-size: 1.55rem;}</style>"
 page = st.navigation(PAGES)
 st.sidebar.title("attn")
 device_box()
-st.session_state["current_spec"] = spec_editor()
+if page.title in SPEC_PAGES:
+    st.session_state["current_spec"] = spec_editor()
 page.run()

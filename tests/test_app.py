@@ -32,6 +32,16 @@ def test_changing_the_spec_reruns_cleanly():
     assert not at.error
 
 
+def test_the_spec_editor_is_on_the_pages_that_use_it_and_the_spec_outlives_the_others():
+    at = open_app("views/playground.py", seq="64")
+    at.number_input(key="w_seq").set_value(96).run()
+    at.switch_page("views/roofline.py").run()
+    assert not at.exception
+    assert not [w for w in at.number_input if w.key == "w_seq"], "no spec editor where no spec is used"
+    at.switch_page("views/playground.py").run()
+    assert at.number_input(key="w_seq").value == 96, "the spec set before the visit is kept"
+
+
 def test_playground_profile_fills_the_cost_cards():
     at = open_app("views/playground.py", seq="64", variants="sdpa,linear")
     at.button(key="pg_profile").click().run()
