@@ -4,6 +4,8 @@ Every figure that shows FLOPs says they are useful FLOPs (see attn.cost).
 """
 from __future__ import annotations
 
+import base64
+import io
 import math
 from typing import Iterable, Sequence
 
@@ -323,6 +325,7 @@ MOSAIC_GAP = 1  # empty cells between two small maps of the model view (2 from 3
 # the mosaic's log colours stop at 1e-3: a few near-zero cells would otherwise take most of the
 # scale and every map would look alike
 MOSAIC_LOG_FLOOR = -3.0
+MOSAIC_LEVELS = 255  # colours of the model view's image; one more index is transparent
 
 
 def _click_targets(fig: go.Figure, layer_of: np.ndarray, head_of: np.ndarray, x: np.ndarray, y0: np.ndarray,
@@ -353,13 +356,43 @@ def clicked_head(point: dict) -> tuple[int, int] | None:
     return layer, head
 
 
+def _palette_png(values: np.ndarray, vmin: float, vmax: float, colorscale: Sequence[str]) -> str:
+    """values as a PNG data URI: 255 colours interpolated along the colour scale as plotly does,
+    NaN transparent. A palette PNG of a 400 x 800 mosaic is ~0.2 MB where the same cells as a float32
+    heatmap are ~2 MB, and the browser shows an image without colouring each cell in JavaScript."""
+    from PIL import Image  # Streamlit's dependency; only this figure needs it
+
+    stops = np.array([plotly.colors.hex_to_rgb(c) for c in colorscale], dtype=float)
+    levels = np.linspace(0.0, 1.0, MOSAIC_LEVELS)
+    palette = np.stack([np.interp(levels, np.linspace(0.0, 1.0, len(stops)), stops[:, k])
+                        for k in range(3)], axis=-1).round().astype(np.uint8)
+    scaled = (values - vmin) / max(vmax - vmin, 1e-12) * (MOSAIC_LEVELS - 1)
+    index = np.where(np.isnan(values), MOSAIC_LEVELS,
+                     np.clip(np.round(np.nan_to_num(scaled)), 0, MOSAIC_LEVELS - 1)).astype(np.uint8)
+    image = Image.fromarray(index, mode="P")
+    image.putpalette([*palette.ravel().tolist(), 0, 0, 0])
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", transparency=MOSAIC_LEVELS)
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def mosaic_levels(fig: go.Figure) -> np.ndarray:
+    """The model view's image back as colour levels: 0..MOSAIC_LEVELS-1 from its colour bar's
+    minimum to its maximum, MOSAIC_LEVELS where there is no map."""
+    from PIL import Image
+
+    source = fig.data[0].source
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(source.split(",", 1)[1]))))
+
+
 def model_view(maps: np.ndarray, title: str = "model view", log_scale: bool = True,
                selected: tuple[int, int] | None = None, notes: np.ndarray | None = None) -> go.Figure:
-    """Every head of every layer as one heatmap mosaic: rows are layers, columns heads.
+    """Every head of every layer as one mosaic: rows are layers, columns heads.
 
-    maps: (layers, heads, cells, cells) weights, pooled or exact. One heatmap trace with empty
-    cells between the small maps draws 72 maps about as fast as one; a click on a map selects
-    it (see `clicked_head`). notes: an optional (layers, heads) array of hover lines per head.
+    maps: (layers, heads, cells, cells) weights, pooled or exact. The mosaic is one image (see
+    `_palette_png`) with empty cells between the small maps, and a colour bar beside it; a click
+    on a map selects it (see `clicked_head`). notes: an optional (layers, heads) array of hover
+    lines per head.
     """
     maps = np.asarray(maps, dtype=np.float32)
     if maps.ndim != 4 or maps.shape[2] != maps.shape[3]:
@@ -377,10 +410,13 @@ def model_view(maps: np.ndarray, title: str = "model view", log_scale: bool = Tr
             z[layer * step:layer * step + cells, head * step:head * step + cells] = values[layer, head]
     what = "log10 weight" if log_scale else "weight"
     zmin = max(float(np.nanmin(z)), MOSAIC_LOG_FLOOR) if log_scale else 0.0
-    fig = go.Figure(go.Heatmap(
-        z=z, colorscale=INFERNO, colorbar=dict(title=what, thickness=12, len=0.9), hoverinfo="skip",
-        zmin=zmin, zmax=max(float(np.nanmax(z)), zmin + 1e-6),
-    ))
+    zmax = max(float(np.nanmax(z)), zmin + 1e-6)
+    fig = go.Figure(go.Image(source=_palette_png(z, zmin, zmax, INFERNO), x0=0, dx=1, y0=0, dy=1,
+                             hoverinfo="skip", name="maps"))
+    # the image has no colour bar of its own: an empty scatter carries the scale
+    fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", showlegend=False, hoverinfo="skip",
+                             marker=dict(colorscale=INFERNO, cmin=zmin, cmax=zmax, color=[zmin], showscale=True,
+                                         colorbar=dict(title=what, thickness=12, len=0.9))))
     layer_of, head_of = (a.ravel() for a in np.mgrid[0:layers, 0:heads])
     text = [f"layer {lay} · head {h}" + (f"<br>{notes[lay, h]}" if notes is not None else "")
             + "<br>click to open" for lay, h in zip(layer_of, head_of)]
@@ -392,7 +428,8 @@ def model_view(maps: np.ndarray, title: str = "model view", log_scale: bool = Tr
                      zeroline=False, range=[-0.5, z.shape[1] - 0.5], constrain="domain")
     fig.update_yaxes(tickmode="array", tickvals=[lay * step + centre for lay in range(layers)],
                      ticktext=[str(lay) for lay in range(layers)], title="layer", showgrid=False,
-                     zeroline=False, range=[z.shape[0] - 0.5, -0.5], scaleanchor="x", constrain="domain")
+                     zeroline=False, range=[z.shape[0] - 0.5, -0.5], autorange=False, scaleanchor="x",
+                     constrain="domain")
     if selected is not None:
         layer, head = selected
         if 0 <= layer < layers and 0 <= head < heads:

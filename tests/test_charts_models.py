@@ -1,9 +1,13 @@
 """Figure builders of the Models page: the model-view mosaic and its click targets, the clickable
 statistics grid, per-layer cost bars, module timings, the KV-cache curve, implementations."""
+import base64
+import io
 import math
 
 import numpy as np
+import plotly.colors
 import pytest
+from PIL import Image
 
 from attn import charts
 from attn.models import kv_cache_curve, layer_costs, preset_config
@@ -15,28 +19,66 @@ def _maps(layers=2, heads=3, cells=4):
     return w / w.sum(-1, keepdims=True)  # rows are distributions, as attention is
 
 
+def _mosaic_values(fig) -> np.ndarray:
+    """The mosaic's colour levels back as values on its colour bar's scale; NaN in the gaps."""
+    levels = charts.mosaic_levels(fig).astype(float)
+    bar = fig.data[1].marker
+    values = bar.cmin + levels / (charts.MOSAIC_LEVELS - 1) * (bar.cmax - bar.cmin)
+    values[levels == charts.MOSAIC_LEVELS] = np.nan
+    return values
+
+
 def test_model_view_lays_the_maps_out_layer_by_head_with_gaps():
     maps = _maps()
     fig = charts.model_view(maps, log_scale=False)
-    z = np.asarray(fig.data[0].z, dtype=float)
+    assert fig.data[0].type == "image" and fig.data[0].source.startswith("data:image/png;base64,")
+    z = _mosaic_values(fig)
     step = 4 + charts.MOSAIC_GAP
     assert z.shape == (2 * step - charts.MOSAIC_GAP, 3 * step - charts.MOSAIC_GAP)
-    np.testing.assert_allclose(z[step:step + 4, 2 * step:2 * step + 4], maps[1, 2], rtol=1e-6)
+    # one colour level is a 254th of the scale
+    np.testing.assert_allclose(z[step:step + 4, 2 * step:2 * step + 4], maps[1, 2],
+                               atol=0.51 * maps.max() / (charts.MOSAIC_LEVELS - 1))
     assert np.isnan(z[4, :]).all() and np.isnan(z[:, 4]).all(), "a gap row and column between maps"
     assert [a.ticktext for a in (fig.layout.xaxis, fig.layout.yaxis)] == [("0", "1", "2"), ("0", "1")]
 
 
+def test_the_mosaic_colours_follow_the_colour_bar():
+    maps = _maps()
+    fig = charts.model_view(maps, log_scale=False)
+    bar = fig.data[1].marker
+    assert bar.showscale and list(bar.colorscale[0]) == [0.0, charts.INFERNO[0]]
+    assert (bar.cmin, bar.cmax) == (0.0, pytest.approx(float(maps.max())))
+    levels = charts.mosaic_levels(fig)
+    inside = levels[levels < charts.MOSAIC_LEVELS]
+    assert inside.max() == charts.MOSAIC_LEVELS - 1, "the largest weight takes the top colour"
+    # the image's palette is the colour bar's scale, interpolated as plotly interpolates it
+    image = Image.open(io.BytesIO(base64.b64decode(fig.data[0].source.split(",", 1)[1])))
+    palette = np.array(image.getpalette()[:3 * charts.MOSAIC_LEVELS]).reshape(-1, 3)
+    for level in (0, 100, charts.MOSAIC_LEVELS - 1):
+        expected = plotly.colors.unlabel_rgb(plotly.colors.sample_colorscale(
+            charts.INFERNO, level / (charts.MOSAIC_LEVELS - 1))[0])
+        np.testing.assert_allclose(palette[level], expected, atol=1)
+    assert image.info["transparency"] == charts.MOSAIC_LEVELS, "the gaps are see-through"
+
+
 def test_model_view_log_colours_stop_at_the_floor():
     maps = _maps()
-    maps[0, 0, 0, 0] = 0.0  # log10 of the 1e-6 guard is -6
+    maps[0, 0, 0, 0] = 0.0  # log10 of the 1e-6 guard is -6, below the floor
     fig = charts.model_view(maps, log_scale=True)
-    assert fig.data[0].zmin == charts.MOSAIC_LOG_FLOOR
-    assert np.nanmin(np.asarray(fig.data[0].z, dtype=float)) == pytest.approx(-6.0)
+    assert fig.data[1].marker.cmin == charts.MOSAIC_LOG_FLOOR
+    assert charts.mosaic_levels(fig)[0, 0] == 0, "below the floor: the bottom colour"
+
+
+def test_the_mosaic_is_light_to_send():
+    rng = np.random.default_rng(1)
+    w = rng.random((6, 12, 64, 64)).astype(np.float32)  # noise: the worst case for the PNG
+    fig = charts.model_view(w / w.sum(-1, keepdims=True))
+    assert len(fig.to_json()) < 600_000, "a float32 heatmap of these cells was about 2 MB"
 
 
 def test_a_click_on_a_map_names_its_layer_and_head():
     fig = charts.model_view(_maps(), notes=np.array([["a", "b", "c"], ["d", "e", "f"]]))
-    targets = fig.data[1]
+    targets = fig.data[2]
     assert targets.type == "bar" and len(targets.x) == 6
     # the target of (layer 1, head 2) covers that map: centred on it, as wide and tall as it
     i = [tuple(c) for c in targets.customdata].index((1, 2))
