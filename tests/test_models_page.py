@@ -38,6 +38,21 @@ def test_default_run_draws_minilm_without_errors():
 
 
 @pytest.mark.slow
+def test_a_second_visit_shows_the_timing_measured_on_the_first(in_process_jobs):
+    text = "Measured once, shown to every visit that asks the same question."
+    open_models(text=text)
+    timed = [h for h in in_process_jobs.jobs() if h.title == "time per module"]
+    assert len(timed) == 1
+    again = open_models(text=text)  # a reload: another session
+    assert any(m.label == "peak memory" for m in again.metric)
+    assert len([h for h in in_process_jobs.jobs() if h.title == "time per module"]) == 1, \
+        "no second measurement while the page draws"
+    again.button(key="md_time_again").click().run()
+    assert len([h for h in in_process_jobs.jobs() if h.title == "time per module"]) == 2, \
+        "measure again measures again"
+
+
+@pytest.mark.slow
 def test_changing_the_text_the_head_and_the_model_reruns_cleanly():
     at = open_models(text="The cat sat on the mat.")
     at.text_area(key="md_text").set_value("A different sentence, with other words in it.").run()
@@ -167,17 +182,24 @@ def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):
     from tests.test_browser import _no_exception, _open, _settle, _shot, _wait_count
 
     _open(page, f"{app_url}/models?text=The%20animal%20didn%27t%20cross%20the%20street%20because%20it%20was%20tired.")
-    page.locator(".st-key-md_mosaic .heatmaplayer").wait_for(timeout=180_000)
+    page.locator(".st-key-md_mosaic .imagelayer image").wait_for(timeout=180_000)
     _no_exception(page)
-    # the mosaic, the head view, the rollout and three statistics grids
-    assert _wait_count(page, ".js-plotly-plot .heatmaplayer", 6) >= 6
+    # the mosaic is one image; the head view, the rollout and three statistics grids are heatmaps
+    assert _wait_count(page, ".js-plotly-plot .heatmaplayer", 5) >= 5
     assert page.locator(".st-key-md_costs .barlayer").count() == 1
+    # a click on the map of layer 1, head 3 in the mosaic opens that head
+    mosaic = page.locator(".st-key-md_mosaic .nsewdrag").first
+    box = mosaic.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 3.45 / 12, box["y"] + box["height"] * 1.45 / 6)
+    # the head view's title, not the hover label over the mosaic, which names the head too
+    page.locator(".st-key-md_head_map .gtitle", has_text="layer 1 · head 3").wait_for(timeout=60_000)
+    _settle(page)
     # clicking the cell of layer 2, head 5 in the entropy grid opens that head
     grid = page.locator(".st-key-md_grid_entropy_bits .nsewdrag").first
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 5.5 / 12, box["y"] + box["height"] * 2.5 / 6)
-    page.get_by_text("layer 2 · head 5").first.wait_for(timeout=60_000)
+    page.locator(".st-key-md_head_map .gtitle", has_text="layer 2 · head 5").wait_for(timeout=60_000)
     _settle(page)
     _no_exception(page)
     _shot(page, "models")

@@ -3,6 +3,7 @@ the caches, timings through the job runner (one job per question, re-attached af
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
 from functools import partial
 from typing import Any, Callable
 
@@ -145,14 +146,23 @@ def head_notes(stats: dict[str, np.ndarray]) -> np.ndarray:
 
 
 # -- timings in the worker ---------------------------------------------------------------------
+@st.cache_resource(show_spinner=False)
 def _results() -> dict:
-    return st.session_state.setdefault("model_jobs", {})
+    """Every session's model jobs, running or done, by question. A reload or a second tab shows what
+    was measured rather than measuring again while the browser draws the page: on a small machine
+    the two fight for the cores, which slows the drawing and inflates the times."""
+    return OrderedDict()
+
+
+KEPT_RESULTS = 64  # finished jobs kept; each is a few kB of timings
 
 
 def job_result(key: tuple, fn: Callable, *args: Any, title: str, start: bool = True) -> Any | None:
-    """The result of `fn(*args)` run once in the worker per key; waits with a progress bar.
+    """The result of `fn(*args)` run once in the worker per key, for all sessions; waits with a
+    progress bar.
 
-    A job still running from an interrupted rerun is waited on again rather than submitted twice.
+    A job still running (from an interrupted rerun or another session) is waited on again rather
+    than submitted twice.
     Returns None when not started (start False) or failed (the error is shown).
     """
     store = _results()
@@ -175,8 +185,11 @@ def job_result(key: tuple, fn: Callable, *args: Any, title: str, start: bool = T
         store.pop(key, None)
         job_error(handle)
         return None
-    store[key] = {"done": True, "result": handle.result()}
-    return store[key]["result"]
+    result = store[key] = {"done": True, "result": handle.result()}
+    finished = [k for k, e in store.items() if e.get("done")]
+    for old in finished[:max(0, len(finished) - KEPT_RESULTS)]:
+        store.pop(old, None)
+    return result["result"]
 
 
 def module_timing(source: str, text: str, max_tokens: int, device: str, again: bool = False) -> dict | None:
@@ -190,6 +203,6 @@ def module_timing(source: str, text: str, max_tokens: int, device: str, again: b
 def implementations(source: str, text: str, max_tokens: int, device: str, start: bool) -> list[dict] | None:
     key = ("implementations", source, text, max_tokens, device)
     if start and _results().get(key, {}).get("done"):  # measure again; a running job is kept
-        _results().pop(key)
+        _results().pop(key, None)
     return job_result(key, tasks.model_implementations_task, source, text, max_tokens, 3, device,
                       title="eager · sdpa · flex_attention", start=start)
