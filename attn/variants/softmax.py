@@ -66,6 +66,11 @@ def softmax_weights(q: Tensor, k: Tensor, spec: AttentionSpec, rows: Tensor | No
 # Rows: 2048 and 4096 tied for sliding_window; 2048 holds half the memory.
 RUN_ROWS = 2048
 RUN_GATHERED_KEYS = 2048
+# SDPA's CPU kernel works on a row of scores in 16-float vectors and finishes a row's tail one
+# float at a time (the exp included): a masked chunk's keys are padded, with masked keys, to a
+# multiple of 16. sliding_window (window 256, chunk 32) sees 287 keys a chunk: at 288 the big
+# call ran 10% faster (2-core CPU, seq 4096).
+KEY_ALIGN = 16
 
 
 @dataclass(frozen=True)
@@ -97,8 +102,26 @@ class ChunkPlan:
     covers_every_row: bool  # else rows outside the runs must be zeroed
 
 
+def _aligned(keys: Tensor, allowed: Tensor, kv_seq: int | None) -> tuple[Tensor, Tensor]:
+    """A contiguous run of keys widened, with masked keys, to a multiple of KEY_ALIGN keys,
+    leftwards first; as it was when it is scattered or there is no room."""
+    n = keys.numel()
+    extra = -n % KEY_ALIGN
+    first, last = int(keys[0]), int(keys[-1])
+    if not extra or last - first + 1 != n:
+        return keys, allowed
+    left = min(extra, first)
+    right = extra - left
+    if right and (kv_seq is None or last + right >= kv_seq):
+        return keys, allowed
+    keys = torch.arange(first - left, last + 1 + right, device=keys.device)
+    allowed = torch.cat([allowed.new_zeros(allowed.shape[0], left), allowed,
+                         allowed.new_zeros(allowed.shape[0], right)], 1)
+    return keys, allowed
+
+
 def _chunk_run(lo: int, hi: int, keys: Tensor, allowed: Tensor, biases: dict,
-               dtype: torch.dtype) -> ChunkRun | None:
+               dtype: torch.dtype, kv_seq: int | None) -> ChunkRun | None:
     sees = allowed.any(-1)
     if not bool(sees.any()):
         return None
@@ -106,6 +129,8 @@ def _chunk_run(lo: int, hi: int, keys: Tensor, allowed: Tensor, biases: dict,
     seen = allowed.any(0).nonzero().flatten()
     start, stop = int(seen[0]), int(seen[-1]) + 1
     keys, allowed = keys[start:stop], allowed[:, start:stop]
+    if not bool(allowed.all()):
+        keys, allowed = _aligned(keys, allowed, kv_seq)
     bias = None
     if not bool(allowed.all()):
         signature = (tuple(allowed.shape), allowed.cpu().numpy().tobytes())
@@ -139,8 +164,10 @@ def chunk_starts(seq: int, chunk: int, phase: int = 0) -> list[int]:
 
 
 def chunk_plan(mask: Mask, seq: int, chunk: int, dtype: torch.dtype, device: torch.device,
-               phase: int = 0) -> ChunkPlan:
-    """The SDPA calls of the blockwise kernel for this mask, chunk size and dtype."""
+               phase: int = 0, kv_seq: int | None = None) -> ChunkPlan:
+    """The SDPA calls of the blockwise kernel for this mask, chunk size and dtype.
+
+    With `kv_seq`, a chunk's keys may be widened past the last one it sees (see KEY_ALIGN)."""
     runs: list[ChunkRun] = []
     biases: dict = {}
     starts = chunk_starts(seq, chunk, phase)
@@ -149,7 +176,7 @@ def chunk_plan(mask: Mask, seq: int, chunk: int, dtype: torch.dtype, device: tor
         if keys.numel() == 0:
             continue
         allowed = mask.fn(torch.arange(lo, hi, device=device)[:, None], keys[None, :])
-        step = _chunk_run(lo, hi, keys, allowed, biases, dtype)
+        step = _chunk_run(lo, hi, keys, allowed, biases, dtype, kv_seq)
         if step is None:
             continue
         if runs and _joins(runs[-1], step):
@@ -194,17 +221,17 @@ _plans: OrderedDict[tuple, ChunkPlan] = OrderedDict()
 _PLANS_KEPT = 32
 
 
-def _cached_plan(key: tuple | None, mask: Mask, seq: int, chunk: int, dtype: torch.dtype,
-                 device: torch.device, phase: int) -> ChunkPlan:
+def _cached_plan(key: tuple | None, mask: Mask, seq: int, kv_seq: int, chunk: int,
+                 dtype: torch.dtype, device: torch.device, phase: int) -> ChunkPlan:
     if key is None:
-        return chunk_plan(mask, seq, chunk, dtype, device, phase)
-    key = (*key, chunk, phase, dtype, str(device))
+        return chunk_plan(mask, seq, chunk, dtype, device, phase, kv_seq)
+    key = (*key, kv_seq, chunk, phase, dtype, str(device))
     with _plan_lock:
         plan = _plans.get(key)
         if plan is not None:
             _plans.move_to_end(key)
             return plan
-    plan = chunk_plan(mask, seq, chunk, dtype, device, phase)
+    plan = chunk_plan(mask, seq, chunk, dtype, device, phase, kv_seq)
     with _plan_lock:
         _plans[key] = plan
         while len(_plans) > _PLANS_KEPT:
@@ -230,7 +257,7 @@ def blockwise_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, ma
     gathered keys.
     """
     b, h, s, _ = q.shape
-    plan = _cached_plan(cache_key, mask, s, chunk, q.dtype, q.device, phase)
+    plan = _cached_plan(cache_key, mask, s, k.shape[-2], chunk, q.dtype, q.device, phase)
     out = (q.new_empty if plan.covers_every_row else q.new_zeros)(b, h, s, v.shape[-1])
     gqa = spec.groups > 1
     for run in plan.runs:
