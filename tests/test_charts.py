@@ -104,8 +104,3 @@ def test_telemetry_chart_says_when_a_series_is_unavailable():
     assert fig.layout.shapes[0].x0 == pytest.approx(-0.5)
 
 
-def test_grid_heatmap_is_layer_by_head():
-    fig = charts.grid_heatmap(np.arange(6).reshape(2, 3), "entropy", value_label="bits")
-    assert np.asarray(fig.data[0].z).shape == (2, 3)
-    assert "layer %{y}, head %{x}" in fig.data[0].hovertemplate
-    json.loads(fig.to_json())

@@ -107,16 +107,30 @@ def test_model_view_refuses_what_it_cannot_draw():
         charts.model_view(np.zeros((48, 2, 64, 64)))
 
 
-def test_head_grid_cells_are_click_targets():
-    values = np.arange(12, dtype=float).reshape(3, 4)
-    fig = charts.head_grid(values, "entropy", value_label="bits", selected=(2, 1))
-    heat, targets = fig.data
-    assert heat.hoverinfo == "skip", "the targets carry the hover"
-    i = [tuple(c) for c in targets.customdata].index((2, 3))
-    assert (targets.x[i], targets.base[i], targets.y[i]) == (3, 1.5, 1)
-    assert "bits 11" in targets.hovertext[i]
+def test_head_grids_put_each_statistic_in_a_panel_whose_cells_are_click_targets():
+    entropy = np.arange(12, dtype=float).reshape(3, 4)
+    fig = charts.head_grids([(entropy, "entropy", "bits"), (entropy * 2, "distance", "tokens")], selected=(2, 1))
+    heats = [t for t in fig.data if t.type == "heatmap"]
+    targets = [t for t in fig.data if t.type == "bar"]
+    assert [(h.xaxis, h.yaxis) for h in heats] == [("x", "y"), ("x2", "y2")], "a panel each"
+    assert [t.xaxis for t in targets] == ["x", "x2"], "each panel's cells are clickable"
+    assert all(h.hoverinfo == "skip" for h in heats), "the targets carry the hover"
+    np.testing.assert_array_equal(np.asarray(heats[1].z, dtype=float), entropy * 2)
+    assert heats[0].colorbar.x < heats[1].colorbar.x, "a colour bar beside each panel"
+    i = [tuple(c) for c in targets[1].customdata].index((2, 3))
+    assert (targets[1].x[i], targets[1].base[i], targets[1].y[i]) == (3, 1.5, 1)
+    assert "tokens 22" in targets[1].hovertext[i]
     assert charts.clicked_head({"customdata": {"0": 2, "1": 3}}) == (2, 3)
-    assert len(fig.layout.shapes) == 1
+    assert [(s.xref, s.x0, s.y0) for s in fig.layout.shapes] == [("x", 0.5, 1.5), ("x2", 0.5, 1.5)], \
+        "the open head outlined in every panel"
+    assert [a.text for a in fig.layout.annotations] == ["entropy", "distance"]
+
+
+def test_head_grids_refuse_statistics_of_different_shapes():
+    with pytest.raises(ValueError, match="same"):
+        charts.head_grids([(np.zeros((2, 3)), "a", ""), (np.zeros((3, 2)), "b", "")])
+    with pytest.raises(ValueError, match="at least one"):
+        charts.head_grids([])
 
 
 def test_layer_cost_bars_stack_to_each_layers_total():

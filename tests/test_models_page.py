@@ -53,6 +53,14 @@ def test_a_second_visit_shows_the_timing_measured_on_the_first(in_process_jobs):
 
 
 @pytest.mark.slow
+def test_a_link_opens_its_head():
+    at = open_models(text="The cat sat on the mat.", layer="2", head="5")
+    assert not at.exception, at.exception
+    assert (at.selectbox(key="md_layer").value, at.selectbox(key="md_head").value) == (2, 5)
+    assert (at.query_params["layer"], at.query_params["head"]) == ("2", "5"), "and keeps it in the URL"
+
+
+@pytest.mark.slow
 def test_changing_the_text_the_head_and_the_model_reruns_cleanly():
     at = open_models(text="The cat sat on the mat.")
     at.text_area(key="md_text").set_value("A different sentence, with other words in it.").run()
@@ -184,8 +192,9 @@ def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):
     _open(page, f"{app_url}/models?text=The%20animal%20didn%27t%20cross%20the%20street%20because%20it%20was%20tired.")
     page.locator(".st-key-md_mosaic .imagelayer image").wait_for(timeout=180_000)
     _no_exception(page)
-    # the mosaic is one image; the head view, the rollout and three statistics grids are heatmaps
+    # the mosaic is one image; the head view, the rollout and the statistics' grids are heatmaps
     assert _wait_count(page, ".js-plotly-plot .heatmaplayer", 5) >= 5
+    assert page.locator(".st-key-md_grids .heatmaplayer").count() == 3, "a grid per statistic"
     assert page.locator(".st-key-md_costs .barlayer").count() == 1
     # a click on the map of layer 1, head 3 in the mosaic opens that head
     mosaic = page.locator(".st-key-md_mosaic .nsewdrag").first
@@ -195,7 +204,7 @@ def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):
     page.locator(".st-key-md_head_map .gtitle", has_text="layer 1 · head 3").wait_for(timeout=60_000)
     _settle(page)
     # clicking the cell of layer 2, head 5 in the entropy grid opens that head
-    grid = page.locator(".st-key-md_grid_entropy_bits .nsewdrag").first
+    grid = page.locator(".st-key-md_grids .nsewdrag").first  # the entropy panel
     grid.scroll_into_view_if_needed()
     box = grid.bounding_box()
     page.mouse.click(box["x"] + box["width"] * 5.5 / 12, box["y"] + box["height"] * 2.5 / 6)

@@ -20,8 +20,8 @@ LONG_INPUT = 256  # tokens; longer inputs are drawn from q and k, pooled, never 
 VIEW_CELLS = 64  # cells per side of each small map of the model view
 HEAD_CELLS = 256  # cells per side of the head view of a long input
 STATS = {  # HeadStats field: (title, colour-bar label)
-    "entropy_bits": ("entropy (bits): high is spread out", "bits"),
-    "mean_distance": ("mean distance (tokens): how far a head looks", "tokens"),
+    "entropy_bits": ("entropy: high is spread out", "bits"),
+    "mean_distance": ("mean distance: how far a head looks", "tokens"),
     "sink_mass": ("sink mass: weight on the first token", "weight"),
 }
 LAYER, HEAD = "md_layer", "md_head"  # the open head: widget keys of the head view
@@ -130,7 +130,7 @@ def _on_click(chart_key: str) -> None:
 
 def clickable(chart_key: str) -> dict:
     """st.plotly_chart arguments that open the clicked head (figures from charts.model_view and
-    charts.head_grid)."""
+    charts.head_grids)."""
     return {"on_select": partial(_on_click, chart_key), "selection_mode": "points"}
 
 

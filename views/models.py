@@ -37,6 +37,10 @@ if "md_model" not in st.session_state:
     st.session_state["md_dir"] = "" if wanted in choices else wanted
     st.session_state["md_text"] = url_value("text", DEFAULT_TEXT)
     st.session_state["md_tokens"] = max(1, min(url_value("tokens", 128), 8192))
+# the open head from a deep link: read before sync_url rewrites the URL
+for key, name in ((um.LAYER, "layer"), (um.HEAD, "head")):
+    if key not in st.session_state:
+        st.session_state[key] = url_value(name, 0)
 c1, c2, c3 = st.columns([2, 1, 1])
 choice = c1.selectbox("Model", choices, key="md_model", format_func=lambda c: c if c == LOCAL else (
     f"{c} · {PRESETS.get(c, MINILM_DESCRIPTION)}"))
@@ -72,9 +76,7 @@ st.caption(f"**{loaded.name}**: {loaded.source} · {loaded.num_parameters:,} par
 
 maps = data["maps"]
 layers, heads = maps.shape[:2]
-for key, n, name in ((um.LAYER, layers, "layer"), (um.HEAD, heads, "head")):
-    if key not in st.session_state:
-        st.session_state[key] = url_value(name, 0)
+for key, n in ((um.LAYER, layers), (um.HEAD, heads)):
     if not 0 <= st.session_state[key] < n:  # another model: keep the open head in range
         st.session_state[key] = 0
 layer, head = st.session_state[um.LAYER], st.session_state[um.HEAD]
@@ -120,10 +122,8 @@ with right:
 
 st.subheader("Head statistics")
 st.caption("One cell per head; averages over the head's query rows. Click a cell to open that head.")
-for col, (name, (title, unit)) in zip(st.columns(len(um.STATS)), um.STATS.items()):
-    with col:
-        show(charts.head_grid(data["stats"][name], title, value_label=unit, selected=(layer, head)),
-             key=f"md_grid_{name}", **um.clickable(f"md_grid_{name}"))
+show(charts.head_grids([(data["stats"][name], title, unit) for name, (title, unit) in um.STATS.items()],
+                      selected=(layer, head)), key="md_grids", **um.clickable("md_grids"))
 
 # -- cost ---------------------------------------------------------------------------------------
 st.subheader("Cost per layer")
