@@ -19,6 +19,7 @@ on all of torch's threads (the Timer's default is one).
 
     python -m bench.variants_cpu [--seq 4096] [--rounds 5] [--min-run-time 0.3] [--threads N]
                                  [--chunks 16,32,64,128,256] [--no-flex] [--no-math]
+                                 [--no-experiments]
 """
 from __future__ import annotations
 
@@ -174,7 +175,8 @@ def flex_candidates(name: str, spec: AttentionSpec, q, k, v, block_sizes: list[i
 
 
 def build(spec: AttentionSpec, q, k, v, chunks: list[int], other_chunk: int,
-          flex_blocks: list[int], with_math: bool) -> tuple[Candidate, list[Candidate]]:
+          flex_blocks: list[int], with_math: bool,
+          with_experiments: bool = True) -> tuple[Candidate, list[Candidate]]:
     sdpa = variants.get("sdpa")
     causal_pairs = sdpa.pairs(spec)
     baseline = Candidate("sdpa causal", "sdpa", "backend auto (" + variants.sdpa.backend_used(
@@ -187,7 +189,9 @@ def build(spec: AttentionSpec, q, k, v, chunks: list[int], other_chunk: int,
     sw, bs = variants.get("sliding_window"), variants.get("block_sparse")
     sw_mask, bs_mask = sw.mask(spec), bs.mask(spec)
     kernels = [(LIBRARY, planned_kernel, chunks)]
-    kernels += [(label, lambda name, fn=fn: fn, [other_chunk]) for label, fn in EXPERIMENTS.items()]
+    if with_experiments:
+        kernels += [(label, lambda name, fn=fn: fn, [other_chunk])
+                    for label, fn in EXPERIMENTS.items()]
     for label, make, sizes in kernels:
         for chunk in sizes:
             cands.append(Candidate("sliding_window", label, f"window {spec.window}, chunk {chunk}",
@@ -268,6 +272,8 @@ def main() -> None:
     parser.add_argument("--flex-blocks", default="64,128,256")
     parser.add_argument("--no-flex", action="store_true")
     parser.add_argument("--no-math", action="store_true", help="skip sdpa math (seconds a call)")
+    parser.add_argument("--no-experiments", action="store_true",
+                        help="only the library's kernel for the masked variants")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--min-run-time", type=float, default=0.3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -284,7 +290,7 @@ def main() -> None:
     flex_blocks = [] if args.no_flex else [int(b) for b in args.flex_blocks.split(",")]
     load_before = os.getloadavg()[0]
     baseline, cands = build(spec, q, k, v, chunks, args.other_chunk, flex_blocks,
-                            not args.no_math)
+                            not args.no_math, not args.no_experiments)
     busy = measure(baseline, cands, args.rounds, args.min_run_time, args.idle_below,
                    args.idle_wait)
 
