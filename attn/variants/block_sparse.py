@@ -87,13 +87,14 @@ def run(q, k, v, spec: AttentionSpec):
 
 
 def extra_bytes(spec: AttentionSpec) -> int:
-    # the CPU kernel: one SDPA call's output for a run of query blocks (one batch item) before
-    # it is copied into place, the keys and values gathered for it, and a block's bias
+    # the CPU kernel: for a run of query blocks (one batch item), the two partial outputs of
+    # its local band and of its other blocks before they are merged into place (one output
+    # with GQA), the keys and values gathered for it, and a block's bias
     layout, _ = block_layout(spec)
     widest = min(int(layout.sum(1).max()) * spec.block, spec.kv_seq)
     rows = min(spec.seq, RUN_ROWS)
     gathered = max(widest, min(RUN_GATHERED_KEYS, layout.shape[0] * widest))
-    return (spec.heads * rows * spec.head_dim + 2 * spec.kv_heads * gathered * spec.head_dim
+    return (2 * spec.heads * rows * spec.head_dim + 2 * spec.kv_heads * gathered * spec.head_dim
             + min(spec.block, spec.seq) * widest) * spec.dtype_bytes
 
 

@@ -94,6 +94,10 @@ class ChunkRun:
     empty: Tensor | None
     granule: int = 1
     granule_ids: Tensor | None = None
+    # the same chunks as two runs whose results are merged (`_split_band`): the keys that
+    # move with the chunk, as a strided view, and the rest, gathered; `empty` there marks the
+    # rows that see no key in that part
+    split: tuple[ChunkRun, ChunkRun] | None = None
 
 
 @dataclass(frozen=True)
@@ -187,7 +191,47 @@ def chunk_plan(mask: Mask, seq: int, chunk: int, dtype: torch.dtype, device: tor
         else:
             runs.append(step)
     covered = sum(r.rows * r.count for r in runs)
-    return ChunkPlan(tuple(_with_granule(r) for r in runs), covered == seq)
+    return ChunkPlan(tuple(_split_band(_with_granule(r)) for r in runs), covered == seq)
+
+
+def _split_band(run: ChunkRun) -> ChunkRun:
+    """A gathered run whose chunks share a band of keys that moves with them (a block
+    layout's local blocks), with `split` set: the band as a strided view and only the other
+    keys gathered. Gathering is memory-bound on the CPU: at seq 4096 on 2 cores block_sparse
+    gathered half as much and ran 8% faster, merge included."""
+    if run.index is None or run.count == 1:
+        return run
+    index = run.index
+    moves = (index - index[:1] == torch.arange(run.count)[:, None] * run.rows).all(0).tolist()
+    first = index[0].tolist()
+    # the longest stretch of columns that move with the chunk and hold consecutive keys
+    best, start = (0, 0), 0
+    for p in range(run.keys + 1):
+        if p == run.keys or not moves[p] or (p > start and first[p] != first[p - 1] + 1):
+            if p - start > best[1] - best[0]:
+                best = (start, p)
+            start = p + (p < run.keys and not moves[p])
+    band_cols = torch.arange(*best)
+    if band_cols.numel() * 2 < run.keys or band_cols.numel() == run.keys:
+        return run
+    rest_cols = torch.cat([torch.arange(0, best[0]), torch.arange(best[1], run.keys)])
+
+    def part(cols: Tensor, first: int, index: Tensor | None) -> ChunkRun:
+        visible = torch.ones(run.rows, cols.numel(), dtype=torch.bool)
+        bias = None
+        if run.bias is not None:
+            bias = run.bias[:, cols].contiguous()
+            visible = bias == 0
+            if bool(visible.all()):
+                bias = None
+        sees = visible.any(-1)
+        return ChunkRun(run.lo, run.rows, run.count, cols.numel(), first, index, bias,
+                        None if bool(sees.all()) else ~sees)
+
+    band = part(band_cols, int(index[0, best[0]]), None)
+    rest = _with_granule(part(rest_cols, 0, index[:, rest_cols].contiguous()))
+    return ChunkRun(run.lo, run.rows, run.count, run.keys, run.first, run.index, run.bias,
+                    run.empty, run.granule, run.granule_ids, (band, rest))
 
 
 def _with_granule(run: ChunkRun) -> ChunkRun:
@@ -247,6 +291,30 @@ def _chunk_view(x: Tensor, first: int, count: int, rows: int, step: int) -> Tens
                         x.storage_offset() + first * ss)
 
 
+def _split_run(q_c: Tensor, k: Tensor, v: Tensor, parts: tuple[ChunkRun, ChunkRun],
+               out: Tensor) -> None:
+    """One run as its band and its other keys, merged into `out` (heads, count, rows, D).
+
+    The softmax over all the keys is the two partial softmaxes weighted by their sums:
+    sigmoid(lse_band - lse_rest) is the band's share. torch's CPU flash kernel returns the
+    log-sum-exp (SDPA does not); for a row that sees no key it says 0, so those rows' shares
+    are set from the plan."""
+    band, rest = parts
+    k_b = _chunk_view(k, band.first, band.count, band.keys, band.rows).permute(1, 0, 2, 3)
+    v_b = _chunk_view(v, band.first, band.count, band.keys, band.rows).permute(1, 0, 2, 3)
+    k_r = _gathered(k, rest).permute(1, 0, 2, 3)
+    v_r = _gathered(v, rest).permute(1, 0, 2, 3)
+    flash = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu
+    o_b, lse_b = flash(q_c, k_b, v_b, attn_mask=band.bias)
+    o_r, lse_r = flash(q_c, k_r, v_r, attn_mask=rest.bias)
+    share = torch.sigmoid(lse_b - lse_r)
+    if band.empty is not None:
+        share[..., band.empty] = 0
+    if rest.empty is not None:
+        share[..., rest.empty] = 1
+    torch.lerp(o_r, o_b, share.unsqueeze(-1).to(o_r.dtype), out=out)
+
+
 def blockwise_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, mask: Mask,
                         chunk: int, cache_key: tuple | None = None, phase: int = 0) -> Tensor:
     """Masked softmax attention, `chunk` queries at a time over only the keys they can see.
@@ -281,6 +349,11 @@ def blockwise_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, ma
         order = (0, 1) if gqa else (1, 0)
         for i in range(b):
             q_c = _chunk_view(q[i], run.lo, run.count, run.rows, run.rows)
+            if run.split is not None and not gqa:
+                _split_run(q_c.permute(1, 0, 2, 3), k[i], v[i], run.split,
+                           _chunk_view(out[i], run.lo, run.count, run.rows, run.rows
+                                       ).permute(1, 0, 2, 3))
+                continue
             if run.index is None:
                 k_c = _chunk_view(k[i], run.first, run.count, run.keys, run.rows)
                 v_c = _chunk_view(v[i], run.first, run.count, run.keys, run.rows)
