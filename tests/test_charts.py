@@ -17,6 +17,21 @@ def test_attention_heatmap_names_each_cell_by_its_ranges():
     assert fig.layout.yaxis.autorange == "reversed"  # query 0 on top, as in every attention plot
 
 
+def test_a_long_text_labels_some_tokens_on_the_axes_and_every_token_in_the_hover():
+    n = 128
+    labels = [f"{i} tok" for i in range(n)]
+    fig = charts.attention_heatmap(np.full((n, n), 1 / n), list(range(n + 1)), list(range(n + 1)),
+                                   labels=(labels, labels))
+    assert list(fig.data[0].y) == labels, "the hover names every token"
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.tickmode == "array" and 8 <= len(axis.tickvals) <= 16
+        assert axis.tickvals[0] == "0 tok" and set(axis.tickvals) <= set(labels)
+    short = [f"{i} t" for i in range(charts.LABELLED_TOKENS)]
+    fig = charts.attention_heatmap(np.eye(len(short)), list(range(len(short) + 1)), list(range(len(short) + 1)),
+                                   labels=(short, short))
+    assert fig.layout.xaxis.tickvals is None, "a short text is labelled token by token"
+
+
 def test_log_scale_keeps_zero_weights_at_the_bottom_of_the_scale():
     fig = charts.attention_heatmap(np.array([[1.0, 0.0]]), [0, 1], [0, 1, 2], log_scale=True)
     z = np.asarray(fig.data[0].z)
