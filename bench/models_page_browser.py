@@ -25,6 +25,7 @@ from bench.app_cpu import _free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKENS = 128
+QUIET_S = 4  # seconds between two loads
 # long enough for 128 MiniLM tokens (the default text has 33)
 TEXT = ("The animal didn't cross the street because it was too tired. Attention lets every word "
         "look at every other word, and that is what it costs. ") * 5
@@ -96,16 +97,20 @@ def main(loads: int = 5) -> None:
             time.sleep(3)
             page.close()
 
+            # each kind of load in a block of its own, a few quiet seconds between two loads:
+            # the page's later figures and a closed tab's teardown would otherwise fall into the
+            # next load's time on 2 cores
             cached, fresh = [], []
             for _ in range(loads):
                 page = seen.new_page()
                 cached.append(_goto_drawn(page, url))
-                time.sleep(2)  # let the rest of the page finish before the next tab
+                time.sleep(QUIET_S)
                 page.close()
+            for _ in range(loads):
                 context = browser.new_context(viewport=viewport)
                 page = context.new_page()
                 fresh.append(_goto_drawn(page, url))
-                time.sleep(2)
+                time.sleep(QUIET_S)
                 context.close()
             _summary("new tab, scripts cached", cached)
             _summary("new tab, empty browser cache", fresh)
@@ -119,7 +124,7 @@ def main(loads: int = 5) -> None:
                 page.evaluate(WATCH, page.evaluate("window.__href"))
                 page.locator("textarea").press("Control+Enter")
                 typed.append((_wait(page) - page.evaluate("window.__armed")) / 1000)
-                time.sleep(4)  # its module timing runs after the maps; let it end
+                time.sleep(QUIET_S)  # its module timing runs after the maps; let it end
             _summary("new text on the open page", typed)
             browser.close()
     finally:
