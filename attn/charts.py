@@ -40,10 +40,50 @@ def color_of(variant: str) -> str:
     return PALETTE.get(variant, "#94a3b8")
 
 
-def _layout(fig: go.Figure, title: str, height: int = 360) -> go.Figure:
+# Margins. plotly grows a margin that its colour bars, legend or tick labels do not fit in, and
+# then draws the figure again from the start: on the Models page (2 cores) a first draw took
+# ~0.2 s longer that way. So the margins are sized for what a figure holds, from the px these take
+# at plotly's 12 px font, a little generously; plotly still grows one that falls short.
+CHAR_PX = 7  # a character of a 12 px tick label, about
+COLORBAR_MARGIN = 120  # a colour bar at the right: its gap, bar, tick labels and title
+LEGEND_BELOW = -0.2  # the legend's top, in plot heights below the plot
+LEGEND_PX = 41  # a row of legend below the x axis, its title and tick labels included
+
+
+def _shows_colorbar(trace) -> bool:
+    if trace.type in ("heatmap", "contour", "histogram2d"):
+        shown, bar = trace.showscale is not False, trace.colorbar
+    elif trace.type == "scatter" and trace.marker is not None:
+        shown, bar = bool(trace.marker.showscale), trace.marker.colorbar
+    else:
+        return False
+    return shown and (bar is None or bar.x is None or bar.x >= 1)
+
+
+def _shows_legend(fig: go.Figure) -> bool:
+    if fig.layout.showlegend is not None:
+        return bool(fig.layout.showlegend)
+    return sum(trace.showlegend is not False for trace in fig.data) > 1
+
+
+def fitted_margin(fig: go.Figure, height: int, top: int = 40) -> dict:
+    """Margins (px) that fit the figure's right-hand colour bars and its legend below."""
+    bottom = 40
+    if _shows_legend(fig):
+        # the legend hangs LEGEND_BELOW of the plot's own height below it: solve for b
+        bottom = math.ceil((-LEGEND_BELOW * (height - top) + LEGEND_PX) / (1 - LEGEND_BELOW)) + 6
+    right = COLORBAR_MARGIN if any(_shows_colorbar(t) for t in fig.data) else 20
+    return dict(l=70, r=right, t=top, b=bottom)
+
+
+def _layout(fig: go.Figure, title: str, height: int = 360, margin: dict | None = None) -> go.Figure:
     fig.update_layout(title=dict(text=title, font=dict(size=14)), height=height,
-                      margin=dict(l=50, r=20, t=40, b=40), template="plotly_dark",
-                      legend=dict(orientation="h", y=-0.2))
+                      margin=margin or fitted_margin(fig, height), template="plotly_dark",
+                      legend=dict(orientation="h", y=LEGEND_BELOW))
+    # plotly's default ("hide past div") measures every tick label for overflow; none can
+    # overflow a margin sized for it
+    fig.update_xaxes(ticklabeloverflow="allow")
+    fig.update_yaxes(ticklabeloverflow="allow")
     return fig
 
 
@@ -84,7 +124,12 @@ def attention_heatmap(values: np.ndarray, q_edges: Sequence[int], k_edges: Seque
         fig.update_yaxes(tickmode="array", tickvals=_every_nth(labels[0]))
     if labels and len(labels[1]) > LABELLED_TOKENS:
         fig.update_xaxes(tickmode="array", tickvals=_every_nth(labels[1]))
-    return _layout(fig, title, height=420)
+    margin = fitted_margin(fig, 420)
+    if labels:  # room for the longest label drawn, the key axis's turned on its side
+        y_shown, x_shown = (_every_nth(a) if len(a) > LABELLED_TOKENS else a for a in labels)
+        margin.update(l=40 + CHAR_PX * max(map(len, y_shown), default=0),
+                      b=45 + CHAR_PX * max(map(len, x_shown), default=0))
+    return _layout(fig, title, height=420, margin=margin)
 
 
 def _every_nth(labels: Sequence[str], most: int = 16) -> list[str]:
@@ -436,8 +481,9 @@ def model_view(maps: np.ndarray, title: str = "model view", log_scale: bool = Tr
                           x0=head * step - 0.5, x1=head * step + cells - 0.5,
                           y0=layer * step - 0.5, y1=layer * step + cells - 0.5)
     # square cells: a page-wide mosaic plots about 900 px across (a wide page, less the colour bar)
-    fig = _layout(fig, title, height=int(min(900, max(260, 100 + 900 * z.shape[0] / z.shape[1]))))
-    fig.update_layout(margin=dict(l=50, r=20, t=60, b=10), plot_bgcolor="#0e1117")
+    fig = _layout(fig, title, height=int(min(900, max(260, 100 + 900 * z.shape[0] / z.shape[1]))),
+                  margin=dict(l=50, r=COLORBAR_MARGIN + 10, t=60, b=10))  # head numbers on top
+    fig.update_layout(plot_bgcolor="#0e1117")
     return fig
 
 
@@ -480,7 +526,8 @@ def head_grids(panels: Sequence[tuple[np.ndarray, str, str]], selected: tuple[in
                           x0=selected[1] - 0.5, x1=selected[1] + 0.5, y0=selected[0] - 0.5, y1=selected[0] + 0.5)
     for annotation in fig.layout.annotations:  # the subplot titles
         annotation.font = dict(size=13)
-    return _layout(fig, "", height=330)
+    # the colour bars stand beside their panels, only the last one's labels past the plot
+    return _layout(fig, "", height=330, margin=dict(l=56, r=80, t=40, b=56))
 
 
 def layer_cost_bars(layers: Sequence[dict], title: str = "FLOPs per layer (analytic)") -> go.Figure:

@@ -2,6 +2,7 @@
 import json
 
 import numpy as np
+import plotly.graph_objects as go
 import pytest
 
 from attn import charts
@@ -30,6 +31,25 @@ def test_a_long_text_labels_some_tokens_on_the_axes_and_every_token_in_the_hover
     fig = charts.attention_heatmap(np.eye(len(short)), list(range(len(short) + 1)), list(range(len(short) + 1)),
                                    labels=(short, short))
     assert fig.layout.xaxis.tickvals is None, "a short text is labelled token by token"
+
+
+def test_margins_leave_room_for_colour_bars_legends_and_token_labels():
+    # plotly draws a figure twice when a margin must grow: each figure sizes its own
+    bare = charts.bars(["a", "b"], [1, 2], "t", "y")
+    assert bare.layout.margin.r == 20 and bare.layout.margin.b == 40, "nothing to make room for"
+    heat = charts.attention_heatmap(np.eye(4) / 4, range(5), range(5))
+    assert heat.layout.margin.r >= charts.COLORBAR_MARGIN
+    legend = charts.layer_cost_bars([{"layer": 0, "attention_core_flops": 1, "qkv_flops": 1, "o_flops": 1,
+                                      "mlp_flops": 1, "total_flops": 4}])
+    taller = charts._layout(go.Figure([go.Bar(y=[1]), go.Bar(y=[2])]), "t", height=600)
+    # the legend hangs a share of the plot's height below it: a taller figure needs more room
+    assert 80 <= legend.layout.margin.b < taller.layout.margin.b
+    short, long_ = ([f"{i} {word}" for i in range(8)] for word in ("a", "attention"))
+    small, large = (charts.attention_heatmap(np.eye(8) / 8, range(9), range(9), labels=(w, w)).layout.margin
+                    for w in (short, long_))
+    assert large.l - small.l == large.b - small.b == charts.CHAR_PX * (len(long_[0]) - len(short[0]))
+    for fig in (bare, heat, legend):
+        assert fig.layout.xaxis.ticklabeloverflow == "allow" == fig.layout.yaxis.ticklabeloverflow
 
 
 def test_log_scale_keeps_zero_weights_at_the_bottom_of_the_scale():

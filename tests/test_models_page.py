@@ -196,6 +196,12 @@ def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):
     assert _wait_count(page, ".js-plotly-plot .heatmaplayer", 5) >= 5
     assert page.locator(".st-key-md_grids .heatmaplayer").count() == 3, "a grid per statistic"
     assert page.locator(".st-key-md_costs .barlayer").count() == 1
+    # every figure fits the margins it asked for: none was drawn a second time to grow one
+    grown = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(gd => {
+        const m = gd._fullLayout.margin, s = gd._fullLayout._size;
+        return ['l', 'r', 't', 'b'].filter(k => s[k] > m[k]).map(k => `${gd.closest('[class*=st-key-md_]')
+            .className.match(/st-key-(md_\\w+)/)[1]}.${k} ${m[k]} -> ${s[k]}`); })""")
+    assert not grown, grown
     # a click on the map of layer 1, head 3 in the mosaic opens that head
     mosaic = page.locator(".st-key-md_mosaic .nsewdrag").first
     box = mosaic.bounding_box()
