@@ -60,12 +60,14 @@ def softmax_weights(q: Tensor, k: Tensor, spec: AttentionSpec, rows: Tensor | No
 # into one SDPA call over strided views, with one shared bias. Python then runs a handful of
 # steps instead of seq/chunk, and SDPA's threads get many chunks at once.
 # caps on one call's temporaries: SDPA's output for the run's rows (per batch item) before it is
-# copied into place, and the keys and values gathered for a run of scattered keys. Gathered keys
+# copied into place, and the keys of a run of scattered keys (counted before `_split_band` reads
+# a band of them in place: about half of block_sparse's keys are then gathered). Gathered keys
 # are written, then read back by SDPA: on a 2-core CPU (B=1, H=8, D=64, float32, seq 4096)
-# block_sparse ran 27 ms with 2048 keys a call (4 MiB of k), 34 ms with 8192, 40 ms with 256.
+# block_sparse ran 27 ms with 2048 keys a call (4 MiB of k), 34 ms with 8192, 40 ms with 256,
+# all gathered; with the band split off, 4096 keys a run beat 2048 and 8192 by 5% (6 rounds).
 # Rows: 2048 and 4096 tied for sliding_window; 2048 holds half the memory.
 RUN_ROWS = 2048
-RUN_GATHERED_KEYS = 2048
+RUN_GATHERED_KEYS = 4096
 # SDPA's CPU kernel works on a row of scores in 16-float vectors and finishes a row's tail one
 # float at a time (the exp included): a masked chunk's keys are padded, with masked keys, to a
 # multiple of 16. sliding_window (window 256, chunk 32) sees 287 keys a chunk: at 288 the big
