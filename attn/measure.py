@@ -23,6 +23,7 @@ from attn import variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
 from attn.environment import environment
 from attn.inputs import random_qkv, resolve_device
+from attn.readable import nbytes
 from attn.spec import AttentionSpec
 from attn.variants.gqa import repeat_kv
 
@@ -75,6 +76,9 @@ class Profile:
     attainable_tflops: float | None = None
     energy_j: float | None = None  # per call, from the GPU energy counter; None on the CPU
     energy_per_token_j: float | None = None  # energy_j over the batch * seq queries of a call
+    # sdpa on auto: what each backend did when auto timed them for this shape (or why it could
+    # not run), so the choice can be checked
+    backend_reasons: dict = field(default_factory=dict)
     cost: dict = field(default_factory=dict)
     environment: dict = field(default_factory=dict)
     wall_s: float = 0.0  # the whole profile call
@@ -242,8 +246,8 @@ def check_fits(spec: AttentionSpec, variant: str, device: str) -> None:
     cost = attention_cost(spec, variant)
     need, free = cost.peak_bytes, free_bytes(device)
     if need > free:
-        raise DoesNotFit(f"does not fit: {variant} at seq {spec.seq} needs ~{need / 2**30:.2f} GiB, "
-                         f"{free / 2**30:.2f} GiB free on {device}; lower seq, batch or heads")
+        raise DoesNotFit(f"does not fit: {variant} at seq {spec.seq} needs ~{nbytes(need)}, "
+                         f"{nbytes(free)} free on {device}; lower seq, batch or heads")
 
 
 # -- energy ----------------------------------------------------------------------------------
@@ -376,6 +380,8 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
             out = fn()  # first call: compiles, picks backends, warms caches
             calls_s = [time.perf_counter() - t0]
             backend = backend_name(variant, q, k, v, spec)
+            backend_reasons = (variants.sdpa.auto_reasons(q, k, spec)
+                               if variant == "sdpa" and spec.backend == "auto" else {})
 
             # The second call is the warm-up, and it also gives the peak memory and torch's FLOP
             # count, so neither costs a call of its own (a second or more at long sequences).
@@ -430,6 +436,7 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
         memory_method=memory_method, kernel_error=kernel_err, approx_error=approx_err,
         error_rows=rows, energy_j=energy,
         energy_per_token_j=None if energy is None else energy / (spec.batch * spec.seq),
+        backend_reasons=backend_reasons,
         cost=attention_cost(spec, variant).to_dict(),
         environment=environment(device), timing_s=sum(calls_s) + timing.elapsed_s,
     )

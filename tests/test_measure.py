@@ -247,10 +247,10 @@ def test_sample_rows_all_when_few_else_evenly_spaced_within_bounds():
 # -- refusals ---------------------------------------------------------------------------------
 def test_an_absurd_spec_does_not_fit_and_says_by_how_much():
     spec = AttentionSpec(seq=10_000_000)
-    with pytest.raises(DoesNotFit, match=r"^does not fit: dense at seq 10000000 needs ~[\d.]+ GiB, "
-                                         r"[\d.]+ GiB free on cpu"):
+    with pytest.raises(DoesNotFit, match=r"^does not fit: dense at seq 10000000 needs ~[\d,.]+ TiB, "
+                                         r"[\d.]+ [MGT]iB free on cpu; lower seq"):
         check_fits(spec, "dense", "cpu")
-    with pytest.raises(DoesNotFit, match=r"does not fit: .* GiB"):
+    with pytest.raises(DoesNotFit, match=r"does not fit: .* TiB"):
         profile(spec, "dense", device="cpu")  # refused before any allocation
 
 
@@ -330,6 +330,15 @@ def test_a_profile_carries_every_number_of_the_contract():
     assert prof.overhead_s == pytest.approx(prof.wall_s - prof.timing_s)
     assert prof.energy_j is None  # no GPU energy counter on the CPU
     assert prof.roofline_pct is None  # not calibrated (ATTN_HOME is empty in the tests)
+
+
+def test_sdpa_auto_profile_says_what_each_backend_did():
+    auto = profile(TINY.with_(causal=True), "sdpa", device="cpu", budget_s=0.01)
+    assert auto.backend in ("flash", "math")
+    assert auto.backend_reasons["cudnn"] == "cudnn: needs a CUDA GPU"
+    assert auto.backend_reasons[auto.backend].endswith(" ms")
+    named = profile(TINY.with_(causal=True, backend="math"), "sdpa", device="cpu", budget_s=0.01)
+    assert named.backend == "math" and named.backend_reasons == {}
 
 
 def test_a_calibrated_device_gives_the_share_of_the_roofline(monkeypatch):

@@ -129,6 +129,79 @@ def test_sdpa_says_which_backends_need_a_gpu():
         sdpa.unsupported(AttentionSpec(backend="flash", head_dim=320, dtype="bfloat16"), "cuda"))
 
 
+def _fake_gpu_backends(monkeypatch, times_ms: dict[str, float | str]) -> list[str]:
+    """sdpa's auto on a pretend GPU: every backend allowed, each 'timed' from `times_ms` (a
+    string: the backend raises that). Returns the log of backends timed."""
+    from attn.variants import sdpa
+
+    timed: list[str] = []
+
+    def fake_time(name, q, k, v, spec):
+        timed.append(name)
+        if isinstance(times_ms[name], str):
+            raise RuntimeError(times_ms[name] + "\nmore lines of torch's warning")
+        return times_ms[name]
+
+    monkeypatch.setattr(sdpa, "static_reasons", lambda spec, device, backend: [])
+    monkeypatch.setattr(sdpa, "_time_backend", fake_time)
+    monkeypatch.setattr(sdpa, "_auto_choice", {})
+    monkeypatch.setattr(sdpa, "_auto_reasons", {})
+    return timed
+
+
+def test_sdpa_auto_picks_the_fastest_backend_once_per_shape(monkeypatch):
+    from attn.variants import sdpa
+
+    # the H100's order: cuDNN ahead of flash, efficient behind, math far behind
+    timed = _fake_gpu_backends(monkeypatch, {"cudnn": 0.8, "flash": 1.3, "efficient": 1.9,
+                                             "math": 9.0})
+    spec = AttentionSpec(**BASE, causal=True)
+    q, k, v = random_qkv(spec)
+    assert sdpa.backend_used(q, k, v, spec) == "cudnn"
+    assert sorted(timed) == sorted(sdpa.BACKENDS)
+    assert sdpa.backend_used(q, k, v, spec) == "cudnn"
+    assert len(timed) == len(sdpa.BACKENDS), "the choice is cached per shape"
+    assert sdpa.auto_reasons(q, k, spec)["flash"] == "flash: 1.3 ms"
+    longer = spec.with_(seq=spec.seq * 2, kv_seq=spec.kv_seq * 2)
+    sdpa.backend_used(*random_qkv(longer), longer)
+    assert len(timed) == 2 * len(sdpa.BACKENDS), "a new shape is timed again"
+    # a named backend is used as named, without timing
+    assert sdpa.backend_used(q, k, v, spec.with_(backend="math")) == "math"
+    assert len(timed) == 2 * len(sdpa.BACKENDS)
+
+
+def test_sdpa_auto_skips_a_backend_that_fails_and_says_why(monkeypatch):
+    from attn.variants import sdpa
+
+    _fake_gpu_backends(monkeypatch, {"cudnn": "No available kernel", "flash": 1.3,
+                                     "efficient": 1.1, "math": 9.0})
+    spec = AttentionSpec(**BASE)
+    q, k, v = random_qkv(spec)
+    assert sdpa.backend_used(q, k, v, spec) == "efficient"
+    assert sdpa.auto_reasons(q, k, spec)["cudnn"] == "cudnn: No available kernel"
+
+
+def test_sdpa_auto_says_when_no_backend_runs(monkeypatch):
+    from attn.variants import sdpa
+
+    _fake_gpu_backends(monkeypatch, dict.fromkeys(sdpa.BACKENDS, "No available kernel"))
+    spec = AttentionSpec(**BASE)
+    with pytest.raises(RuntimeError, match="no sdpa backend can run this shape: cudnn: No"):
+        sdpa.backend_used(*random_qkv(spec), spec)
+
+
+def test_sdpa_auto_times_the_real_cpu_backends():
+    from attn.variants import sdpa
+
+    spec = AttentionSpec(**BASE, causal=True, seq=33, kv_seq=33)
+    q, k, v = random_qkv(spec)
+    chosen = sdpa.choose_backend(q, k, v, spec)
+    reasons = sdpa.auto_reasons(q, k, spec)
+    assert chosen in ("flash", "math")
+    assert reasons["cudnn"] == "cudnn: needs a CUDA GPU"
+    assert reasons["flash"].endswith(" ms") and reasons["math"].startswith("math: ")
+
+
 # -- approx_error: what each variant drops ---------------------------------------------------
 def approx_error(name: str, spec: AttentionSpec, qkv=None) -> float:
     q, k, v = qkv if qkv is not None else random_qkv(spec)

@@ -206,7 +206,10 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
     ], per_row)
     energy = (f"energy {prof['energy_j']:.3g} J/call" if prof.get("energy_j")
               else "energy: needs an NVIDIA GPU's energy counter")
-    st.caption(f"backend: {prof['backend']} · p10–p90 {fmt.ms(prof['p10_ms'])}–{fmt.ms(prof['p90_ms'])}"
+    backend = prof["backend"]
+    if prof.get("backend_reasons"):
+        backend = f"{backend} (auto: " + "; ".join(prof["backend_reasons"].values()) + ")"
+    st.caption(f"backend: {backend} · p10–p90 {fmt.ms(prof['p10_ms'])}–{fmt.ms(prof['p90_ms'])}"
                f" · {energy}" + (f" · inputs: {prof['inputs']}" if prof.get("inputs") else ""))
 
 

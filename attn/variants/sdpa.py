@@ -70,17 +70,29 @@ def _shape_key(q, k, spec: AttentionSpec) -> tuple:
             spec.causal_align)
 
 
-def _median_ms(fn, repeats: int = 5) -> float:
+def _median_ms(fn, device: str, repeats: int = 5) -> float:
+    """Median of `repeats` calls after one warm-up call: CUDA events on a GPU (the host clock
+    would count the launch, not the kernel), the host clock elsewhere."""
     times = []
     for _ in range(repeats + 1):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times[1:])  # the first call warms up
+        if device.startswith("cuda"):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(start.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times[1:])
+
+
+def _time_backend(name: str, q, k, v, spec: AttentionSpec) -> float:
+    """Milliseconds of one call on this backend; RuntimeError when it cannot run the shape."""
+    with sdpa_kernel(BACKENDS[name]):
+        return _median_ms(lambda: _call(q, k, v, spec), str(q.device))
 
 
 def choose_backend(q, k, v, spec: AttentionSpec) -> str:
@@ -92,15 +104,14 @@ def choose_backend(q, k, v, spec: AttentionSpec) -> str:
         device = str(q.device)
         timings: dict[str, float] = {}
         reasons: dict[str, str] = {}
-        for name, backend in BACKENDS.items():
+        for name in BACKENDS:
             static = static_reasons(spec, device, name)
             if static:
                 reasons[name] = "; ".join(static)
                 continue
             try:
-                with sdpa_kernel(backend):
-                    timings[name] = _median_ms(lambda: _call(q, k, v, spec))
-                reasons[name] = f"ran in {timings[name]:.3g} ms"
+                timings[name] = _time_backend(name, q, k, v, spec)
+                reasons[name] = f"{name}: {timings[name]:.3g} ms"
             except RuntimeError as err:
                 reasons[name] = f"{name}: {str(err).splitlines()[0]}"
         if not timings:
