@@ -16,7 +16,9 @@ def nbytes(value: float | None) -> str:
         return "—"
     for factor, unit in ((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
         if abs(value) >= factor:
-            return f"{value / factor:.3g} {unit}"
+            scaled = value / factor
+            # past 999 TiB (an absurd spec refused) .3g would print 1.46e+03
+            return f"{scaled:,.0f} {unit}" if abs(scaled) >= 1000 else f"{scaled:.3g} {unit}"
     return f"{int(value)} B"
 
 

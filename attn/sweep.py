@@ -12,6 +12,7 @@ from typing import Callable, Iterable
 from attn import variants
 from attn.cost import attention_cost, io_bytes
 from attn.inputs import resolve_device
+from attn.readable import nbytes
 from attn.spec import AttentionSpec
 
 AXES = ("seq", "batch", "heads", "head_dim")
@@ -144,7 +145,7 @@ def projected_wall(fixed_bytes: Callable[[int], int], workspace: Fit | None, bud
         lo, hi = (mid, hi) if footprint(mid) <= budget_bytes else (lo, mid)
     growth = f"x^{workspace.exponent:.2f}" if workspace else "nothing measured"
     return MemoryWall(variant, lo, budget_bytes, True,
-                      f"projected: inputs + call peak ~ {growth}, against {budget_bytes / 2**30:.1f} GiB")
+                      f"projected: inputs + call peak ~ {growth}, against {nbytes(budget_bytes)}")
 
 
 def analyse(points: list[Point], names: list[str]) -> tuple[dict[str, dict[str, Fit]], list[Crossover]]:
@@ -200,8 +201,8 @@ def measure_point(spec: AttentionSpec, variant: str, x: int, device: str, budget
         need = attention_cost(spec, variant).peak_bytes
         if memory_budget_bytes is not None and need > memory_budget_bytes:
             raise measure.DoesNotFit(
-                f"does not fit: {variant} at {x} needs ~{need / 2**30:.2f} GiB, over the sweep's "
-                f"budget of {memory_budget_bytes / 2**30:.2f} GiB")
+                f"does not fit: {variant} at {x} needs ~{nbytes(need)}, over the sweep's "
+                f"budget of {nbytes(memory_budget_bytes)}")
         prof = profile_fn(spec, variant, device=device, budget_s=budget_s)
     except measure.DoesNotFit as err:
         return Point(variant, x, "oom", str(err), spec=spec.to_dict())

@@ -377,7 +377,7 @@ def report(results: dict) -> str:
             out.append(f"- {r['case']} causal={r['causal']} seq {r['seq']}: {r['status']}: {r['message']}")
     if "auto" in results:
         out += ["", "### sdpa auto", markdown(
-            [{**r, "found": "; ".join(f"{k}: {v}" for k, v in r.get("reasons", {}).items())}
+            [{**r, "found": "; ".join(r.get("reasons", {}).values())}
              for r in results["auto"]],
             [("causal", "causal", str), ("seq", "seq", str), ("chosen", "chosen", str),
              ("found", "what each backend did", str), ("error", "error", str)])]
