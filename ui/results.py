@@ -185,7 +185,8 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          "4·B·H·D per unmasked (query, key) pair; approximations: the work they do"),
         ("pairs computed", f"{cost.density:.1%}", f"{cost.pairs:,} of {cost.full_pairs:,} pairs that "
          "exact attention with the same causal flag sees"),
-        ("est. peak", fmt.nbytes(cost.peak_bytes), "inputs + output + workspace, analytic"),
+        ("est. peak", fmt.nbytes(cost.peak_bytes),
+         f"inputs + output + workspace ({fmt.nbytes(cost.extra_bytes)}), analytic"),
     ], per_row)
     if prof is None:
         st.caption("Not profiled yet on this device: press ▶ Profile.")
@@ -194,7 +195,9 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
         ("latency (median)", fmt.ms(prof["latency_ms"]),
          f"p10 {fmt.ms(prof['p10_ms'])} · p90 {fmt.ms(prof['p90_ms'])} · {prof['repeats']} repeats · "
          f"{prof['timing_method']}"),
-        ("peak memory", fmt.nbytes(prof["peak_bytes"]), prof["memory_method"]),
+        ("peak memory", fmt.nbytes(prof["peak_bytes"]),
+         "allocated during one call above what was allocated before it: the output and the "
+         f"workspace, not the inputs · {prof['memory_method']}"),
         ("achieved FLOP/s", fmt.si(prof["achieved_tflops"] * 1e12), prof["flops_note"]),
         ("roofline", fmt.pct(prof.get("roofline_pct")),
          "share of min(peak matmul rate, intensity × bandwidth) measured on this device; — until "
