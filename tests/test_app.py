@@ -23,6 +23,19 @@ def test_a_bad_spec_shows_an_error_not_an_exception():
     assert any("multiple of kv_heads" in e.value for e in at.error)
 
 
+def test_a_link_outside_the_editor_ranges_is_fitted_with_a_note_not_a_crash():
+    at = open_app("views/playground.py", seq="2000000", dtype="float99", backend="fastest",
+                  window="0")
+    assert not at.exception, at.exception
+    notes = [w.value for w in at.warning]
+    assert "seq 2,000,000 from the link is outside 1..1,048,576: using 1,048,576" in notes
+    assert "dtype 'float99' from the link is not one of float64, float32, bfloat16, float16: " \
+           "using float32" in notes
+    assert any(n.startswith("backend 'fastest' from the link") for n in notes)
+    assert "window 0 from the link is outside 1..1,048,576: using 1" in notes
+    assert at.number_input(key="w_seq").value == 1 << 20
+
+
 def test_changing_the_spec_reruns_cleanly():
     at = open_app("views/playground.py", seq="64")
     at.number_input(key="w_seq").set_value(96).run()

@@ -11,6 +11,9 @@ from ui import format as fmt
 from ui.state import spec_values
 
 
+_SPEC_DEFAULTS = AttentionSpec()
+
+
 @st.cache_data(ttl=5, show_spinner=False)
 def _device() -> dict:
     return device_summary("auto")
@@ -27,38 +30,71 @@ def device_box() -> dict:
     return info
 
 
+def _fitted(values: dict, name: str, lo: int, hi: int, notes: list[str]) -> int:
+    """values[name] inside the editor's range (st.number_input refuses a value outside it): a
+    hand-edited link gets the nearest value it allows, and a note that says so."""
+    value = int(values[name])
+    fitted = min(max(value, lo), hi)
+    if fitted != value:
+        notes.append(f"{name} {value:,} from the link is outside {lo:,}..{hi:,}: using {fitted:,}")
+    return fitted
+
+
+def _chosen(values: dict, name: str, choices: list[str], notes: list[str]) -> int:
+    """The index of values[name] among the choices; the spec's default, with a note, when the
+    link named something else."""
+    if values[name] in choices:
+        return choices.index(values[name])
+    default = getattr(_SPEC_DEFAULTS, name)
+    notes.append(f"{name} {values[name]!r} from the link is not one of {', '.join(choices)}: "
+                 f"using {default}")
+    return choices.index(default)
+
+
 def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
     """Edit the shared spec in the sidebar. Returns it, or None after showing why it is invalid.
 
     params_for: the variants whose parameters to show (all when None).
     """
     values = spec_values()
+    notes: list[str] = []
     sb = st.sidebar
     sb.subheader("Spec")
+    note_slot = sb.container()  # the notes come out of the widgets below, and show above them
     c1, c2 = sb.columns(2)
-    values["batch"] = c1.number_input("batch", 1, 4096, int(values["batch"]), key="w_batch")
-    values["seq"] = c2.number_input("seq (queries)", 1, 1 << 20, int(values["seq"]), step=128, key="w_seq")
-    values["heads"] = c1.number_input("heads", 1, 512, int(values["heads"]), key="w_heads")
-    values["head_dim"] = c2.number_input("head_dim", 1, 1024, int(values["head_dim"]), key="w_head_dim")
+    values["batch"] = c1.number_input("batch", 1, 4096, _fitted(values, "batch", 1, 4096, notes),
+                                      key="w_batch")
+    values["seq"] = c2.number_input("seq (queries)", 1, 1 << 20,
+                                    _fitted(values, "seq", 1, 1 << 20, notes), step=128, key="w_seq")
+    values["heads"] = c1.number_input("heads", 1, 512, _fitted(values, "heads", 1, 512, notes),
+                                      key="w_heads")
+    values["head_dim"] = c2.number_input("head_dim", 1, 1024,
+                                         _fitted(values, "head_dim", 1, 1024, notes), key="w_head_dim")
+    values["kv_heads"] = values.get("kv_heads") or values["heads"]
     values["kv_heads"] = int(c1.number_input(
-        "kv_heads (GQA)", 1, 512, int(values.get("kv_heads") or values["heads"]), key="w_kv_heads",
+        "kv_heads (GQA)", 1, 512, _fitted(values, "kv_heads", 1, 512, notes), key="w_kv_heads",
         help=f"key/value heads shared by groups of query heads; 1 = MQA; must divide heads "
              f"({', '.join(map(str, divisors(int(values['heads']))))})"))
     dtypes = list(DTYPE_BYTES)
-    values["dtype"] = c2.selectbox("dtype", dtypes, index=dtypes.index(values["dtype"]), key="w_dtype")
+    values["dtype"] = c2.selectbox("dtype", dtypes, index=_chosen(values, "dtype", dtypes, notes),
+                                   key="w_dtype")
     values["causal"] = sb.toggle("causal", bool(values["causal"]), key="w_causal")
     same = sb.checkbox("kv_seq = seq", values.get("kv_seq") in (None, values["seq"]), key="w_kv_same")
     if same:
         values["kv_seq"] = None
     else:
+        values["kv_seq"] = values.get("kv_seq") or values["seq"]
         values["kv_seq"] = sb.number_input("kv_seq (keys)", 1, 1 << 20,
-                                           int(values.get("kv_seq") or values["seq"]), key="w_kv_seq")
+                                           _fitted(values, "kv_seq", 1, 1 << 20, notes), key="w_kv_seq")
         aligns = ["bottom_right", "top_left"]
         values["causal_align"] = sb.radio("causal alignment", aligns, horizontal=True,
-                                          index=aligns.index(values["causal_align"]), key="w_align",
+                                          index=_chosen(values, "causal_align", aligns, notes),
+                                          key="w_align",
                                           help="bottom_right: the last query sees every key (decoding "
                                                "with a KV cache); top_left: torch's is_causal")
-    _variant_params(values, params_for)
+    _variant_params(values, params_for, notes)
+    for note in notes:
+        note_slot.warning(note)
     spec = None
     try:
         spec = AttentionSpec(**values)
@@ -68,7 +104,7 @@ def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
     return spec
 
 
-def _variant_params(values: dict, names: list[str] | None) -> None:
+def _variant_params(values: dict, names: list[str] | None, notes: list[str]) -> None:
     wanted = set()
     for name in names if names is not None else variants.names():
         wanted.update(variants.get(name).params)
@@ -77,7 +113,8 @@ def _variant_params(values: dict, names: list[str] | None) -> None:
     with st.sidebar.expander("Variant parameters", expanded=True):
         if "backend" in wanted:
             values["backend"] = st.selectbox("sdpa backend", BACKEND_CHOICES,
-                                             index=BACKEND_CHOICES.index(values["backend"]), key="w_backend")
+                                             index=_chosen(values, "backend", list(BACKEND_CHOICES), notes),
+                                             key="w_backend")
         ranges = {"window": (1, 1 << 20, "sliding window: keys each query sees"),
                   "block": (1, 4096, "block_sparse: tokens per block"),
                   "n_global": (0, 64, "block_sparse: global blocks at the start"),
@@ -87,5 +124,7 @@ def _variant_params(values: dict, names: list[str] | None) -> None:
                   "rank": (1, 1 << 20, "linformer: projected rows")}
         for name, (lo, hi, help_text) in ranges.items():
             if name in wanted:
-                values[name] = st.number_input(name, lo, hi, int(values[name]), key=f"w_{name}", help=help_text)
-    values["seed"] = st.sidebar.number_input("seed", 0, 2**31 - 1, int(values["seed"]), key="w_seed")
+                values[name] = st.number_input(name, lo, hi, _fitted(values, name, lo, hi, notes),
+                                               key=f"w_{name}", help=help_text)
+    values["seed"] = st.sidebar.number_input("seed", 0, 2**31 - 1,
+                                             _fitted(values, "seed", 0, 2**31 - 1, notes), key="w_seed")
