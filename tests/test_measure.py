@@ -354,3 +354,23 @@ def test_a_calibrated_device_gives_the_share_of_the_roofline(monkeypatch):
 def test_profile_can_skip_the_error_check():
     prof = profile(TINY, "linear", device="cpu", budget_s=0.01, check_errors=False)
     assert prof.kernel_error is None and prof.approx_error is None and prof.error_rows == 0
+
+
+def test_sdpa_bottom_right_causal_with_more_keys_profiles_under_the_flop_counter():
+    # regression: the profiler's counted call runs under FlopCounterMode, where torch cannot
+    # create its CausalBias tensor subclass; a valid GQA spec with more keys than queries crashed
+    spec = AttentionSpec(seq=2, kv_seq=4, heads=8, kv_heads=1, head_dim=64, causal=True)
+    prof = measure.profile(spec, "sdpa", device="cpu", budget_s=0.0)
+    assert prof.kernel_error < 1e-5
+    assert prof.flops == 4 * 8 * 64 * (3 + 4)
+
+
+def test_sdpa_lower_right_bias_falls_back_to_booleans_under_a_dispatch_mode():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    variants.sdpa._causal_bias.cache_clear()
+    spec = AttentionSpec(seq=3, kv_seq=7, heads=2, head_dim=8, causal=True)
+    q, k, v = (torch.randn(1, 2, n, 8) for n in (3, 7, 7))
+    with FlopCounterMode(display=False):
+        out = variants.sdpa.run(q, k, v, spec)
+    assert torch.allclose(out, variants.dense.run(q, k, v, spec), atol=1e-5)

@@ -5,6 +5,7 @@ an H100 it can pick cuDNN (about 79% of the matmul rate there, against flash's 4
 """
 from __future__ import annotations
 
+import functools
 import statistics
 import threading
 import time
@@ -43,11 +44,27 @@ def _call(q, k, v, spec: AttentionSpec):
         dead = spec.seq - spec.kv_seq
         tail = F.scaled_dot_product_attention(q[:, :, dead:], k, v, is_causal=True, enable_gqa=gqa)
         return torch.cat([tail.new_zeros(*tail.shape[:2], dead, tail.shape[-1]), tail], dim=2)
+    return F.scaled_dot_product_attention(
+        q, k, v, attn_mask=_lower_right_bias(spec.seq, spec.kv_seq, q.device), enable_gqa=gqa)
+
+
+@functools.lru_cache(maxsize=64)
+def _causal_bias(seq: int, kv_seq: int):
     # imported here: torch.nn.attention.bias pulls in torch._dynamo, seconds of start-up
     from torch.nn.attention.bias import causal_lower_right
 
-    return F.scaled_dot_product_attention(
-        q, k, v, attn_mask=causal_lower_right(spec.seq, spec.kv_seq), enable_gqa=gqa)
+    return causal_lower_right(seq, kv_seq)
+
+
+def _lower_right_bias(seq: int, kv_seq: int, device: torch.device):
+    """Bottom-right causal for more keys than queries. torch's CausalBias lets the fused kernels
+    apply it without a mask in memory, but it is a tensor subclass that cannot be created while
+    a dispatch mode is active (the profiler's FLOP counter, fake tensors). It holds no data, so
+    one made earlier serves every call; failing that, the same mask as booleans."""
+    try:
+        return _causal_bias(seq, kv_seq)
+    except RuntimeError:
+        return torch.ones(seq, kv_seq, dtype=torch.bool, device=device).tril(kv_seq - seq)
 
 
 def static_reasons(spec: AttentionSpec, device: str, backend: str) -> list[str]:
