@@ -78,15 +78,25 @@ def causal_key_range(spec: AttentionSpec, lo: int, hi: int) -> tuple[int, int]:
 
 
 # -- exact pair counts --------------------------------------------------------------------------
-def _prefix_of_clamp(x: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+def _prefix_of_clamp(x, hi):
     """F(x) = sum of clamp(y, 0, hi) over integers y < x; F(x) = 0 for x <= 0."""
-    x = x.clamp(min=0)
-    inside = torch.minimum(x, hi + 1)
+    if isinstance(x, int) and isinstance(hi, int):
+        x = max(x, 0)
+        inside = min(x, hi + 1)
+    else:
+        x = x.clamp(min=0)
+        inside = torch.minimum(x, hi + 1)
     return inside * (inside - 1) // 2 + (x - inside) * hi
 
 
-def sum_clamped(start, count, hi) -> torch.Tensor:
-    """Sum of clamp(start + t, 0, hi) for t in 0..count-1, elementwise over int64 tensors."""
+def sum_clamped(start, count, hi):
+    """Sum of clamp(start + t, 0, hi) for t in 0..count-1.
+
+    On Python ints the sum is exact at any size (the cost of a spec of 10^18 tokens has ~10^36
+    pairs, past int64); on tensors it is elementwise in int64, for per-block counts that stay small.
+    """
+    if all(isinstance(a, int) for a in (start, count, hi)):
+        return _prefix_of_clamp(start + count, hi) - _prefix_of_clamp(start, hi)
     start, count, hi = (torch.as_tensor(a, dtype=torch.int64) for a in (start, count, hi))
     return _prefix_of_clamp(start + count, hi) - _prefix_of_clamp(start, hi)
 

@@ -1,6 +1,7 @@
 """The analytic cost model: pair counts against the masks themselves, FLOPs, bytes, parameters."""
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -165,3 +166,25 @@ def test_every_variant_has_a_cost_for_every_random_spec():
             cost = attention_cost(spec, name)
             assert cost.flops > 0 and cost.pairs > 0, (name, spec)
             assert cost.pairs <= spec.seq * spec.kv_seq
+
+
+def test_kernelized_own_pairs_in_closed_form_equal_the_chunk_loop():
+    from attn.variants.kernelized import causal_chunks, own_pairs
+
+    for seq, kv_seq in itertools.product((1, 5, 63, 64, 65, 200), (1, 7, 64, 130, 300)):
+        for align in ("bottom_right", "top_left"):
+            spec = AttentionSpec(seq=seq, kv_seq=kv_seq, causal=True, causal_align=align)
+            loop = sum((hi - lo) * (own - prefix) for lo, hi, prefix, own in causal_chunks(spec))
+            assert own_pairs(spec) == loop, (seq, kv_seq, align)
+
+
+@pytest.mark.parametrize("variant", ["sdpa", "dense", "sliding_window", "topk", "linear", "performer"])
+def test_costs_at_huge_sizes_are_exact_python_ints(variant):
+    # regression: int64 pair counts overflowed (and chunk loops hung) at 10^18 tokens
+    n = 10**18
+    spec = AttentionSpec(seq=n, heads=2, kv_heads=1, head_dim=64, causal=True)
+    cost = attention_cost(spec, variant)
+    assert cost.full_pairs == n * (n + 1) // 2
+    assert cost.flops > 0 and cost.pairs > 0
+    if variant in ("sdpa", "dense"):
+        assert cost.flops == 4 * 2 * 64 * n * (n + 1) // 2

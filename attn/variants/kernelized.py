@@ -93,8 +93,22 @@ def kernelized_flops(spec: AttentionSpec, features: int) -> int:
     query = 2 * b * h * spec.seq * f * (d + 1)  # phi(q) against the sums and the normaliser
     if not spec.causal:
         return state + query
-    own = sum((hi - lo) * (own_end - prefix_end) for lo, hi, prefix_end, own_end in causal_chunks(spec))
-    return state + query + 2 * b * h * own * (f + d)
+    return state + query + 2 * b * h * own_pairs(spec) * (f + d)
+
+
+def own_pairs(spec: AttentionSpec, chunk: int = CHUNK) -> int:
+    """Pairs done one by one inside the chunks: the sum over causal_chunks of
+    (hi - lo) * (own_end - prefix_end), in closed form. A whole chunk's own keys run from
+    clamp(lo + off) to clamp(lo + chunk + off), so over the whole chunks they telescope."""
+    off, kv = spec.position_offset, spec.kv_seq
+
+    def clamp(x: int) -> int:
+        return min(kv, max(0, x))
+
+    whole = spec.seq // chunk
+    end = whole * chunk
+    return (chunk * (clamp(end + off) - clamp(off))
+            + (spec.seq - end) * (clamp(spec.seq + off) - clamp(end + off)))
 
 
 def visible_pairs(spec: AttentionSpec) -> int:
