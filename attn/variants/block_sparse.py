@@ -4,6 +4,7 @@ Causal masks apply on top, token by token."""
 from __future__ import annotations
 
 import functools
+import math
 
 import torch
 
@@ -13,6 +14,31 @@ from attn.variants import dense
 from attn.variants.registry import Variant, register
 from attn.variants.softmax import (RUN_GATHERED_KEYS, RUN_ROWS, masked_attention,
                                    softmax_weights)
+
+
+# the largest layout attn builds, in (query block, key block) cells: 8192 x 8192 blocks, 64 MiB
+# of booleans, about a second to draw on 2 cores. Past it a spec is refused with the block size
+# that would fit, rather than hang drawing the layout.
+MAX_LAYOUT_CELLS = 1 << 26
+_SLAB_ROWS = 1024  # query blocks drawn at a time: the random scores are a slab x key blocks
+
+
+def layout_blocks(spec: AttentionSpec) -> tuple[int, int]:
+    """(query blocks, key blocks) of the spec's layout, without building it."""
+    first = spec.position_offset // spec.block
+    last = (spec.position_offset + spec.seq - 1) // spec.block
+    return last - first + 1, -(-spec.kv_seq // spec.block)
+
+
+def layout_too_large(spec: AttentionSpec) -> str | None:
+    """Why the layout is too large to build, with the block size that would fit; None if not."""
+    n_qb, n_kb = layout_blocks(spec)
+    if n_qb * n_kb <= MAX_LAYOUT_CELLS:
+        return None
+    scale = math.isqrt(-(-n_qb * n_kb // MAX_LAYOUT_CELLS)) + 1
+    return (f"block_sparse: a layout of {n_qb:,} x {n_kb:,} blocks is past the "
+            f"{MAX_LAYOUT_CELLS:,} blocks attn builds; use block >= {spec.block * scale:,} "
+            f"or fewer tokens")
 
 
 @functools.lru_cache(maxsize=64)
@@ -25,12 +51,16 @@ def _layout(seq: int, kv_seq: int, offset: int, block: int, n_global: int, n_ran
     kb = torch.arange(n_kb)[None, :]
     layout = ((qb - kb).abs() <= 1) | (kb < n_global) | ((qb >= 0) & (qb < n_global))
     if n_random:
-        reachable = (kb <= qb) if causal else torch.ones_like(layout)
+        # each query block draws n_random blocks uniformly among those it could still see: the
+        # candidates with the smallest random scores (vectorised; a loop of randperm per row
+        # took 1.5 s at 1024 query blocks)
         gen = torch.Generator().manual_seed(seed)
-        for i in range(layout.shape[0]):
-            candidates = (reachable[i] & ~layout[i]).nonzero().flatten()
-            pick = candidates[torch.randperm(candidates.numel(), generator=gen)[:n_random]]
-            layout[i, pick] = True
+        for lo in range(0, layout.shape[0], _SLAB_ROWS):
+            rows = layout[lo:lo + _SLAB_ROWS]
+            candidates = ~rows & ((kb <= qb[lo:lo + _SLAB_ROWS]) if causal else True)
+            scores = torch.rand(rows.shape, generator=gen).masked_fill_(~candidates, 2.0)
+            pick = scores.topk(min(n_random, n_kb), dim=1, largest=False).indices
+            rows |= torch.zeros_like(rows).scatter_(1, pick, candidates.gather(1, pick))
     return layout, first
 
 
@@ -39,6 +69,9 @@ def block_layout(spec: AttentionSpec) -> tuple[torch.Tensor, int]:
 
     Query blocks are counted on the key axis (by position), so they line up with key blocks.
     """
+    too_large = layout_too_large(spec)
+    if too_large:
+        raise ValueError(too_large)
     return _layout(spec.seq, spec.kv_seq, spec.position_offset, spec.block, spec.n_global,
                    spec.n_random, spec.seed, spec.causal)
 
@@ -62,8 +95,9 @@ def block_sparse_pairs(spec: AttentionSpec) -> int:
     """Pairs of the layout, counted block by block in closed form (no seq x kv_seq matrix)."""
     layout, first = block_layout(spec)
     off, bs = spec.position_offset, spec.block
-    qb = torch.arange(first, first + layout.shape[0])[:, None]
-    kb = torch.arange(layout.shape[1])[None, :]
+    # only the cells the layout keeps: a few per query block, not query blocks x key blocks
+    qb, kb = layout.nonzero().unbind(1)
+    qb = qb + first
     q_start = torch.clamp(qb * bs, min=off)
     n_q = torch.clamp((qb + 1) * bs, max=off + spec.seq) - q_start
     k_start = kb * bs
@@ -72,7 +106,7 @@ def block_sparse_pairs(spec: AttentionSpec) -> int:
         per_cell = sum_clamped(q_start - k_start + 1, n_q, n_k)
     else:
         per_cell = n_q * n_k
-    return int(per_cell[layout].sum())
+    return int(per_cell.sum())
 
 
 def weights(q, k, spec: AttentionSpec, rows=None):
@@ -94,8 +128,18 @@ def extra_bytes(spec: AttentionSpec) -> int:
     widest = min(int(layout.sum(1).max()) * spec.block, spec.kv_seq)
     rows = min(spec.seq, RUN_ROWS)
     gathered = max(widest, min(RUN_GATHERED_KEYS, layout.shape[0] * widest))
-    return (2 * spec.heads * rows * spec.head_dim + 2 * spec.kv_heads * gathered * spec.head_dim
-            + min(spec.block, spec.seq) * widest) * spec.dtype_bytes
+    # and the layout itself, a byte a cell, with (while it is drawn) a slab of float32 random
+    # scores, their candidate mask and the picks: about 13 bytes a cell of the slab
+    n_qb, n_kb = layout.shape
+    drawing = n_qb * n_kb + (min(n_qb, _SLAB_ROWS) * n_kb * 13 if spec.n_random else 0)
+    return drawing + (2 * spec.heads * rows * spec.head_dim
+                      + 2 * spec.kv_heads * gathered * spec.head_dim
+                      + min(spec.block, spec.seq) * widest) * spec.dtype_bytes
+
+
+def unsupported(spec: AttentionSpec, device: str) -> list[str]:
+    too_large = layout_too_large(spec)
+    return [too_large] if too_large else []
 
 
 VARIANT = register(Variant(
@@ -110,5 +154,6 @@ VARIANT = register(Variant(
     pairs=block_sparse_pairs,
     flops=lambda spec: dense.useful_flops(spec, block_sparse_pairs(spec)),
     extra_bytes=extra_bytes,
+    unsupported=unsupported,
     mask=block_sparse_mask,
 ))
