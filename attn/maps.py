@@ -27,7 +27,10 @@ import numpy as np
 import torch
 
 from attn import variants
+from attn.cost import io_bytes
 from attn.inputs import InputSource, make_inputs, random_qkv, resolve_device
+from attn.measure import DoesNotFit, free_bytes
+from attn.readable import nbytes
 from attn.spec import AttentionSpec
 from attn.variants.registry import Variant
 
@@ -408,6 +411,22 @@ def head_stats(q: Tensor, k: Tensor, spec: AttentionSpec, variant: str, batch: i
             for h in range(spec.heads)]
 
 
+def maps_bytes(spec: AttentionSpec) -> int:
+    """Memory a map of this spec needs: q, k and v, and a slab of weights with its scores, mask
+    and pooled copies (float64 at worst, a handful of copies)."""
+    return io_bytes(spec)[0] + 8 * 8 * SLAB_ELEMENTS
+
+
+def check_maps_fit(spec: AttentionSpec, variant: str, device: str) -> None:
+    reasons = variants.get(variant).unsupported(spec, device)
+    if reasons:
+        raise ValueError("; ".join(reasons))
+    need, free = maps_bytes(spec), free_bytes(device)
+    if need > free:
+        raise DoesNotFit(f"does not fit: maps of {variant} at seq {spec.seq} need ~{nbytes(need)}, "
+                         f"{nbytes(free)} free on {device}; lower seq, batch or heads")
+
+
 def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 512,
               reduce: str = "mean", temperature: float = 1.0,
               source: InputSource | None = None) -> dict[str, Any]:
@@ -419,6 +438,7 @@ def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 
     if source is not None and source.kind != "random":
         q, k, _, spec = make_inputs(spec, source)
     else:
+        check_maps_fit(spec, variant, device)  # before the inputs are drawn
         q, k, _ = random_qkv(spec, temperature, device)
     _check(q, k, spec, var, 0, head)
     pooler = _new_pooler(q, spec, max_size, reduce)

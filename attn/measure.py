@@ -242,6 +242,13 @@ def free_bytes(device: str) -> int:
     return int(psutil.virtual_memory().available // 2)
 
 
+def check_budget(budget_s: float) -> None:
+    """A time budget is a finite number of seconds >= 0 (NaN would keep the timer running)."""
+    if isinstance(budget_s, bool) or not isinstance(budget_s, (int, float)) \
+            or not math.isfinite(budget_s) or budget_s < 0:
+        raise ValueError(f"budget must be a finite number of seconds >= 0, got {budget_s!r}")
+
+
 def check_fits(spec: AttentionSpec, variant: str, device: str) -> None:
     cost = attention_cost(spec, variant)
     need, free = cost.peak_bytes, free_bytes(device)
@@ -363,6 +370,7 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
     """Profile one variant on one spec. Raises ValueError for a spec it cannot run (with the
     reasons in words) and DoesNotFit when the call needs more memory than is free."""
     started = time.perf_counter()
+    check_budget(budget_s)
     var = variants.get(variant)
     device = resolve_device(device or spec.device)
     spec = spec.with_(device=device)

@@ -11,6 +11,7 @@ from typing import Any
 DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
 CAUSAL_ALIGNS = ("bottom_right", "top_left")
 DEVICES = ("cpu", "cuda", "auto")
+MAX_SEED = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,8 @@ def _validate(spec: AttentionSpec) -> None:
         value = getattr(spec, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
+    if spec.seed > MAX_SEED:  # torch's generators take a signed 64-bit seed
+        raise ValueError(f"seed must be at most {MAX_SEED}, got {spec.seed}")
     if spec.heads % spec.kv_heads:
         raise ValueError(
             f"heads ({spec.heads}) must be a multiple of kv_heads ({spec.kv_heads}): "

@@ -229,8 +229,9 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
 
     `memory_budget_bytes` (default: what `measure.free_bytes` allows, half the available RAM
     on the CPU) bounds both the points tried and the projected memory wall."""
-    from attn.measure import free_bytes
+    from attn.measure import check_budget, free_bytes
 
+    check_budget(budget_s)
     for n in names:
         variants.get(n)  # unknown names fail before any work
     device = resolve_device(device or base.device)

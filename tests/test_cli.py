@@ -148,6 +148,27 @@ def test_bad_input_exits_2_with_one_line_on_stderr(capsys, argv, message):
     assert err.startswith("attn: error: ") and message in err
 
 
+# hostile input from issue 16 that crashed or hung: each now gets one line and exit 2, at once
+@pytest.mark.parametrize("argv, message", [
+    (["cost", "--variant", "block_sparse", "--seq", "1000000", "--heads", "2", "--kv-heads", "1",
+      "--head-dim", "64", "--causal"], "use block >= 192"),
+    (["profile", "--variant", "block_sparse", "--seq", "100000000", "--block", "64"],
+     "block_sparse: a layout of 1,562,500 x 1,562,500 blocks"),
+    (["cost", "--variant", "block_sparse", "--seq", "64", "--seed", "9223372036854775808"],
+     "seed must be at most 9223372036854775807"),
+    (["profile", "--variant", "dense", *TINY, "--budget", "nan"], "budget must be a finite number"),
+    (["profile", "--variant", "dense", *TINY, "--budget", "-1"], "budget must be a finite number"),
+    (["sweep", "--variants", "dense", "--seq", "32", "--budget", "inf"], "budget must be a finite number"),
+    (["maps", "--variant", "sdpa", "--seq", "100000000", "--heads", "64"], "does not fit: maps of sdpa"),
+    (["maps", "--variant", "linear", "--batch", "100000", "--seq", "4096"], "does not fit: maps of linear"),
+])
+def test_hostile_sizes_and_values_get_one_line(capsys, argv, message):
+    assert main([*argv, "--json"]) == EXIT_BAD_INPUT
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert message in err
+
+
 def test_a_device_only_reason_does_not_make_a_cost_bad(capsys):
     # flash needs a GPU to run, but its cost can still be worked out anywhere
     data = run_json(capsys, "cost", "--variant", "sdpa", "--backend", "efficient", *TINY)
