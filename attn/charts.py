@@ -14,17 +14,14 @@ import plotly.colors
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from attn.variants import color_of
+
 # Streamlit's front end swaps colours #000001..#000032 for its theme's (they are its template's
 # placeholders), and Inferno starts at #000004: nudge it, or zero weights turn light purple
 INFERNO = ["#010005" if c == "#000004" else c for c in plotly.colors.sequential.Inferno]
 GREYS = list(plotly.colors.sequential.Greys)
 VIRIDIS = list(plotly.colors.sequential.Viridis)
 
-# one colour per variant, stable across pages
-PALETTE = {
-    "dense": "#ef4444", "sdpa": "#f59e0b", "sliding_window": "#10b981", "block_sparse": "#06b6d4",
-    "topk": "#8b5cf6", "linear": "#ec4899", "performer": "#84cc16", "linformer": "#3b82f6",
-}
 FLOPS_AXIS = "useful FLOPs"
 METRIC_LABELS = {
     "latency_ms": "latency (ms, median)",
@@ -34,10 +31,6 @@ METRIC_LABELS = {
 }
 LABELLED_TOKENS = 64  # a map with more tokens than this labels only some of them on its axes
 MAX_CELLS = 512  # a heatmap never draws more than 512 x 512 cells (~1.4 MB as binary float32)
-
-
-def color_of(variant: str) -> str:
-    return PALETTE.get(variant, "#94a3b8")
 
 
 # Margins. plotly grows a margin that its colour bars, legend or tick labels do not fit in, and

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import fields
 from typing import Any, Callable
 
-from attn.spec import AttentionSpec
+from attn import params as declared_params
+from attn.params import Param
+from attn.spec import SHARED_FIELDS, AttentionSpec
 
 EXIT_BAD_INPUT = 2
 
-# spec fields that are flags; variant parameters included
-SPEC_FLAGS = [f.name for f in fields(AttentionSpec) if f.name != "causal"]
+# the shared spec fields that are flags (causal is a switch); each variant's own parameters are
+# flags too, from their declarations
+SPEC_FLAGS = [name for name in SHARED_FIELDS if name != "causal"]
 
 
 class BadInput(Exception):
@@ -35,7 +37,21 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
+def _param_flag(param: Param) -> Callable[[str], Any]:
+    """argparse type of a variant parameter: its own parsing and validation, so a bad value
+    gets the declaration's message ('window must be at least 1, got 0')."""
+    def parse(text: str) -> Any:
+        try:
+            return param.parse(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
+    parse.__name__ = param.name
+    return parse
+
+
 def add_spec_flags(p: argparse.ArgumentParser, seq_list: bool = False) -> None:
+    from attn import variants
+
     defaults = AttentionSpec()
     for name in SPEC_FLAGS:
         if name == "seq" and seq_list:
@@ -50,13 +66,24 @@ def add_spec_flags(p: argparse.ArgumentParser, seq_list: bool = False) -> None:
             default = "auto"
         p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
     p.add_argument("--causal", action="store_true", help="causal mask (aligned bottom-right)")
+    g = p.add_argument_group("variant parameters", "each read only by the variants that declare it")
+    users = {}
+    for v in map(variants.get, variants.names()):
+        for param in v.params:
+            users.setdefault(param.name, (param, []))[1].append(v.name)
+    for name, (param, owners) in users.items():
+        g.add_argument("--" + name.replace("_", "-"), dest=name, type=_param_flag(param), default=None,
+                       metavar=param.kind.__name__.upper() if not param.choices else "{" + ",".join(param.choices) + "}",
+                       help=f"{', '.join(owners)}: {param.describe()}")
 
 
 def spec_from_args(args: argparse.Namespace, **override: Any) -> AttentionSpec:
     values = {name: getattr(args, name) for name in SPEC_FLAGS if hasattr(args, name)}
     values["causal"] = args.causal
+    variant = {name: getattr(args, name) for name in declared_params.declared()
+               if getattr(args, name, None) is not None}
     values.update(override)
-    return AttentionSpec(**values)
+    return AttentionSpec(**values, params=variant)
 
 
 def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
@@ -79,7 +106,7 @@ def _json_default(obj: Any) -> Any:
 def cmd_variants(args: argparse.Namespace) -> None:
     from attn import variants
 
-    data = [{"variant": v.name, "title": v.title, "exact": v.exact, "params": list(v.params),
+    data = [{"variant": v.name, "title": v.title, "exact": v.exact, "params": list(v.param_names),
              "summary": v.summary} for v in map(variants.get, variants.names())]
     _emit(args, data, lambda d: "\n".join(
         f"{x['variant']:15} {'exact ' if x['exact'] else 'approx'}  {x['summary']}" for x in d))

@@ -42,11 +42,6 @@ def random_qkv(spec: AttentionSpec, temperature: float = 1.0, device: str | None
     return tuple(t.to(device=device, dtype=dtype) for t in (q, k, v))
 
 
-# the spec fields that describe the variants rather than the shape of the inputs
-VARIANT_FIELDS = ("backend", "window", "block", "n_global", "n_random", "top_k", "features", "rank",
-                  "seed")
-
-
 @dataclass(frozen=True)
 class InputSource:
     """Where q, k and v come from: seeded random numbers, or one layer of a real model.
@@ -85,9 +80,10 @@ def make_inputs(spec: AttentionSpec, source: InputSource | None = None
     q, k, v, layer_spec = captured_qkv(source.text, source.layer, source=source.model,
                                        max_tokens=source.max_tokens)
     device = resolve_device(spec.device)
-    keep = {name: getattr(spec, name) for name in VARIANT_FIELDS}
     causal = layer_spec.causal or spec.causal
-    spec = layer_spec.with_(dtype=spec.dtype, device=device, causal=causal, **keep)
+    # the variants' parameters and the seed describe the variants, not the shape of the inputs
+    spec = layer_spec.with_(dtype=spec.dtype, device=device, causal=causal, seed=spec.seed,
+                            **dict(spec.params))
     dtype = torch_dtype(spec.dtype)
     return (*(t.to(device=device, dtype=dtype).contiguous() for t in (q, k, v)), spec)
 

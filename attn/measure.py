@@ -287,10 +287,6 @@ def counted_flops(fn: Callable[[], object]) -> int:
     return int(counter.get_total_flops())
 
 
-# variants whose CPU path is torch's fused SDPA kernel (whole, or a chunk of queries at a time)
-CPU_SDPA_VARIANTS = ("sdpa", "sliding_window", "block_sparse")
-
-
 def flops_note(variant: str, spec: AttentionSpec, useful: int, counted: int, device: str) -> str:
     """The cost model's FLOPs against torch's FLOP counter, and why they differ where they do."""
     if counted == useful:
@@ -299,7 +295,7 @@ def flops_note(variant: str, spec: AttentionSpec, useful: int, counted: int, dev
     ratio = counted / max(useful, 1)
     if counted == 0:
         why = ("the counter sees no FLOPs in the CPU's fused SDPA kernel"
-               if variant in CPU_SDPA_VARIANTS and not device.startswith("cuda")
+               if variants.get(variant).fused_on_cpu and not device.startswith("cuda")
                else "the counter sees no matmuls in this call")
     elif spec.causal and counted == every_pair:
         why = ("the counter counts every (query, key) pair of a causal call, the masked half "
@@ -346,16 +342,6 @@ def errors(out: torch.Tensor, q, k, v, spec: AttentionSpec, variant: str,
     return relative_error(got, ref), relative_error(got, full), n
 
 
-def backend_name(variant: str, q, k, v, spec: AttentionSpec) -> str:
-    if variant == "sdpa":
-        return variants.sdpa.backend_used(q, k, v, spec)
-    if variant in ("sliding_window", "block_sparse"):
-        return "flex_attention" if q.is_cuda else "blockwise (torch)"
-    if variant == "dense":
-        return "eager (torch)"
-    return "torch"
-
-
 # -- the profiler ----------------------------------------------------------------------------
 def is_out_of_memory(err: BaseException) -> bool:
     """CUDA raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError."""
@@ -387,9 +373,8 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
             t0 = time.perf_counter()
             out = fn()  # first call: compiles, picks backends, warms caches
             calls_s = [time.perf_counter() - t0]
-            backend = backend_name(variant, q, k, v, spec)
-            backend_reasons = (variants.sdpa.auto_reasons(q, k, spec)
-                               if variant == "sdpa" and spec.backend == "auto" else {})
+            backend = var.kernel(q, k, v, spec)
+            backend_reasons = var.kernel_reasons(q, k, spec)
 
             # The second call is the warm-up, and it also gives the peak memory and torch's FLOP
             # count, so neither costs a call of its own (a second or more at long sequences).

@@ -21,6 +21,7 @@ import numpy as np
 from attn import charts
 from attn import readable as fmt
 from attn.runs import Run, spec_short
+from attn.spec import SHARED_FIELDS
 
 MAP_CELLS = 128
 # a map recomputed for a report visits seq * kv_seq * heads weights; past this it takes too long
@@ -87,8 +88,6 @@ def _run_section(run: Run, map_cells: int) -> str:
             f'<div class="tables">{"".join(tables)}</div>\n</section>')
 
 
-SPEC_CORE = ("batch", "seq", "kv_seq", "heads", "kv_heads", "head_dim", "d_model", "dtype", "causal",
-             "causal_align", "device", "seed")
 
 
 def _spec_rows(run: Run) -> list[tuple[str, Any]]:
@@ -98,10 +97,10 @@ def _spec_rows(run: Run) -> list[tuple[str, Any]]:
     own: set[str] = set()
     for name in (run.variant or "").split(","):
         if name in variants.names():
-            own.update(variants.get(name).params)
-    if not own and not set(SPEC_CORE) & set(run.spec):
+            own.update(variants.get(name).param_names)
+    if not own and not set(SHARED_FIELDS) & set(run.spec):
         return list(run.spec.items())
-    return [(k, v) for k, v in run.spec.items() if k in SPEC_CORE or k in own]
+    return [(k, v) for k, v in run.spec.items() if k in SHARED_FIELDS or k in own]
 
 
 def _profile_parts(run: Run, map_cells: int) -> tuple[list[str], list[str]]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 
+import attn.variants  # noqa: F401  (the variants declare the parameters a spec checks)
 from attn.spec import AttentionSpec
 
 
@@ -71,3 +72,23 @@ def test_cuda_device_names_pass_validation_without_a_gpu():
     # whether a GPU exists is decided when inputs are made, not when the spec is written
     assert AttentionSpec(device="cuda:1").device == "cuda:1"
     assert AttentionSpec(device="auto").device == "auto"
+
+
+def test_variant_parameters_equal_to_their_defaults_are_not_kept():
+    # so a spec given a default explicitly equals one that left it out, and hashes alike
+    assert AttentionSpec(window=256) == AttentionSpec() and AttentionSpec(window=256).params == ()
+    spec = AttentionSpec(window=8, top_k=4)
+    assert spec.params == (("top_k", 4), ("window", 8)) and spec.window == 8
+    assert spec.with_(window=256) == AttentionSpec(top_k=4)
+    assert spec.to_dict()["block"] == 64, "a flat dict carries every parameter's value"
+
+
+def test_an_unknown_variant_parameter_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match="unknown spec parameter 'windw': the variants take .*window"):
+        AttentionSpec(windw=8)
+
+
+def test_from_dict_ignores_what_no_variant_declares_and_reads_nested_params():
+    spec = AttentionSpec.from_dict({"seq": 64, "window": 8, "gone_variant_knob": 3})
+    assert spec == AttentionSpec(seq=64, window=8)
+    assert AttentionSpec.from_dict({"seq": 64, "params": {"window": 8}}) == spec

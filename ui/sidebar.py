@@ -5,8 +5,8 @@ import streamlit as st
 
 from attn import variants
 from attn.measure import device_summary
+from attn.params import Param
 from attn.spec import DTYPE_BYTES, AttentionSpec, divisors
-from attn.variants.sdpa import BACKEND_CHOICES
 from ui import format as fmt
 from ui.state import spec_values
 
@@ -105,26 +105,31 @@ def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
 
 
 def _variant_params(values: dict, names: list[str] | None, notes: list[str]) -> None:
-    wanted = set()
+    """A field for each parameter of the chosen variants, drawn from its declaration."""
+    wanted: dict[str, tuple[Param, list[str]]] = {}
     for name in names if names is not None else variants.names():
-        wanted.update(variants.get(name).params)
-    if not wanted:
-        return
-    with st.sidebar.expander("Variant parameters", expanded=True):
-        if "backend" in wanted:
-            values["backend"] = st.selectbox("sdpa backend", BACKEND_CHOICES,
-                                             index=_chosen(values, "backend", list(BACKEND_CHOICES), notes),
-                                             key="w_backend")
-        ranges = {"window": (1, 1 << 20, "sliding window: keys each query sees"),
-                  "block": (1, 4096, "block_sparse: tokens per block"),
-                  "n_global": (0, 64, "block_sparse: global blocks at the start"),
-                  "n_random": (0, 64, "block_sparse: random key blocks per query block"),
-                  "top_k": (1, 1 << 20, "topk: keys kept per query"),
-                  "features": (1, 16384, "performer: random features"),
-                  "rank": (1, 1 << 20, "linformer: projected rows")}
-        for name, (lo, hi, help_text) in ranges.items():
-            if name in wanted:
-                values[name] = st.number_input(name, lo, hi, _fitted(values, name, lo, hi, notes),
-                                               key=f"w_{name}", help=help_text)
+        for param in variants.get(name).params:
+            wanted.setdefault(param.name, (param, []))[1].append(name)
+    if wanted:
+        with st.sidebar.expander("Variant parameters", expanded=True):
+            for param, owners in wanted.values():
+                _param_field(param, owners, values, notes)
     values["seed"] = st.sidebar.number_input("seed", 0, 2**31 - 1,
                                              _fitted(values, "seed", 0, 2**31 - 1, notes), key="w_seed")
+
+
+def _param_field(param: Param, owners: list[str], values: dict, notes: list[str]) -> None:
+    key, label = f"w_{param.name}", f"{param.name} ({', '.join(owners)})"
+    values.setdefault(param.name, param.default)
+    if param.choices:
+        choices = list(param.choices)
+        values[param.name] = st.selectbox(label, choices, key=key, help=param.describe(),
+                                          index=_chosen(values, param.name, choices, notes))
+    elif param.kind is bool:
+        values[param.name] = st.toggle(label, bool(values[param.name]), key=key, help=param.describe())
+    else:
+        lo, hi = param.lo, param.hi
+        value = values[param.name]
+        if lo is not None and hi is not None:
+            value = _fitted(values, param.name, lo, hi, notes)
+        values[param.name] = st.number_input(label, lo, hi, value, key=key, help=param.describe())

@@ -1,25 +1,33 @@
 """Page state that survives reruns and lives in the URL, so a link reproduces a view."""
 from __future__ import annotations
 
-from dataclasses import fields
 from typing import Any
 
 import streamlit as st
 
-from attn.spec import AttentionSpec
+from attn import params as declared_params
+from attn.spec import SHARED_FIELDS, AttentionSpec
 
 SPEC_KEY = "spec"
 _DEFAULT = AttentionSpec(seq=512, heads=8, head_dim=64, causal=True, device="auto")
-_SPEC_FIELDS = {f.name: f for f in fields(AttentionSpec)}
 
 
 def _parse(name: str, text: str) -> Any:
-    default = getattr(_DEFAULT, name)
-    if name == "causal":
-        return text.lower() in ("1", "true", "yes")
+    """A spec field or variant parameter from the URL, typed like its default. Not range-checked
+    here: the spec editor fits a hand-edited value into its field's range, with a note."""
     if name in ("kv_seq", "kv_heads", "d_model"):
         return int(text)
-    return int(text) if isinstance(default, int) and not isinstance(default, bool) else text
+    default = getattr(_DEFAULT, name)
+    if isinstance(default, bool):
+        return text.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(text)
+    return float(text) if isinstance(default, float) else text
+
+
+def spec_keys() -> list[str]:
+    """The URL keys of a spec: its shared fields and every declared variant parameter."""
+    return [*SHARED_FIELDS, *declared_params.declared()]
 
 
 def spec_values() -> dict[str, Any]:
@@ -27,7 +35,7 @@ def spec_values() -> dict[str, Any]:
     if SPEC_KEY not in st.session_state:
         values = _DEFAULT.to_dict()
         values["kv_seq"] = values["kv_heads"] = values["d_model"] = None
-        for name in _SPEC_FIELDS:
+        for name in spec_keys():
             if name in st.query_params:
                 try:
                     values[name] = _parse(name, st.query_params[name])

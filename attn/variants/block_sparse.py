@@ -9,11 +9,17 @@ import math
 import torch
 
 from attn.masks import Mask, generate_block_layout_mask, sum_clamped
+from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.registry import Variant, register
-from attn.variants.softmax import (RUN_GATHERED_KEYS, RUN_ROWS, masked_attention,
+from attn.variants.softmax import (RUN_GATHERED_KEYS, RUN_ROWS, masked_attention, masked_kernel,
                                    softmax_weights)
+
+BLOCK = Param("block", 64, "tokens per block", lo=1, hi=4096, unit="tokens")
+N_GLOBAL = Param("n_global", 1, "global blocks at the start, which see and are seen by every block",
+                 lo=0, hi=64, unit="blocks")
+N_RANDOM = Param("n_random", 1, "random key blocks per query block", lo=0, hi=64, unit="blocks")
 
 
 # the largest layout attn builds, in (query block, key block) cells: 8192 x 8192 blocks, 64 MiB
@@ -148,12 +154,15 @@ VARIANT = register(Variant(
     summary="Local blocks + global blocks + random blocks of `block` tokens: exact on its "
             "layout, linear in sequence length for a fixed layout width.",
     exact=True,
-    params=("block", "n_global", "n_random"),
+    params=(BLOCK, N_GLOBAL, N_RANDOM),
     run=run,
     weights=weights,
     pairs=block_sparse_pairs,
     flops=lambda spec: dense.useful_flops(spec, block_sparse_pairs(spec)),
     extra_bytes=extra_bytes,
+    color="#06b6d4",
+    kernel=masked_kernel,
+    fused_on_cpu=True,
     unsupported=unsupported,
     mask=block_sparse_mask,
 ))

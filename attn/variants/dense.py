@@ -58,11 +58,12 @@ VARIANT = register(Variant(
     title="Dense (eager)",
     summary="softmax(QK^T/sqrt(d) + mask) V with the full weight matrix in memory; the reference.",
     exact=True,
-    params=(),
     run=run,
     weights=weights,
     pairs=causal_pairs,
     flops=lambda spec: useful_flops(spec, causal_pairs(spec)),
     extra_bytes=extra_bytes,
+    color="#ef4444",
+    kernel=lambda q, k, v, spec: "eager (torch)",
     mask=causal_mask,
 ))

@@ -30,11 +30,11 @@ VARIANT = register(Variant(
     summary="Kernelised attention with phi(x) = elu(x)+1: O(S*D^2) instead of O(S^2*D); "
             "causal through prefix sums. An approximation: it is not softmax.",
     exact=False,
-    params=(),
     run=lambda q, k, v, spec: kernelized_attention(elu_plus_one, q, k, v, spec),
     weights=lambda q, k, spec, rows=None: implied_weights(elu_plus_one, q, k, spec, rows),
     pairs=visible_pairs,
     flops=lambda spec: kernelized_flops(spec, spec.head_dim),
     extra_bytes=extra_bytes,
+    color="#ec4899",
     mask=dense.causal_mask,
 ))

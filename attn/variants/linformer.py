@@ -12,10 +12,14 @@ import math
 
 import torch
 
+from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants.gqa import repeat_kv
 from attn.variants.registry import Variant, register
 from attn.variants.softmax import select_rows
+
+RANK = Param("rank", 128, "projected key rows (segments of keys pooled into one)", lo=1, hi=1 << 20,
+             unit="rows")
 
 
 def effective_rank(spec: AttentionSpec) -> int:
@@ -84,11 +88,12 @@ VARIANT = register(Variant(
     summary="Keys and values pooled along the sequence to `rank` rows: O(S*r*D); exact when "
             "rank reaches kv_seq. Not causal.",
     exact=False,
-    params=("rank",),
+    params=(RANK,),
     run=run,
     weights=weights,
     pairs=lambda spec: spec.seq * effective_rank(spec),
     flops=flops,
     extra_bytes=extra_bytes,
+    color="#3b82f6",
     unsupported=unsupported,
 ))

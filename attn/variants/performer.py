@@ -7,11 +7,14 @@ import math
 
 import torch
 
+from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.kernelized import (implied_weights, kernelized_attention, kernelized_flops,
                                       visible_pairs)
 from attn.variants.registry import Variant, register
+
+FEATURES = Param("features", 256, "random features per head", lo=1, hi=16384)
 
 
 @functools.lru_cache(maxsize=32)
@@ -61,11 +64,12 @@ VARIANT = register(Variant(
     summary="Positive orthogonal random features estimate the softmax kernel: O(S*m*D) for m "
             "`features`; more features, smaller error.",
     exact=False,
-    params=("features",),
+    params=(FEATURES,),
     run=lambda q, k, v, spec: kernelized_attention(positive_features, q, k, v, spec),
     weights=lambda q, k, spec, rows=None: implied_weights(positive_features, q, k, spec, rows),
     pairs=visible_pairs,
     flops=flops,
     extra_bytes=extra_bytes,
+    color="#84cc16",
     mask=dense.causal_mask,
 ))

@@ -6,7 +6,9 @@ from typing import Callable
 
 import torch
 
+from attn import params as declared_params
 from attn.masks import Mask
+from attn.params import Param
 from attn.spec import AttentionSpec
 
 Tensor = torch.Tensor
@@ -18,6 +20,14 @@ def _no_reasons(spec: AttentionSpec, device: str) -> list[str]:
 
 def _no_mask(spec: AttentionSpec) -> Mask | None:
     return None
+
+
+def _torch_kernel(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec) -> str:
+    return "torch"
+
+
+def _no_kernel_reasons(q: Tensor, k: Tensor, spec: AttentionSpec) -> dict[str, str]:
+    return {}
 
 
 @dataclass(frozen=True)
@@ -33,30 +43,50 @@ class Variant:
     flops(spec): FLOPs of the attention core: useful FLOPs (4*B*H*D*pairs) for exact variants,
         the work they actually do for approximations.
     extra_bytes(spec): estimated peak memory of the call beyond its inputs and output.
+    params: the variant's own parameters (read as `spec.NAME`); the spec's validation, the CLI
+        flags, the sidebar fields, the URL keys and saved runs all come from these declarations.
+    color: its colour on every chart.
     unsupported(spec, device): reasons, in words, why this variant cannot run the spec there.
     mask(spec): the mask it computes exactly, when it has one.
+    kernel(q, k, v, spec): the label of the kernel that ran (after a call), e.g. "flash".
+    kernel_reasons(q, k, spec): what it found choosing that kernel, backend by backend.
+    fused_on_cpu: its CPU path is torch's fused SDPA kernel, where torch's FLOP counter sees no
+        FLOPs (the profile's FLOP note says so).
     """
 
     name: str
     title: str
     summary: str
     exact: bool
-    params: tuple[str, ...]
     run: Callable[[Tensor, Tensor, Tensor, AttentionSpec], Tensor]
     weights: Callable[[Tensor, Tensor, AttentionSpec, Tensor | None], Tensor]
     pairs: Callable[[AttentionSpec], int]
     flops: Callable[[AttentionSpec], int]
     extra_bytes: Callable[[AttentionSpec], int]
+    color: str
+    params: tuple[Param, ...] = ()
     unsupported: Callable[[AttentionSpec, str], list[str]] = field(default=_no_reasons)
     mask: Callable[[AttentionSpec], Mask | None] = field(default=_no_mask)
+    kernel: Callable[[Tensor, Tensor, Tensor, AttentionSpec], str] = field(default=_torch_kernel)
+    kernel_reasons: Callable[[Tensor, Tensor, AttentionSpec], dict[str, str]] = field(
+        default=_no_kernel_reasons)
+    fused_on_cpu: bool = False
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
 
 
 _REGISTRY: dict[str, Variant] = {}
 
 
 def register(variant: Variant) -> Variant:
+    """Add a variant and declare its parameters. A name twice is refused (a silent overwrite
+    would change what saved runs mean), and so is a parameter declared differently elsewhere."""
     if variant.name in _REGISTRY:
         raise ValueError(f"variant {variant.name!r} is registered twice")
+    for param in variant.params:
+        declared_params.declare(param)
     _REGISTRY[variant.name] = variant
     return variant
 
@@ -70,3 +100,10 @@ def get(name: str) -> Variant:
 
 def names() -> list[str]:
     return list(_REGISTRY)
+
+
+def color_of(name: str) -> str:
+    """A variant's colour; a neutral grey for a name no variant has (a run saved by a variant
+    that is no longer installed)."""
+    variant = _REGISTRY.get(name)
+    return variant.color if variant is not None else "#94a3b8"

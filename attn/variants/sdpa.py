@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from attn.masks import causal_pairs
+from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.registry import Variant, register
@@ -26,6 +27,8 @@ BACKENDS = {
     "math": SDPBackend.MATH,
 }
 BACKEND_CHOICES = ("auto", *BACKENDS)
+BACKEND = Param("backend", "auto", "SDPA backend; auto times each one that runs and keeps the fastest",
+                choices=BACKEND_CHOICES)
 
 _lock = threading.Lock()
 _auto_choice: dict[tuple, str] = {}
@@ -147,6 +150,10 @@ def auto_reasons(q, k, spec: AttentionSpec) -> dict[str, str]:
     return dict(_auto_reasons.get(_shape_key(q, k, spec), {}))
 
 
+def kernel_reasons(q, k, spec: AttentionSpec) -> dict[str, str]:
+    return auto_reasons(q, k, spec) if spec.backend == "auto" else {}
+
+
 def run(q, k, v, spec: AttentionSpec):
     name = backend_used(q, k, v, spec)
     with sdpa_kernel(BACKENDS[name]):
@@ -173,12 +180,16 @@ VARIANT = register(Variant(
     summary="torch.nn.functional.scaled_dot_product_attention on the flash, efficient, cuDNN or "
             "math backend; auto picks the fastest that runs.",
     exact=True,
-    params=("backend",),
+    params=(BACKEND,),
     run=run,
     weights=dense.weights,  # same math as dense; the fused kernels do not return weights
     pairs=causal_pairs,
     flops=lambda spec: dense.useful_flops(spec, causal_pairs(spec)),
     extra_bytes=extra_bytes,
+    color="#f59e0b",
+    kernel=backend_used,
+    kernel_reasons=kernel_reasons,
+    fused_on_cpu=True,
     unsupported=unsupported,
     mask=dense.causal_mask,
 ))

@@ -5,10 +5,14 @@ from __future__ import annotations
 import torch
 
 from attn.masks import Mask, generate_sliding_window, sliding_window_pairs
+from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.registry import Variant, register
-from attn.variants.softmax import RUN_ROWS, masked_attention, softmax_weights
+from attn.variants.softmax import RUN_ROWS, masked_attention, masked_kernel, softmax_weights
+
+WINDOW = Param("window", 256, "keys each query sees: the last `window` (causal), or those less "
+               "than `window` positions away", lo=1, hi=1 << 20, unit="tokens")
 
 # queries per chunk of the CPU kernel: each query visits chunk + window - 1 keys, so smaller
 # chunks waste less, but SDPA's tiles get less efficient below 32 rows. On a 2-core CPU
@@ -52,11 +56,14 @@ VARIANT = register(Variant(
     summary="Each query attends to the last `window` keys (Mistral, Longformer's local part): "
             "exact on its band, linear in sequence length.",
     exact=True,
-    params=("window",),
+    params=(WINDOW,),
     run=run,
     weights=weights,
     pairs=sliding_window_pairs,
     flops=lambda spec: dense.useful_flops(spec, sliding_window_pairs(spec)),
     extra_bytes=extra_bytes,
+    color="#10b981",
+    kernel=masked_kernel,
+    fused_on_cpu=True,
     mask=sliding_window_mask,
 ))

@@ -416,6 +416,11 @@ def flex_is_cached(variant: str, spec: AttentionSpec, device: str) -> bool:
     return mask_cache_key(variant, spec, device) in _block_masks
 
 
+def masked_kernel(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec) -> str:
+    """The kernel masked_attention runs: FlexAttention on CUDA, the blockwise kernel elsewhere."""
+    return "flex_attention" if q.is_cuda else "blockwise (torch)"
+
+
 def masked_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, mask: Mask,
                      variant: str, chunk: int, phase: int = 0) -> Tensor:
     """The fast path of a masked variant: FlexAttention on CUDA, the blockwise kernel elsewhere."""

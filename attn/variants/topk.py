@@ -6,11 +6,14 @@ import math
 import torch
 
 from attn.masks import causal_key_range, causal_pairs, sum_clamped
+from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.gqa import repeat_kv
 from attn.variants.registry import Variant, register
 from attn.variants.softmax import masked_softmax, select_rows
+
+TOP_K = Param("top_k", 32, "keys kept per query", lo=1, hi=1 << 20, unit="keys")
 
 CHUNK = 128  # queries per step: scores are B*H*CHUNK*KV at a time
 
@@ -98,11 +101,12 @@ VARIANT = register(Variant(
     summary="Each query keeps its `top_k` highest-scoring keys: an approximation that still "
             "computes every score, but reads only k values.",
     exact=False,
-    params=("top_k",),
+    params=(TOP_K,),
     run=run,
     weights=weights,
     pairs=kept_pairs,
     flops=flops,
     extra_bytes=extra_bytes,
+    color="#8b5cf6",
     mask=dense.causal_mask,
 ))
