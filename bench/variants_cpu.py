@@ -192,17 +192,18 @@ def build(spec: AttentionSpec, q, k, v, chunks: list[int], other_chunk: int,
     if with_experiments:
         kernels += [(label, lambda name, fn=fn: fn, [other_chunk])
                     for label, fn in EXPERIMENTS.items()]
+    # the lambdas' defaults bind each candidate's kernel and chunk when it is made, on purpose
     for label, make, sizes in kernels:
         for chunk in sizes:
             cands.append(Candidate("sliding_window", label, f"window {spec.window}, chunk {chunk}",
-                                   lambda fn=make("sliding_window"), c=chunk: fn(q, k, v, spec,
+                                   lambda fn=make("sliding_window"), c=chunk: fn(q, k, v, spec,  # noqa: B008
                                                                                sw_mask, c),
                                    sw.pairs(spec), [], []))
         # block_sparse's keys are chosen per query block, so its chunk is the block
         cands.append(Candidate("block_sparse", label,
                                f"block {spec.block}, n_global {spec.n_global}, "
                                f"n_random {spec.n_random}",
-                               lambda fn=make("block_sparse"): fn(q, k, v, spec, bs_mask, spec.block),
+                               lambda fn=make("block_sparse"): fn(q, k, v, spec, bs_mask, spec.block),  # noqa: B008
                                bs.pairs(spec), [], []))
     for cand in cands:
         if cand.group != "sdpa causal":
