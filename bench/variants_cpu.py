@@ -31,22 +31,18 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-if __package__ in (None, ""):  # run as a script (make bench): import attn from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import psutil
+import torch
+from torch.utils.benchmark import Timer
 
-import psutil  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.benchmark import Timer  # noqa: E402
-
-from attn import variants  # noqa: E402
-from attn.inputs import random_qkv  # noqa: E402
-from attn.masks import Mask  # noqa: E402
-from attn.spec import AttentionSpec  # noqa: E402
-from attn.variants import softmax  # noqa: E402
-from attn.variants.gqa import repeat_kv  # noqa: E402
+from attn import variants
+from attn.inputs import random_qkv
+from attn.masks import Mask
+from attn.spec import AttentionSpec
+from attn.variants import softmax
+from attn.variants.gqa import repeat_kv
 
 
 # -- plainer forms of the blockwise loop, kept to show what each step of the kernel is worth ----
