@@ -1,18 +1,19 @@
-# The two set-up commands: `make run` and `make test`. Both install into .venv when needed.
+# The two set-up commands: `make run` and `make test`. Both install into .venv when needed:
+# the project editable with its test extra (pyproject.toml), which also gives .venv/bin/attn.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PORT ?= 8501
 
-.PHONY: install run test test-fast browser-deps bench clean
+.PHONY: install run lint test test-fast browser-deps bench clean
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 run: install
@@ -24,14 +25,17 @@ browser-deps:
 	  echo "installing chromium for the browser tests"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install browser-deps
+lint: install
+	$(PY) -m ruff check .
+
+test: lint browser-deps
 	$(PY) -m pytest -q
 
-test-fast: install
+test-fast: lint
 	$(PY) -m pytest -q -m "not slow and not browser"
 
 bench: install
-	$(PY) bench/variants_cpu.py
+	$(PY) -m bench.variants_cpu
 
 clean:
-	rm -rf $(VENV) test-artifacts .pytest_cache
+	rm -rf $(VENV) test-artifacts .pytest_cache *.egg-info

@@ -604,7 +604,8 @@ def _worker_main(jobs: Any, results: Any, cancel_id: Any) -> None:
         if message is None:
             return
         job_id, payload = message
-        outcome = _run_job(job_id, payload, post, lambda: cancel_id.value == job_id)
+        # the cancel check is called only inside _run_job, during this job
+        outcome = _run_job(job_id, payload, post, lambda: cancel_id.value == job_id)  # noqa: B023
         _deliver(outcome, post)
         if outcome[0] == "failed" and outcome[4] == "device_fault":
             return

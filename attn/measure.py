@@ -186,8 +186,8 @@ def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
 def peak_from_memory_events(events: list[tuple[int, int]]) -> int:
     """Peak of the running sum of (time, bytes) allocation events: the peak above the start."""
     running = peak = 0
-    for _, nbytes in sorted(events):
-        running += nbytes
+    for _, size in sorted(events):
+        running += size
         peak = max(peak, running)
     return peak
 
@@ -369,7 +369,8 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
     try:
         q, k, v = inputs if inputs is not None else random_qkv(spec, temperature)
         with torch.inference_mode():
-            fn = lambda: var.run(q, k, v, spec)  # noqa: E731
+            # fn is called only in this block; the `del q, k, v` below frees the inputs it refers to
+            fn = lambda: var.run(q, k, v, spec)  # noqa: E731, F821
             t0 = time.perf_counter()
             out = fn()  # first call: compiles, picks backends, warms caches
             calls_s = [time.perf_counter() - t0]

@@ -35,7 +35,7 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 import torch
@@ -279,7 +279,7 @@ def fidelity(cfg: Config, causal_modes: tuple[bool, ...], names: tuple[str, ...]
                     q, k, v = random_qkv(spec)
                     run = variants.get(name).run
                     with torch.inference_mode():
-                        fn = lambda: run(q, k, v, spec)  # noqa: E731
+                        fn = lambda: run(q, k, v, spec)  # noqa: E731, B023 (called only in this iteration)
                         fn()
                         for r in range(cfg.fidelity_rounds):
                             for side in ("profile", "reference")[:: 1 if r % 2 == 0 else -1]:

@@ -31,22 +31,18 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-if __package__ in (None, ""):  # run as a script (make bench): import attn from the checkout
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import psutil
+import torch
+from torch.utils.benchmark import Timer
 
-import psutil  # noqa: E402
-import torch  # noqa: E402
-from torch.utils.benchmark import Timer  # noqa: E402
-
-from attn import variants  # noqa: E402
-from attn.inputs import random_qkv  # noqa: E402
-from attn.masks import Mask  # noqa: E402
-from attn.spec import AttentionSpec  # noqa: E402
-from attn.variants import softmax  # noqa: E402
-from attn.variants.gqa import repeat_kv  # noqa: E402
+from attn import variants
+from attn.inputs import random_qkv
+from attn.masks import Mask
+from attn.spec import AttentionSpec
+from attn.variants import softmax
+from attn.variants.gqa import repeat_kv
 
 
 # -- plainer forms of the blockwise loop, kept to show what each step of the kernel is worth ----
@@ -192,17 +188,18 @@ def build(spec: AttentionSpec, q, k, v, chunks: list[int], other_chunk: int,
     if with_experiments:
         kernels += [(label, lambda name, fn=fn: fn, [other_chunk])
                     for label, fn in EXPERIMENTS.items()]
+    # the lambdas' defaults bind each candidate's kernel and chunk when it is made, on purpose
     for label, make, sizes in kernels:
         for chunk in sizes:
             cands.append(Candidate("sliding_window", label, f"window {spec.window}, chunk {chunk}",
-                                   lambda fn=make("sliding_window"), c=chunk: fn(q, k, v, spec,
+                                   lambda fn=make("sliding_window"), c=chunk: fn(q, k, v, spec,  # noqa: B008
                                                                                sw_mask, c),
                                    sw.pairs(spec), [], []))
         # block_sparse's keys are chosen per query block, so its chunk is the block
         cands.append(Candidate("block_sparse", label,
                                f"block {spec.block}, n_global {spec.n_global}, "
                                f"n_random {spec.n_random}",
-                               lambda fn=make("block_sparse"): fn(q, k, v, spec, bs_mask, spec.block),
+                               lambda fn=make("block_sparse"): fn(q, k, v, spec, bs_mask, spec.block),  # noqa: B008
                                bs.pairs(spec), [], []))
     for cand in cands:
         if cand.group != "sdpa causal":

@@ -1,13 +1,11 @@
-"""Shared test set-up: the repo root is importable, and no test touches the user's ~/.attn."""
+"""Shared test set-up: no test touches the user's ~/.attn. attn and ui are imported from the
+editable install (`make install`); pytest.ini puts the checkout on the path for tests.* and bench.*."""
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 
 @pytest.fixture(autouse=True)

@@ -1,5 +1,4 @@
 """Figure builders: data in, figure out, checked without a browser."""
-import json
 
 import numpy as np
 import plotly.graph_objects as go

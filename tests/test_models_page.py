@@ -13,8 +13,6 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import open_app
 
-from attn import jobs
-
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.usefixtures("in_process_jobs")
 PAGE = "views/models.py"
@@ -186,7 +184,7 @@ def test_cli_missing_directory_exits_2_with_one_line(tmp_path):
 # -- the browser ---------------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.slow
-def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):
+def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):  # noqa: F811 (fixtures, imported below)
     from tests.test_browser import _no_exception, _open, _settle, _shot, _wait_count
 
     _open(page, f"{app_url}/models?text=The%20animal%20didn%27t%20cross%20the%20street%20because%20it%20was%20tired.")

@@ -304,11 +304,9 @@ def test_a_version_1_store_is_migrated_with_its_runs_intact(tmp_path: Path) -> N
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 def test_a_writer_killed_mid_transaction_loses_only_its_open_run(tmp_path: Path) -> None:
     path = tmp_path / "runs.sqlite"
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    writer = subprocess.Popen(
+    writer = subprocess.Popen(  # imports attn from the editable install
         [sys.executable, str(REPO / "tests" / "runs_writer.py"), str(path), "5"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )
     try:
         lines = [writer.stdout.readline().strip() for _ in range(6)]

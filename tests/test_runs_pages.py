@@ -9,7 +9,6 @@ from streamlit.testing.v1 import AppTest
 
 from tests.conftest import open_app
 
-from attn import jobs
 from attn.runs import RunStore
 from attn.spec import AttentionSpec
 

@@ -18,8 +18,6 @@ def _warm_imports() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    if str(ROOT) not in sys.path:
-        sys.path.insert(0, str(ROOT))
     threading.Thread(target=_warm_imports, name="attn-warm-imports", daemon=True).start()
     from streamlit.web import cli
 

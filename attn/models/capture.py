@@ -191,7 +191,7 @@ class _QKVRecorder:
             q, k, v = (_heads(slot[n], s.head_dim) for n in ("q", "k", "v"))  # (B, H|KVH, T, D)
             if style == "rope" and slot.get("rope") is not None:
                 cos, sin = slot["rope"]
-                apply = getattr(sys.modules[type(module).__module__], "apply_rotary_pos_emb")
+                apply = sys.modules[type(module).__module__].apply_rotary_pos_emb
                 q, k = apply(q, k, cos, sin)
             scaling = getattr(module, "scaling", None)
             if scaling is not None and not math.isclose(scaling * math.sqrt(s.head_dim), 1.0):
