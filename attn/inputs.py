@@ -5,16 +5,8 @@ from dataclasses import dataclass
 
 import torch
 
+from attn.device import resolve_device
 from attn.spec import AttentionSpec
-
-
-def resolve_device(device: str) -> str:
-    """'auto' is CUDA when torch sees a GPU, else the CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU here: use cpu or auto")
-    return device
 
 
 def torch_dtype(name: str) -> torch.dtype:

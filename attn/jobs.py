@@ -19,8 +19,8 @@ queue carries on. An out-of-memory error is a result ("does not fit: ..."), not 
 ``JobRunner(in_process=True)`` runs the same API on a thread of this process, for tests and for
 Streamlit's AppTest; it cannot isolate faults or kill a job that ignores a cancel.
 
-This module imports nothing outside the standard library: torch is only touched in the worker,
-and only when a job has already imported it.
+This module imports nothing outside the standard library (and attn.device, which imports none
+either): torch is only touched in the worker, and only when a job has already imported it.
 """
 from __future__ import annotations
 
@@ -32,7 +32,6 @@ import math
 import multiprocessing
 import multiprocessing.connection
 import pickle
-import re
 import signal
 import sys
 import threading
@@ -43,6 +42,8 @@ import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, NamedTuple
+
+from attn.device import is_out_of_memory, oom_message
 
 STATUSES = ("queued", "running", "done", "failed", "cancelled")
 FINISHED = frozenset({"done", "failed", "cancelled"})
@@ -552,11 +553,11 @@ def _run_job(job_id: int, payload: bytes, post: Callable[[tuple], None],
         outcome: tuple = ("cancelled", job_id, str(exc) or "cancelled")
     except BaseException as exc:
         detail = "".join(traceback.format_exception(exc))
-        oom = _is_oom(exc)
+        oom = is_out_of_memory(exc)
         if report.saw_cancel:
             outcome = ("cancelled", job_id, "cancelled")
         elif oom:
-            outcome = ("failed", job_id, _oom_message(exc), detail, "oom")
+            outcome = ("failed", job_id, oom_message(exc), detail, "oom")
         elif _is_device_fault(exc):
             outcome = ("failed", job_id, f"{_one_line(exc)}; the device cannot be used again in "
                        "that process, so the worker is restarted", detail, "device_fault")
@@ -610,7 +611,8 @@ def _worker_main(jobs: Any, results: Any, cancel_id: Any) -> None:
             return
 
 
-# errors: one line a person can read, and which of them are "does not fit"
+# errors: one line a person can read, and which of them break the device for good (which of
+# them are "does not fit" is attn.device.is_out_of_memory)
 
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
@@ -623,19 +625,6 @@ def _one_line(exc: BaseException) -> str:
     return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 3] + "..."
 
 
-def _is_oom(exc: BaseException) -> bool:
-    torch = sys.modules.get("torch")
-    oom_type = getattr(torch, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    # "does not fit: ..." is attn's own refusal before allocating (attn.measure.DoesNotFit)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                              or text.startswith("does not fit"))
-
-
 def _is_device_fault(exc: BaseException) -> bool:
     """Errors after which the CUDA context is broken for good: only a new process recovers."""
     torch = sys.modules.get("torch")
@@ -644,32 +633,6 @@ def _is_device_fault(exc: BaseException) -> bool:
         return True
     text = str(exc)
     return isinstance(exc, RuntimeError) and ("CUDA error" in text or "device-side assert" in text)
-
-
-def _oom_message(exc: BaseException) -> str:
-    text = str(exc)
-    if text.startswith("does not fit"):  # already says what it needs and what is free
-        return text.splitlines()[0]
-    tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGTP]?i?B)", text)
-    suffix = f" (tried to allocate {tried.group(1)})" if tried else ""
-    return f"does not fit: out of memory on {_oom_device(exc)}{suffix}"
-
-
-def _oom_device(exc: BaseException) -> str:
-    text = str(exc)
-    if "MPS" in text:
-        return "mps"
-    if isinstance(exc, MemoryError) or "CPU" in text or "can't allocate memory" in text:
-        return "cpu"
-    torch = sys.modules.get("torch")
-    with contextlib.suppress(Exception):
-        if torch is not None and torch.cuda.is_available():
-            index = torch.cuda.current_device()
-            return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    gpu = re.search(r"GPU (\d+)", text)
-    if gpu:
-        return f"cuda:{gpu.group(1)}"
-    return "cuda" if "CUDA" in text else "cpu"
 
 
 def _release_device_memory() -> None:

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from attn import variants
-from attn.inputs import InputSource, make_inputs, random_qkv, resolve_device
+from attn.device import resolve_device
+from attn.inputs import InputSource, make_inputs, random_qkv
 from attn.spec import AttentionSpec
 from attn.variants.registry import Variant
 

@@ -19,10 +19,11 @@ from typing import Callable, Iterator
 
 import torch
 
-from attn import variants
+from attn import calibrate, variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
+from attn.device import device_name, free_bytes, is_out_of_memory, resolve_device
 from attn.environment import environment
-from attn.inputs import random_qkv, resolve_device
+from attn.inputs import random_qkv
 from attn.readable import nbytes
 from attn.spec import AttentionSpec
 from attn.variants.gqa import repeat_kv
@@ -232,16 +233,6 @@ def cuda_peak_bytes(fn: Callable[[], object]) -> tuple[int, int]:
     return torch.cuda.max_memory_allocated() - before, torch.cuda.memory_reserved()
 
 
-def free_bytes(device: str) -> int:
-    """Memory a call may use: free device memory on CUDA; half the available RAM on the CPU."""
-    if device.startswith("cuda"):
-        free, _ = torch.cuda.mem_get_info(torch.device(device))
-        return int(free)
-    import psutil
-
-    return int(psutil.virtual_memory().available // 2)
-
-
 def check_fits(spec: AttentionSpec, variant: str, device: str) -> None:
     cost = attention_cost(spec, variant)
     need, free = cost.peak_bytes, free_bytes(device)
@@ -350,13 +341,6 @@ def backend_name(variant: str, q, k, v, spec: AttentionSpec) -> str:
 
 
 # -- the profiler ----------------------------------------------------------------------------
-def is_out_of_memory(err: BaseException) -> bool:
-    """CUDA raises torch.OutOfMemoryError; the CPU allocator a plain RuntimeError."""
-    if isinstance(err, torch.OutOfMemoryError):
-        return True
-    return isinstance(err, RuntimeError) and "can't allocate memory" in str(err)
-
-
 def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget_s: float = 1.0,
             check_errors: bool = True, error_rows: int = ERROR_ROWS, temperature: float = 1.0,
             inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Profile:
@@ -446,8 +430,6 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
 
 
 def _add_roofline(prof: Profile, spec: AttentionSpec, device: str) -> None:
-    from attn import calibrate
-
     cal = calibrate.cached(device)
     if cal is None:
         return
@@ -455,25 +437,3 @@ def _add_roofline(prof: Profile, spec: AttentionSpec, device: str) -> None:
     if attainable and math.isfinite(attainable):
         prof.attainable_tflops = attainable
         prof.roofline_pct = 100.0 * prof.achieved_tflops / attainable
-
-
-def device_name(device: str) -> str:
-    if device.startswith("cuda"):
-        return torch.cuda.get_device_name(torch.device(device))
-    import platform
-
-    return f"CPU ({platform.machine()}, {torch.get_num_threads()} threads)"
-
-
-def device_summary(device: str = "auto") -> dict:
-    """What the sidebar shows: the device that runs work, and its free and total memory."""
-    device = resolve_device(device)
-    if device.startswith("cuda"):
-        free, total = torch.cuda.mem_get_info(torch.device(device))
-        return {"device": device, "name": torch.cuda.get_device_name(torch.device(device)),
-                "free_bytes": int(free), "total_bytes": int(total), "gpu": True}
-    import psutil
-
-    vm = psutil.virtual_memory()
-    return {"device": device, "name": device_name(device), "free_bytes": int(vm.available),
-            "total_bytes": int(vm.total), "gpu": False}

@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn, TypeVar
 
+from attn.device import attn_home
+
 KINDS = ("profile", "sweep", "model", "maps")
 # the key numbers a run list shows, looked up in a run's results (see `_key_number`)
 KEY_NUMBERS = ("latency_ms", "flops", "peak_bytes", "achieved_tflops")
@@ -93,9 +95,7 @@ class RunSummary:
 
 def default_path() -> Path:
     """`$ATTN_HOME/runs.sqlite`, or `~/.attn/runs.sqlite` without ATTN_HOME."""
-    home = os.environ.get("ATTN_HOME")
-    folder = Path(home).expanduser() if home else Path.home() / ".attn"
-    return folder / "runs.sqlite"
+    return attn_home() / "runs.sqlite"
 
 
 # -- schema ----------------------------------------------------------------------------------

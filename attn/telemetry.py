@@ -14,7 +14,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import platform
 import threading
 import time
 from collections import deque
@@ -22,6 +21,8 @@ from dataclasses import asdict, dataclass, fields
 from typing import Protocol, Sequence
 
 import psutil
+
+from attn.device import cpu_name
 
 log = logging.getLogger(__name__)
 
@@ -145,18 +146,6 @@ def open_nvml(gpu_index: int = 0) -> tuple[NvmlReader | None, str]:
     except Exception as e:  # a broken install should cost the GPU curves, not the app
         return None, f"NVML failed ({e}): GPU metrics are off, CPU and memory are sampled"
     return reader, f"GPU {gpu_index}: {reader.name} (NVML)"
-
-
-def cpu_name() -> str:
-    """The CPU's model name, or the architecture where the OS won't say."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
 
 
 class Sampler:
