@@ -28,7 +28,8 @@ import torch
 
 from attn import variants
 from attn.device import resolve_device
-from attn.inputs import InputSource, make_inputs, random_qkv
+from attn.inputs import random_qkv
+from attn.sources import InputSource, make_inputs
 from attn.spec import AttentionSpec
 from attn.variants.registry import Variant
 
