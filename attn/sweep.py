@@ -9,7 +9,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
-from attn import variants
+from attn import measure, variants
 from attn.cost import attention_cost, io_bytes
 from attn.device import free_bytes, is_out_of_memory, resolve_device
 from attn.readable import nbytes
@@ -191,8 +191,6 @@ def measure_point(spec: AttentionSpec, variant: str, x: int, device: str, budget
     """Profile one point; out-of-memory, unsupported specs and failed calls become marked
     points. With a memory budget, a point whose estimated peak exceeds it is out of memory
     without being allocated."""
-    from attn import measure
-
     profile_fn = profile_fn or measure.profile
     try:
         reasons = variants.get(variant).unsupported(spec, device)

@@ -9,7 +9,7 @@ import torch
 
 from attn import device
 from attn.device import attn_home, is_out_of_memory, oom_message
-from attn.measure import DoesNotFit
+from attn.memory import DoesNotFit
 
 
 def test_is_out_of_memory_tells_oom_from_other_failures():
