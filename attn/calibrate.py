@@ -13,13 +13,7 @@ from pathlib import Path
 
 import torch
 
-from attn.inputs import resolve_device
-
-
-def attn_home() -> Path:
-    from attn.runs import default_path
-
-    return default_path().parent
+from attn.device import attn_home, device_name, resolve_device
 
 
 @dataclass
@@ -77,8 +71,6 @@ def copy_gbps(device: str, nbytes: int, repeats: int = 5) -> float:
 
 
 def device_key(device: str) -> str:
-    from attn.measure import device_name
-
     return f"{device_name(device)} | torch {torch.__version__}"
 
 

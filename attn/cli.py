@@ -140,7 +140,7 @@ def add_input_flags(p: argparse.ArgumentParser) -> None:
 
 
 def input_source(args: argparse.Namespace):
-    from attn.inputs import InputSource
+    from attn.sources import InputSource
 
     if args.text is None:
         return InputSource(temperature=args.temperature)
@@ -149,7 +149,7 @@ def input_source(args: argparse.Namespace):
 
 def cmd_profile(args: argparse.Namespace) -> None:
     from attn import measure
-    from attn.inputs import make_inputs
+    from attn.sources import make_inputs
 
     spec = spec_from_args(args)
     source = input_source(args)
@@ -200,7 +200,7 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
 def cmd_maps(args: argparse.Namespace) -> None:
     from attn.maps import maps_json
 
-    from attn.inputs import input_spec
+    from attn.sources import input_spec
 
     source = input_source(args)
     spec = input_spec(spec_from_args(args), source)

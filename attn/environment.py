@@ -14,6 +14,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from attn import device as device_module
+
 
 def environment(device: str | None = None) -> dict[str, Any]:
     """Describe this machine and software for a run on `device` ("cpu", "cuda" or None/"auto").
@@ -24,53 +26,20 @@ def environment(device: str | None = None) -> dict[str, Any]:
     torch, transformers, python, platform, attn, git_commit. Unknown values are None.
     """
     kind = _device_kind(device)
-    name = _gpu_name() if kind == "cuda" else _cpu_description()
+    name = device_module.gpu_name() if kind == "cuda" else _cpu_description()
     return {"device": name, "device_kind": kind, **_static_environment()}
 
 
 def _device_kind(device: str | None) -> str:
     if device in (None, "auto"):
-        return "cuda" if _cuda_available() else "cpu"
+        return "cuda" if device_module.cuda_available() else "cpu"
     # "cuda:1" and friends are still a GPU
     return "cuda" if str(device).startswith("cuda") else "cpu"
 
 
-def _cuda_available() -> bool:
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
-@functools.lru_cache(maxsize=1)
-def _gpu_name() -> str:
-    try:
-        import torch
-
-        return str(torch.cuda.get_device_name())
-    except Exception:
-        return "CUDA device (name unavailable)"
-
-
 @functools.lru_cache(maxsize=1)
 def _cpu_description() -> str:
-    return f"{cpu_model()} ({os.cpu_count() or '?'} cores)"
-
-
-@functools.lru_cache(maxsize=1)
-def cpu_model() -> str:
-    """The CPU's marketing name ("AMD EPYC 7B13"), or the best the platform offers."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            # x86 says "model name"; some ARM kernels only say "Hardware" or "Model"
-            if key.strip() in ("model name", "Hardware", "Model") and value.strip():
-                return value.strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return f"{device_module.cpu_name()} ({os.cpu_count() or '?'} cores)"
 
 
 @functools.lru_cache(maxsize=1)
@@ -84,7 +53,7 @@ def _static_environment() -> dict[str, Any]:
     except Exception:
         torch_version, cuda_version = None, None
     return {
-        "cpu": cpu_model(),
+        "cpu": device_module.cpu_name(),
         "cpu_cores": os.cpu_count(),
         "driver": driver_version(),
         "cuda": cuda_version,

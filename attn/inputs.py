@@ -1,20 +1,14 @@
-"""Inputs for an attention call: seeded random q, k, v on the spec's device."""
-from __future__ import annotations
+"""Inputs for an attention call: seeded random q, k, v on the spec's device.
 
-from dataclasses import dataclass
+Low level: nothing here knows about models. q, k and v captured from a model's layer are handed
+down by attn.sources, which sits above this module and attn.models.
+"""
+from __future__ import annotations
 
 import torch
 
+from attn.device import resolve_device
 from attn.spec import AttentionSpec
-
-
-def resolve_device(device: str) -> str:
-    """'auto' is CUDA when torch sees a GPU, else the CPU."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for, but torch sees no CUDA GPU here: use cpu or auto")
-    return device
 
 
 def torch_dtype(name: str) -> torch.dtype:
@@ -40,56 +34,3 @@ def random_qkv(spec: AttentionSpec, temperature: float = 1.0, device: str | None
     v = torch.randn(shape_kv, generator=gen)
     dtype = torch_dtype(spec.dtype)
     return tuple(t.to(device=device, dtype=dtype) for t in (q, k, v))
-
-
-@dataclass(frozen=True)
-class InputSource:
-    """Where q, k and v come from: seeded random numbers, or one layer of a real model.
-
-    Random inputs take their shape from the spec. Captured inputs bring their own shape (the
-    model's heads, head_dim and the text's tokens), and keep the spec's variant parameters, dtype
-    and device, so an approximation's approx_error measures what it loses on real attention.
-    """
-
-    kind: str = "random"  # random | model
-    temperature: float = 1.0
-    model: str = "minilm"
-    text: str = ""
-    layer: int = 0
-    max_tokens: int = 512
-
-    def describe(self) -> str:
-        if self.kind == "random":
-            return f"random (seeded, temperature {self.temperature:g})"
-        return f"{self.model} layer {self.layer}, {self.text[:40]!r}"
-
-
-def make_inputs(spec: AttentionSpec, source: InputSource | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AttentionSpec]:
-    """q, k, v and the spec they fit (a captured layer changes the shape)."""
-    source = source or InputSource()
-    if source.kind == "random":
-        spec = spec.with_(device=resolve_device(spec.device))
-        return (*random_qkv(spec, source.temperature), spec)
-    if source.kind != "model":
-        raise ValueError(f"unknown input source {source.kind!r}: choose random or model")
-    if not source.text.strip():
-        raise ValueError("captured inputs need some text to run the model on")
-    from attn.models import captured_qkv
-
-    q, k, v, layer_spec = captured_qkv(source.text, source.layer, source=source.model,
-                                       max_tokens=source.max_tokens)
-    device = resolve_device(spec.device)
-    causal = layer_spec.causal or spec.causal
-    # the variants' parameters and the seed describe the variants, not the shape of the inputs
-    spec = layer_spec.with_(dtype=spec.dtype, device=device, causal=causal, seed=spec.seed,
-                            **dict(spec.params))
-    dtype = torch_dtype(spec.dtype)
-    return (*(t.to(device=device, dtype=dtype).contiguous() for t in (q, k, v)), spec)
-
-
-def input_spec(spec: AttentionSpec, source: InputSource) -> AttentionSpec:
-    """The spec the inputs of `source` have (the spec itself for random inputs)."""
-    if source.kind == "random":
-        return spec
-    return make_inputs(spec, source)[3]

@@ -15,12 +15,12 @@ Max pooling: the largest single weight in the cell, which shows thin lines (a si
 that the mean washes out.
 Masked pairs weigh 0, so a cell made only of masked pairs is exactly 0.
 
-Head statistics summarise every row of a head without drawing it; see `HeadStats`.
+Head statistics summarise every row of a head without drawing it; see `HeadStats`
+(attn.head_statistics). They are gathered on the same walk as the map.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -28,8 +28,11 @@ import torch
 
 from attn import variants
 from attn.cost import io_bytes
-from attn.inputs import InputSource, make_inputs, random_qkv, resolve_device
-from attn.measure import DoesNotFit, free_bytes
+from attn.device import free_bytes, resolve_device
+from attn.head_statistics import HeadStats, StatSums, block_sums
+from attn.inputs import random_qkv
+from attn.sources import InputSource, make_inputs
+from attn.memory import DoesNotFit
 from attn.readable import nbytes
 from attn.spec import AttentionSpec
 from attn.variants.registry import Variant
@@ -42,9 +45,6 @@ REDUCES = ("mean", "max")
 # masked scores, softmax, the int64 mask arithmetic), so the peak stays a few tens of MiB at any
 # length, while a block is still large enough that per-block overhead is small (32 rows at 32k)
 SLAB_ELEMENTS = 1 << 20
-MASS_FRACTION = 0.9  # keys_for_90
-# weights are float32; an exact tie with 90% (uniform rows) must not tip over by rounding
-MASS_TOLERANCE = 1e-9
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -109,118 +109,7 @@ def _run(edges: np.ndarray, i: int, one: str, many: str) -> str:
     return f"{one} {lo}" if lo == hi else f"{many} {lo}-{hi}"
 
 
-@dataclass
-class HeadStats:
-    """What one head does, as averages over its query rows.
-
-    Only rows that see at least one key count (with bottom-right causal and seq > kv_seq the
-    first queries see none; their weights are all 0 and say nothing about the head).
-    entropy_bits: mean of -sum_j w_ij log2 w_ij.
-    entropy_normalised: mean of entropy / log2(visible keys of the row), in [0, 1]: 1 is uniform
-        over what the row may see. A row that sees one key has no choice to make and counts as 0.
-        Visible keys are those the variant's mask allows (all keys when it has none; top-k's
-        choice is not a mask, so its rows are measured against the keys it chose among).
-    mean_distance: mean of sum_j w_ij |pos_i - j|, pos_i = i + spec.position_offset, the
-        query's position on the key axis.
-    sink_mass: mean weight on key 0 (attention sinks).
-    diagonal_mass: mean w[i, pos_i], over the rows whose own position is a key (0 <= pos_i <
-        kv_seq); 0 when no row has one.
-    keys_for_90: mean over rows of the fewest keys that hold 90% of the row's mass.
-    """
-
-    head: int
-    kv_head: int
-    batch: int
-    rows: int
-    entropy_bits: float
-    entropy_normalised: float
-    mean_distance: float
-    sink_mass: float
-    diagonal_mass: float
-    keys_for_90: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass
-class _StatSums:
-    """Sums over rows, so that blocks of rows add up to the head's statistics."""
-
-    rows: int = 0
-    entropy: float = 0.0
-    entropy_normalised: float = 0.0
-    distance: float = 0.0
-    sink: float = 0.0
-    diagonal: float = 0.0
-    diagonal_rows: int = 0
-    keys_for_90: float = 0.0
-
-    def add(self, other: "_StatSums") -> None:
-        for name in self.__dataclass_fields__:
-            setattr(self, name, getattr(self, name) + getattr(other, name))
-
-    def finish(self, head: int, kv_head: int, batch: int) -> HeadStats:
-        n = max(self.rows, 1)
-        return HeadStats(
-            head=head, kv_head=kv_head, batch=batch, rows=self.rows,
-            entropy_bits=self.entropy / n,
-            entropy_normalised=self.entropy_normalised / n,
-            mean_distance=self.distance / n,
-            sink_mass=self.sink / n,
-            diagonal_mass=self.diagonal / max(self.diagonal_rows, 1),
-            keys_for_90=self.keys_for_90 / n,
-        )
-
-
 # -- statistics of explicit weights -----------------------------------------------------------
-def keys_for_mass(w: Tensor, fraction: float = MASS_FRACTION) -> Tensor:
-    """Per row, the fewest keys that hold `fraction` of the row's mass: (rows,) int64.
-
-    Largest first until the running sum reaches fraction * row total. Counted from the other
-    end: the most smallest keys whose sum stays <= (1 - fraction) * total are the ones not needed.
-    """
-    if w.device.type == "cpu":
-        # numpy's vectorised sort is ~10x torch's on the CPU, and the sort dominates head_stats
-        ascending = np.sort(w.numpy(), axis=-1)
-        prefix = np.cumsum(ascending, axis=-1, dtype=np.float64)
-        total = prefix[:, -1:]
-        spare = (prefix <= (1.0 - fraction) * total * (1 + MASS_TOLERANCE)).sum(-1)
-        return torch.from_numpy(w.shape[-1] - spare)
-    ascending = w.sort(-1).values
-    prefix = ascending.double().cumsum(-1)
-    total = prefix[:, -1:]
-    spare = (prefix <= (1.0 - fraction) * total * (1 + MASS_TOLERANCE)).sum(-1)
-    return (w.shape[-1] - spare).cpu()
-
-
-def _block_sums(w: Tensor, positions: Tensor, visible: Tensor) -> _StatSums:
-    """Row statistics of a (rows x kv) block, summed over the rows that see any key."""
-    kv = w.shape[-1]
-    seen = w.sum(-1) > 0
-    if not bool(seen.any()):
-        return _StatSums()
-    if not bool(seen.all()):
-        w, positions, visible = w[seen], positions[seen], visible[seen]
-    entropy = -torch.special.xlogy(w, w).sum(-1) / math.log(2)
-    log_visible = visible.to(w.dtype).clamp(min=1).log2()
-    normalised = torch.where(visible > 1, entropy / log_visible.clamp(min=1e-30),
-                             torch.zeros_like(entropy))
-    keys = torch.arange(kv, device=w.device, dtype=w.dtype)
-    distance = (positions.to(w.dtype)[:, None] - keys[None, :]).abs_().mul_(w).sum(-1)
-    on_diagonal = (positions >= 0) & (positions < kv)
-    diagonal = w.gather(1, positions.clamp(0, kv - 1)[:, None])[:, 0][on_diagonal]
-    return _StatSums(
-        rows=int(w.shape[0]),
-        entropy=float(entropy.sum()),
-        entropy_normalised=float(normalised.sum()),
-        distance=float(distance.sum()),
-        sink=float(w[:, 0].sum()),
-        diagonal=float(diagonal.sum()),
-        diagonal_rows=int(on_diagonal.sum()),
-        keys_for_90=float(keys_for_mass(w).sum()),
-    )
-
 
 def stats_from_weights(w: Tensor | np.ndarray, positions: Tensor | np.ndarray | None = None,
                        visible: Tensor | np.ndarray | None = None, head: int = 0) -> HeadStats:
@@ -240,7 +129,7 @@ def stats_from_weights(w: Tensor | np.ndarray, positions: Tensor | np.ndarray | 
     if positions.shape != (rows,):
         raise ValueError(f"positions must have one entry per row ({rows}), got {tuple(positions.shape)}")
     visible = (w > 0).sum(-1) if visible is None else torch.as_tensor(visible)
-    sums = _block_sums(w, positions.long().to(w.device), visible.to(w.device))
+    sums = block_sums(w, positions.long().to(w.device), visible.to(w.device))
     return sums.finish(head=head, kv_head=head, batch=0)
 
 
@@ -346,16 +235,16 @@ class _Pooler:
 
 
 def _scan_head(q: Tensor, k: Tensor, spec: AttentionSpec, variant: Variant, batch: int, head: int,
-               rows_per_block: int, pooler: _Pooler | None, stats: bool) -> _StatSums | None:
+               rows_per_block: int, pooler: _Pooler | None, stats: bool) -> StatSums | None:
     """One pass over a head's weights, feeding the pooler and/or the statistics."""
-    sums = _StatSums() if stats else None
+    sums = StatSums() if stats else None
     for lo, hi, w in _head_blocks(q, k, spec, variant, batch, head, rows_per_block):
         if pooler is not None:
             pooler.add(lo, hi, w)
         if sums is not None:
             positions = torch.arange(lo, hi, device=w.device) + spec.position_offset
             visible = _visible_counts(spec, variant, lo, hi, w.device)
-            sums.add(_block_sums(w, positions, visible))
+            sums.add(block_sums(w, positions, visible))
         del w  # let the slab go before the next block is computed
     return sums
 

@@ -9,11 +9,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
-from attn import variants
+from attn import measure, variants
 from attn.cost import attention_cost, io_bytes
-from attn.inputs import resolve_device
+from attn.device import free_bytes, is_out_of_memory, resolve_device
 from attn.readable import nbytes
 from attn.spec import AttentionSpec
+from attn.timing import check_budget
 
 AXES = ("seq", "batch", "heads", "head_dim")
 METRICS = ("latency_ms", "peak_bytes", "flops")
@@ -191,8 +192,6 @@ def measure_point(spec: AttentionSpec, variant: str, x: int, device: str, budget
     """Profile one point; out-of-memory, unsupported specs and failed calls become marked
     points. With a memory budget, a point whose estimated peak exceeds it is out of memory
     without being allocated."""
-    from attn import measure
-
     profile_fn = profile_fn or measure.profile
     try:
         reasons = variants.get(variant).unsupported(spec, device)
@@ -227,10 +226,8 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
     """Profile every variant at every x (ascending). Each point is passed to `on_point` as soon
     as it is measured, so a page can draw the curves while the sweep runs.
 
-    `memory_budget_bytes` (default: what `measure.free_bytes` allows, half the available RAM
+    `memory_budget_bytes` (default: what `device.free_bytes` allows, half the available RAM
     on the CPU) bounds both the points tried and the projected memory wall."""
-    from attn.measure import check_budget, free_bytes
-
     check_budget(budget_s)
     for n in names:
         variants.get(n)  # unknown names fail before any work
@@ -307,7 +304,6 @@ def bisect_wall(base: AttentionSpec, variant: str, axis: str, points: list[Point
     import torch
 
     from attn.inputs import random_qkv
-    from attn.measure import is_out_of_memory
 
     mine = [p for p in points if p.variant == variant]
     ok = [p.x for p in mine if p.status == "ok"]

@@ -11,7 +11,7 @@ def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict |
                  report) -> dict:
     """Profile one variant; `source` is an InputSource as a dict (random inputs when None)."""
     from attn import measure
-    from attn.inputs import InputSource, make_inputs
+    from attn.sources import InputSource, make_inputs
 
     src = InputSource(**(source or {}))
     report.progress(0.05, f"{variant}: first call (compiles, picks a backend)")

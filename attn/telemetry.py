@@ -1,6 +1,6 @@
 """What the machine is doing while attention runs: a background sampler of GPU and CPU counters.
 
-A daemon thread reads NVML (GPU utilisation, memory, power, temperature, SM clock, the energy
+A daemon thread reads NVML (attn.nvml: GPU utilisation, memory, power, temperature, SM clock, the energy
 counter) and psutil (CPU, process and system memory) about ten times a second into a bounded ring
 buffer. Jobs `mark` their start and end, so the dashboard can draw them on the curves and
 `energy_j` can turn the samples between two marks into joules.
@@ -14,30 +14,18 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import platform
 import threading
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, fields
-from typing import Protocol, Sequence
+from typing import Sequence
 
 import psutil
 
+from attn.device import cpu_name
+from attn.nvml import GpuReader, GpuReading, open_nvml
+
 log = logging.getLogger(__name__)
-
-NO_DRIVER_STATUS = "no NVIDIA driver: GPU metrics are off, CPU and memory are sampled"
-
-
-@dataclass(frozen=True)
-class GpuReading:
-    """One read of the GPU counters; a field is None where the device does not report it."""
-    gpu_util_pct: float | None = None
-    gpu_mem_used_bytes: int | None = None
-    gpu_mem_total_bytes: int | None = None
-    power_w: float | None = None
-    temperature_c: float | None = None
-    sm_clock_mhz: float | None = None
-    energy_mj: int | None = None  # NVML total energy since the driver loaded, millijoules
 
 
 @dataclass(frozen=True)
@@ -58,105 +46,7 @@ class Sample:
 
 
 SAMPLE_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Sample))
-GPU_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(GpuReading))
 METRIC_FIELDS: tuple[str, ...] = SAMPLE_FIELDS[1:]
-
-
-class GpuReader(Protocol):
-    """Anything that reads the GPU counters; `name` is the device's name."""
-    name: str
-
-    def read(self) -> GpuReading: ...
-
-
-class NvmlReader:
-    """GPU counters through NVML. Raises on construction when there is no driver or no such GPU."""
-
-    def __init__(self, gpu_index: int = 0) -> None:
-        import pynvml  # imported here so that a machine without the package still samples the CPU
-
-        self._nvml = pynvml
-        pynvml.nvmlInit()
-        try:
-            self._handle = pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
-            name = pynvml.nvmlDeviceGetName(self._handle)
-        except Exception:
-            pynvml.nvmlShutdown()
-            raise
-        self.name = name.decode() if isinstance(name, bytes) else str(name)
-        self.gpu_index = gpu_index
-        # A counter the device does not support fails the same way every tick; asking again
-        # would only cost time, so it is dropped after the first NotSupported.
-        self._unsupported: set[str] = set()
-
-    def _get(self, key: str, call, *args):
-        if key in self._unsupported:
-            return None
-        try:
-            return call(self._handle, *args)
-        except self._nvml.NVMLError_NotSupported:
-            self._unsupported.add(key)
-        except self._nvml.NVMLError:
-            pass  # transient (GPU busy resetting, lost); try again next tick
-        return None
-
-    def read(self) -> GpuReading:
-        nv = self._nvml
-        util = self._get("util", nv.nvmlDeviceGetUtilizationRates)
-        mem = self._get("mem", nv.nvmlDeviceGetMemoryInfo)
-        power_mw = self._get("power", nv.nvmlDeviceGetPowerUsage)
-        temp = self._get("temp", nv.nvmlDeviceGetTemperature, nv.NVML_TEMPERATURE_GPU)
-        clock = self._get("clock", nv.nvmlDeviceGetClockInfo, nv.NVML_CLOCK_SM)
-        energy = self._get("energy", nv.nvmlDeviceGetTotalEnergyConsumption)
-        return GpuReading(
-            gpu_util_pct=None if util is None else float(util.gpu),
-            gpu_mem_used_bytes=None if mem is None else int(mem.used),
-            gpu_mem_total_bytes=None if mem is None else int(mem.total),
-            power_w=None if power_mw is None else power_mw / 1000.0,
-            temperature_c=None if temp is None else float(temp),
-            sm_clock_mhz=None if clock is None else float(clock),
-            energy_mj=None if energy is None else int(energy),
-        )
-
-    def close(self) -> None:
-        try:
-            self._nvml.nvmlShutdown()
-        except Exception:
-            pass
-
-
-def open_nvml(gpu_index: int = 0) -> tuple[NvmlReader | None, str]:
-    """(a reader, a status line) or (None, why GPU metrics are off), in words a user can act on."""
-    try:
-        import pynvml
-    except ImportError:
-        return None, ("pynvml is not installed (pip install nvidia-ml-py): GPU metrics are off, "
-                      "CPU and memory are sampled")
-    try:
-        reader = NvmlReader(gpu_index)
-    except pynvml.NVMLError as e:
-        no_driver = (getattr(pynvml, "NVMLError_LibraryNotFound", ()),
-                     getattr(pynvml, "NVMLError_DriverNotLoaded", ()))
-        if isinstance(e, no_driver):
-            return None, NO_DRIVER_STATUS
-        if isinstance(e, getattr(pynvml, "NVMLError_InvalidArgument", ())):
-            return None, f"no GPU {gpu_index} on this machine: GPU metrics are off, CPU and memory are sampled"
-        return None, f"NVML failed ({e}): GPU metrics are off, CPU and memory are sampled"
-    except Exception as e:  # a broken install should cost the GPU curves, not the app
-        return None, f"NVML failed ({e}): GPU metrics are off, CPU and memory are sampled"
-    return reader, f"GPU {gpu_index}: {reader.name} (NVML)"
-
-
-def cpu_name() -> str:
-    """The CPU's model name, or the architecture where the OS won't say."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "CPU"
 
 
 class Sampler:

@@ -40,8 +40,9 @@ from typing import Callable
 
 import torch
 
-from attn import calibrate, measure, variants
+from attn import calibrate, variants
 from attn.cost import attention_cost
+from attn.device import device_summary
 from attn.environment import environment
 from attn.inputs import random_qkv
 from attn.measure import DoesNotFit, profile
@@ -439,7 +440,7 @@ def main(argv: list[str] | None = None) -> dict:
             anchors = json.load(fh)
 
     results: dict = {"config": asdict(cfg), "environment": environment(cfg.device),
-                     "device": measure.device_summary(cfg.device), "sections": sections,
+                     "device": device_summary(cfg.device), "sections": sections,
                      "reference_timer": "triton.testing.do_bench" if cfg.device.startswith("cuda")
                      else "torch.utils.benchmark (dry run)"}
     if anchors:

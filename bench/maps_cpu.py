@@ -21,7 +21,7 @@ import torch
 
 from attn.inputs import random_qkv
 from attn.maps import SLAB_ELEMENTS, head_stats, pooled_map
-from attn.measure import cpu_peak_bytes
+from attn.memory import cpu_peak_bytes
 from attn.spec import AttentionSpec
 
 SEQS = (16384, 32768)

@@ -5,6 +5,7 @@ import plotly.graph_objects as go
 import pytest
 
 from attn import charts
+from attn.charts.style import _layout
 
 
 def test_attention_heatmap_names_each_cell_by_its_ranges():
@@ -40,7 +41,7 @@ def test_margins_leave_room_for_colour_bars_legends_and_token_labels():
     assert heat.layout.margin.r >= charts.COLORBAR_MARGIN
     legend = charts.layer_cost_bars([{"layer": 0, "attention_core_flops": 1, "qkv_flops": 1, "o_flops": 1,
                                       "mlp_flops": 1, "total_flops": 4}])
-    taller = charts._layout(go.Figure([go.Bar(y=[1]), go.Bar(y=[2])]), "t", height=600)
+    taller = _layout(go.Figure([go.Bar(y=[1]), go.Bar(y=[2])]), "t", height=600)
     # the legend hangs a share of the plot's height below it: a taller figure needs more room
     assert 80 <= legend.layout.margin.b < taller.layout.margin.b
     short, long_ = ([f"{i} {word}" for i in range(8)] for word in ("a", "attention"))

@@ -7,6 +7,7 @@ import re
 import pytest
 
 import attn
+from attn import device as device_module
 from attn import environment as env_module
 from attn.environment import environment
 
@@ -25,10 +26,10 @@ def test_environment_describes_a_cpu_run() -> None:
 
 
 def test_a_cuda_run_is_described_by_its_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(env_module, "_gpu_name", lambda: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(device_module, "gpu_name", lambda: "NVIDIA H100 80GB HBM3")
     assert environment("cuda:1")["device"] == "NVIDIA H100 80GB HBM3"
     assert environment("cuda")["device_kind"] == "cuda"
-    monkeypatch.setattr(env_module, "_cuda_available", lambda: False)
+    monkeypatch.setattr(device_module, "cuda_available", lambda: False)
     assert environment("auto")["device_kind"] == environment()["device_kind"] == "cpu"
 
 

@@ -10,7 +10,7 @@ import torch
 
 from attn import maps, variants
 from attn.inputs import random_qkv
-from attn.measure import cpu_peak_bytes
+from attn.memory import cpu_peak_bytes
 from attn.spec import AttentionSpec
 
 # small parameters so that every variant does something visible at these sizes

@@ -12,10 +12,12 @@ import torch
 
 from attn import calibrate, measure, variants
 from attn.inputs import random_qkv
-from attn.measure import (DoesNotFit, Timing, check_fits, cpu_peak_bytes, energy_per_call, errors,
-                          flops_note, is_out_of_memory, peak_from_memory_events, profile,
-                          repeats_for_budget, sample_rows, settle_then_repeat, settled, summarize,
-                          time_cpu)
+from attn.accuracy import REFERENCE_BYTES, errors, sample_rows
+from attn.flopcheck import flops_note
+from attn.measure import DoesNotFit, profile
+from attn.memory import check_fits, cpu_peak_bytes, peak_from_memory_events
+from attn.nvml import energy_per_call
+from attn.timing import Timing, repeats_for_budget, settle_then_repeat, settled, summarize, time_cpu
 from attn.spec import AttentionSpec
 
 TINY = AttentionSpec(batch=1, seq=64, heads=2, head_dim=16)
@@ -238,7 +240,7 @@ def test_sample_rows_all_when_few_else_evenly_spaced_within_bounds():
     # stays within REFERENCE_BYTES: here 99 rows of 8 heads x 14000 keys
     long_keys = AttentionSpec(heads=8, seq=4096, kv_seq=14_000)
     per_row = 8 * 14_000 * 24
-    assert sample_rows(long_keys, max_rows=256).numel() == measure.REFERENCE_BYTES // per_row == 99
+    assert sample_rows(long_keys, max_rows=256).numel() == REFERENCE_BYTES // per_row == 99
     # however long the keys, at least one row is checked
     huge = AttentionSpec(batch=8, heads=32, seq=4096, kv_seq=2**20, head_dim=64)
     assert sample_rows(huge, max_rows=256).tolist() == [0]
@@ -268,13 +270,6 @@ def test_a_cpu_allocation_failure_is_does_not_fit(monkeypatch):
     monkeypatch.setattr(measure, "random_qkv", no_memory)
     with pytest.raises(DoesNotFit, match="does not fit: out of memory on cpu"):
         profile(TINY, "dense", device="cpu")
-
-
-def test_is_out_of_memory_tells_oom_from_other_failures():
-    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
-    assert is_out_of_memory(RuntimeError("DefaultCPUAllocator: can't allocate memory: 9 bytes"))
-    assert not is_out_of_memory(RuntimeError("shape mismatch"))
-    assert not is_out_of_memory(ValueError("can't allocate memory"))
 
 
 # -- energy -----------------------------------------------------------------------------------

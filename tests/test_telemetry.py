@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import pynvml
 import pytest
 
-from attn import telemetry
-from attn.telemetry import (EnergyEstimate, GpuReading, NvmlReader, Sample, Sampler, energy_j,
-                            energy_per_token_j, monitor, summarise)
+from attn import nvml, telemetry
+from attn.nvml import GpuReading, NvmlReader
+from attn.telemetry import (EnergyEstimate, Sample, Sampler, energy_j, energy_per_token_j, monitor,
+                            summarise)
 
 
 class FakeGpu:
@@ -86,12 +87,12 @@ def test_without_a_driver_gpu_fields_are_none_and_the_reason_is_said_once(no_dri
         with Sampler(interval_s=0.02) as s:
             s.sample_after(time.time(), timeout_s=2)
             s.sample_after(time.time(), timeout_s=2)
-    assert s.gpu_status == telemetry.NO_DRIVER_STATUS
+    assert s.gpu_status == nvml.NO_DRIVER_STATUS
     assert not s.gpu_available
-    assert [r.getMessage() for r in caplog.records] == [telemetry.NO_DRIVER_STATUS]
+    assert [r.getMessage() for r in caplog.records] == [nvml.NO_DRIVER_STATUS]
     got = s.samples()
     assert len(got) >= 2
-    assert all(getattr(x, f) is None for x in got for f in telemetry.GPU_FIELDS)
+    assert all(getattr(x, f) is None for x in got for f in nvml.GPU_FIELDS)
     assert all(x.cpu_pct is not None and x.process_rss_bytes for x in got)
     assert s.device_name  # the CPU's name stands in
 
@@ -136,7 +137,7 @@ def test_nvml_reader_maps_nvml_units_and_skips_unsupported_counters(monkeypatch)
         "nvmlDeviceGetTotalEnergyConsumption": no_energy,
     }.items():
         monkeypatch.setattr(pynvml, name, fn)
-    reader, status = telemetry.open_nvml(0)
+    reader, status = nvml.open_nvml(0)
     assert isinstance(reader, NvmlReader) and status == "GPU 0: NVIDIA H100 80GB HBM3 (NVML)"
     first, second = reader.read(), reader.read()
     assert first == second == GpuReading(87.0, 3 << 30, 80 << 30, 312.5, 55.0, 1755.0, None)

@@ -8,9 +8,9 @@ import streamlit as st
 
 from attn import charts, jobs, tasks, variants
 from attn.cost import Cost
-from attn.inputs import InputSource, input_spec
 from attn.maps import maps_json
 from attn.masks import pooled_mask
+from attn.sources import InputSource, input_spec
 from attn.spec import AttentionSpec
 from attn.sweep import analytic_curve
 from ui import format as fmt

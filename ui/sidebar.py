@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 
 from attn import variants
-from attn.measure import device_summary
+from attn.device import device_summary
 from attn.params import Param
 from attn.spec import DTYPE_BYTES, AttentionSpec, divisors
 from ui import format as fmt

@@ -3,7 +3,7 @@ import streamlit as st
 
 from attn import variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
-from attn.inputs import InputSource
+from attn.sources import InputSource
 from ui.plot import show
 from ui import results
 from ui.errors import shown_as_error

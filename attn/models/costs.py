@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from attn.cost import attention_cost, proj_flops
+from attn.models.sources import max_positions, model_kind
 from attn.spec import AttentionSpec
 
 # the families whose parameter layout attn knows, by transformers model_type
@@ -71,8 +72,6 @@ class ModelShape:
 
 def model_shape(config) -> ModelShape:
     """Sizes from a BERT, GPT-2, Llama or Mistral config; ValueError for other families."""
-    from attn.models.sources import max_positions, model_kind
-
     model_type = getattr(config, "model_type", "?")
     family = FAMILIES.get(model_type)
     if family is None:

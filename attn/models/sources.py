@@ -25,6 +25,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from attn.device import resolve_device  # noqa: E402
+
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
 
@@ -148,7 +150,6 @@ def _load_cached(key: str, impl: str, device: str) -> LoadedModel:
     else:
         loaded = _load_directory(Path(key), impl, name=Path(key).name, source=f"local directory {key}")
     if device != "cpu":
-        from attn.inputs import resolve_device
         loaded.device = resolve_device(device)
         loaded.model.to(loaded.device)
     return loaded

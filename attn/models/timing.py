@@ -15,6 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from attn.memory import cpu_peak_bytes, cuda_peak_bytes
 from attn.models.capture import switched_implementation
 from attn.models.sources import IMPLEMENTATIONS, LoadedModel, encode, load_model
 
@@ -160,8 +161,6 @@ def time_modules(loaded: LoadedModel, text_or_ids, repeats: int = 5, warmup: int
 
 def _peak_bytes(loaded: LoadedModel, ids: torch.Tensor) -> tuple[int | None, str]:
     """Peak memory of one forward pass above what was allocated before it."""
-    from attn.measure import cpu_peak_bytes, cuda_peak_bytes
-
     def forward():
         loaded.model(input_ids=ids)
     if loaded.device.startswith("cuda"):

@@ -1,39 +1,14 @@
-"""Run work off the UI thread: one worker process, a FIFO queue, progress, partial results, cancel.
-
-A job is a module-level function ``fn(*args, report, **kwargs)``. It talks back through
-``report``: ``report.progress(fraction, message)``, ``report.partial(item)`` (streams one item,
-such as one sweep point, to the caller at once) and ``report.cancelled()`` (cooperative cancel).
-Its return value is the result.
-
-    runner = default_runner()
-    handle = runner.submit(sweep, spec, kind="sweep", title="dense vs sdpa")
-    handle.progress            # Progress(fraction=0.4, message="seq 2048")
-    handle.new_partials(3)     # items produced since the caller last looked
-    handle.result(timeout=60)  # the return value, or JobFailed / JobCancelled
-
-Every job runs in ONE worker process, one job at a time, in submission order, so timings from
-several browser sessions never overlap. The worker is started with "spawn" (CUDA does not survive
-fork) and restarted when it dies; the job it was running fails with a one-line message and the
-queue carries on. An out-of-memory error is a result ("does not fit: ..."), not a crash.
-
-``JobRunner(in_process=True)`` runs the same API on a thread of this process, for tests and for
-Streamlit's AppTest; it cannot isolate faults or kill a job that ignores a cancel.
-
-This module imports nothing outside the standard library: torch is only touched in the worker,
-and only when a job has already imported it.
+"""The job runner: one FIFO queue, and the one worker process (or thread) that runs its jobs in
+order; cancelling, restarting a worker that died, and the runner the app shares.
 """
 from __future__ import annotations
 
 import atexit
 import contextlib
-import gc
 import itertools
-import math
 import multiprocessing
 import multiprocessing.connection
 import pickle
-import re
-import signal
 import sys
 import threading
 import time
@@ -42,167 +17,10 @@ import types
 import weakref
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator
 
-STATUSES = ("queued", "running", "done", "failed", "cancelled")
-FINISHED = frozenset({"done", "failed", "cancelled"})
-
-# error_kind values a caller can branch on (the UI shows "oom" as a result, not an error)
-ERROR_KINDS = ("exception", "oom", "device_fault", "worker_died", "cancelled")
-
-_PICKLE = pickle.HIGHEST_PROTOCOL
-_MESSAGE_CHARS = 300
-
-
-class JobError(Exception):
-    """A job gave no result. ``str()`` is the one-line message; ``detail`` the traceback."""
-
-    def __init__(self, message: str, detail: str | None = None, kind: str | None = None):
-        super().__init__(message)
-        self.detail = detail
-        self.kind = kind
-
-
-class JobFailed(JobError):
-    """The job raised, ran out of memory, or its worker process died."""
-
-
-class JobCancelled(JobError):
-    """The job was cancelled. A job function may raise it itself (``report.raise_if_cancelled``)."""
-
-    def __init__(self, message: str = "cancelled", detail: str | None = None,
-                 kind: str | None = "cancelled"):
-        super().__init__(message, detail, kind)
-
-
-class Progress(NamedTuple):
-    fraction: float
-    message: str
-
-
-class Report:
-    """What a job function gets as ``report``: its only channel back to the caller."""
-
-    def __init__(self, post: Callable[[tuple], None], is_cancelled: Callable[[], bool], job_id: int):
-        self._post = post
-        self._is_cancelled = is_cancelled
-        self.job_id = job_id
-        # set once the job has seen the cancel: a job that then returns normally ends "cancelled"
-        self.saw_cancel = False
-
-    def progress(self, fraction: float, message: str = "") -> None:
-        fraction = float(fraction)
-        fraction = 0.0 if math.isnan(fraction) else min(1.0, max(0.0, fraction))
-        self._post(("progress", self.job_id, fraction, str(message)))
-
-    def partial(self, item: Any) -> None:
-        self._post(("partial", self.job_id, item))
-
-    def cancelled(self) -> bool:
-        if self._is_cancelled():
-            self.saw_cancel = True
-        return self.saw_cancel
-
-    def raise_if_cancelled(self) -> None:
-        if self.cancelled():
-            raise JobCancelled()
-
-
-class JobHandle:
-    """The caller's view of one job. Safe to read from any thread; updated by the runner."""
-
-    def __init__(self, job_id: int, kind: str, title: str, runner: JobRunner):
-        self.id = job_id
-        self.kind = kind
-        self.title = title
-        self.error: str | None = None
-        self.error_detail: str | None = None
-        self.error_kind: str | None = None
-        self.submitted_at = time.time()
-        self.started_at: float | None = None
-        self.finished_at: float | None = None
-        self.cancel_requested = False
-        self._runner = runner
-        self._cond = threading.Condition()
-        self._status = "queued"
-        self._progress = Progress(0.0, "queued")
-        self._items: list[Any] = []
-        self._result: Any = None
-
-    def __repr__(self) -> str:
-        return f"<JobHandle {self.id} {self.kind} {self._status} {self.title!r}>"
-
-    @property
-    def status(self) -> str:
-        return self._status
-
-    @property
-    def progress(self) -> Progress:
-        return self._progress
-
-    @property
-    def elapsed_s(self) -> float | None:
-        if self.started_at is None:
-            return None
-        return (self.finished_at or time.time()) - self.started_at
-
-    def done(self) -> bool:
-        return self._status in FINISHED
-
-    def partials(self) -> list[Any]:
-        with self._cond:
-            return list(self._items)
-
-    def new_partials(self, since_index: int) -> list[Any]:
-        """Items produced from index ``since_index`` on: pass ``len`` of what you already hold."""
-        with self._cond:
-            return self._items[since_index:]
-
-    def cancel(self) -> bool:
-        """Queued: it never runs. Running: ask it to stop. False when it had already finished."""
-        return self._runner._cancel(self)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        with self._cond:
-            return self._cond.wait_for(self.done, timeout)
-
-    def result(self, timeout: float | None = None) -> Any:
-        if not self.wait(timeout):
-            raise TimeoutError(f"job {self.id} ({self.title or self.kind}) is still {self._status}")
-        if self._status == "done":
-            return self._result
-        cls = JobCancelled if self._status == "cancelled" else JobFailed
-        raise cls(self.error or self._status, self.error_detail, self.error_kind)
-
-    # updates, called by the runner only
-
-    def _set_running(self) -> None:
-        with self._cond:
-            if self._status == "queued":
-                self.started_at = time.time()
-                self._status = "running"
-                self._progress = Progress(0.0, "running")
-
-    def _set_progress(self, fraction: float, message: str) -> None:
-        with self._cond:
-            self._progress = Progress(fraction, message)
-
-    def _add_partial(self, item: Any) -> None:
-        with self._cond:
-            self._items.append(item)
-
-    def _finish(self, status: str, result: Any = None, error: str | None = None,
-                detail: str | None = None, kind: str | None = None) -> None:
-        with self._cond:
-            if self._status in FINISHED:
-                return
-            self._result = result
-            self.error, self.error_detail, self.error_kind = error, detail, kind
-            self.finished_at = time.time()
-            if status == "done":
-                self._progress = Progress(1.0, self._progress.message)
-            self._status = status
-            self._cond.notify_all()
+from attn.jobs.handle import JobHandle
+from attn.jobs.worker import PICKLE_PROTOCOL, deliver, one_line, pickled, run_job, worker_main
 
 
 @dataclass(eq=False)
@@ -279,14 +97,14 @@ class JobRunner:
             raise TypeError(f"job function {getattr(fn, '__qualname__', fn)!r} is defined in the "
                             "main script; define it in an importable module")
         try:
-            payload = pickle.dumps((fn, args, kwargs), protocol=_PICKLE)
+            payload = pickle.dumps((fn, args, kwargs), protocol=PICKLE_PROTOCOL)
         except Exception as exc:
-            raise TypeError(f"cannot send this job to the worker: {_one_line(exc)} (the function "
+            raise TypeError(f"cannot send this job to the worker: {one_line(exc)} (the function "
                             "must be defined at module level and its arguments picklable)") from exc
         with self._lock:
             if self._closing:
                 raise RuntimeError("this JobRunner has been shut down")
-            handle = JobHandle(next(self._ids), kind, title, self)
+            handle = JobHandle(next(self._ids), kind, title, self._cancel)
             job = _Job(handle, payload)
             self._queue.append(job)
             self._jobs[handle.id] = job
@@ -363,7 +181,7 @@ class JobRunner:
                     else:
                         self._run_in_worker(job)
                 except BaseException as exc:  # the supervisor must outlive any one job
-                    job.handle._finish("failed", error=f"job runner error: {_one_line(exc)}",
+                    job.handle._finish("failed", error=f"job runner error: {one_line(exc)}",
                                        detail=traceback.format_exc(), kind="exception")
                 finally:
                     with self._lock:
@@ -402,9 +220,9 @@ class JobRunner:
     def _run_here(self, job: _Job) -> None:
         def post(message: tuple) -> None:
             # a pickle round trip, so that what could not reach a worker's caller fails here too
-            self._apply(job, pickle.loads(_pickled(message)))
+            self._apply(job, pickle.loads(pickled(message)))
 
-        _deliver(_run_job(job.id, job.payload, post, job.cancel_event.is_set), post)
+        deliver(run_job(job.id, job.payload, post, job.cancel_event.is_set), post)
 
     # process mode
 
@@ -476,7 +294,7 @@ class JobRunner:
         try:
             message = pickle.loads(data)
         except Exception as exc:
-            job.unreadable = f"could not read what the job sent back: {_one_line(exc)}"
+            job.unreadable = f"could not read what the job sent back: {one_line(exc)}"
             return "ok"
         return "last" if self._apply(job, message) else "ok"
 
@@ -491,7 +309,7 @@ class JobRunner:
                     self._cancel_id.value = self._current.id
         jobs_r, jobs_w = ctx.Pipe(duplex=False)
         results_r, results_w = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=_worker_main, args=(jobs_r, results_w, self._cancel_id),
+        proc = ctx.Process(target=worker_main, args=(jobs_r, results_w, self._cancel_id),
                            name="attn-jobs-worker")
         with _main_module_hidden():
             proc.start()
@@ -529,156 +347,6 @@ def _main_module_hidden() -> Iterator[None]:
         finally:
             if main is not None:
                 sys.modules["__main__"] = main
-
-
-# the job itself, in the worker process (or on the in-process thread)
-
-def _run_job(job_id: int, payload: bytes, post: Callable[[tuple], None],
-             is_cancelled: Callable[[], bool]) -> tuple:
-    """Run one job and return its last message; progress and partials go out through ``post``."""
-    if is_cancelled():
-        return ("cancelled", job_id, "cancelled before it started")
-    try:
-        fn, args, kwargs = pickle.loads(payload)
-    except BaseException as exc:
-        return ("failed", job_id, f"could not load the job: {_one_line(exc)}",
-                traceback.format_exc(), "exception")
-    report = Report(post, is_cancelled, job_id)
-    post(("started", job_id))
-    oom = False
-    try:
-        result = fn(*args, report=report, **kwargs)
-    except JobCancelled as exc:
-        outcome: tuple = ("cancelled", job_id, str(exc) or "cancelled")
-    except BaseException as exc:
-        detail = "".join(traceback.format_exception(exc))
-        oom = _is_oom(exc)
-        if report.saw_cancel:
-            outcome = ("cancelled", job_id, "cancelled")
-        elif oom:
-            outcome = ("failed", job_id, _oom_message(exc), detail, "oom")
-        elif _is_device_fault(exc):
-            outcome = ("failed", job_id, f"{_one_line(exc)}; the device cannot be used again in "
-                       "that process, so the worker is restarted", detail, "device_fault")
-        else:
-            outcome = ("failed", job_id, _one_line(exc), detail, "exception")
-    else:
-        outcome = ("cancelled", job_id, "cancelled") if report.saw_cancel else ("done", job_id, result)
-        del result
-    if oom:
-        # only now: the exception's frames held the tensors, and leaving except dropped them
-        _release_device_memory()
-    return outcome
-
-
-def _pickled(message: tuple) -> bytes:
-    try:
-        return pickle.dumps(message, protocol=_PICKLE)
-    except Exception as exc:
-        what = {"done": "result", "partial": "partial item"}.get(message[0], "message")
-        raise TypeError(f"the job's {what} cannot be sent back: {_one_line(exc)}") from exc
-
-
-def _deliver(outcome: tuple, post: Callable[[tuple], None]) -> None:
-    try:
-        post(outcome)
-    except TypeError as exc:  # an unpicklable result fails the job, not the worker
-        post(("failed", outcome[1], str(exc), traceback.format_exc(), "exception"))
-
-
-def _worker_main(jobs: Any, results: Any, cancel_id: Any) -> None:
-    # Ctrl-C in the terminal reaches the whole process group; the parent decides when we stop
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    send_lock = threading.Lock()  # a job may report from threads of its own
-
-    def post(message: tuple) -> None:
-        data = _pickled(message)
-        with send_lock:
-            results.send_bytes(data)
-
-    while True:
-        try:
-            message = jobs.recv()
-        except (EOFError, OSError):  # the parent is gone
-            return
-        if message is None:
-            return
-        job_id, payload = message
-        # the cancel check is called only inside _run_job, during this job
-        outcome = _run_job(job_id, payload, post, lambda: cancel_id.value == job_id)  # noqa: B023
-        _deliver(outcome, post)
-        if outcome[0] == "failed" and outcome[4] == "device_fault":
-            return
-
-
-# errors: one line a person can read, and which of them are "does not fit"
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0].strip() if text else ""
-    if isinstance(exc, KeyError) and len(first) > 1 and first[0] == first[-1] == "'":
-        first = f"missing key {first}"
-    # ValueError carries the spec's messages, which are written to be shown as they are
-    line = first if isinstance(exc, ValueError) and first else (
-        f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
-    return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 3] + "..."
-
-
-def _is_oom(exc: BaseException) -> bool:
-    torch = sys.modules.get("torch")
-    oom_type = getattr(torch, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(exc, oom_type):
-        return True
-    if isinstance(exc, MemoryError):
-        return True
-    text = str(exc).lower()
-    # "does not fit: ..." is attn's own refusal before allocating (attn.measure.DoesNotFit)
-    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text
-                                              or text.startswith("does not fit"))
-
-
-def _is_device_fault(exc: BaseException) -> bool:
-    """Errors after which the CUDA context is broken for good: only a new process recovers."""
-    torch = sys.modules.get("torch")
-    fault_type = getattr(torch, "AcceleratorError", None)
-    if fault_type is not None and isinstance(exc, fault_type):
-        return True
-    text = str(exc)
-    return isinstance(exc, RuntimeError) and ("CUDA error" in text or "device-side assert" in text)
-
-
-def _oom_message(exc: BaseException) -> str:
-    text = str(exc)
-    if text.startswith("does not fit"):  # already says what it needs and what is free
-        return text.splitlines()[0]
-    tried = re.search(r"[Tt]ried to allocate ([\d.]+ ?[KMGTP]?i?B)", text)
-    suffix = f" (tried to allocate {tried.group(1)})" if tried else ""
-    return f"does not fit: out of memory on {_oom_device(exc)}{suffix}"
-
-
-def _oom_device(exc: BaseException) -> str:
-    text = str(exc)
-    if "MPS" in text:
-        return "mps"
-    if isinstance(exc, MemoryError) or "CPU" in text or "can't allocate memory" in text:
-        return "cpu"
-    torch = sys.modules.get("torch")
-    with contextlib.suppress(Exception):
-        if torch is not None and torch.cuda.is_available():
-            index = torch.cuda.current_device()
-            return f"cuda:{index} ({torch.cuda.get_device_name(index)})"
-    gpu = re.search(r"GPU (\d+)", text)
-    if gpu:
-        return f"cuda:{gpu.group(1)}"
-    return "cuda" if "CUDA" in text else "cpu"
-
-
-def _release_device_memory() -> None:
-    gc.collect()
-    torch = sys.modules.get("torch")
-    with contextlib.suppress(Exception):
-        if torch is not None and torch.cuda.is_available():
-            torch.cuda.empty_cache()
 
 
 # the one runner the app shares across browser sessions

@@ -1,0 +1,77 @@
+"""Memory of one call: the peak allocated during it above what was allocated before it, and the
+check, before anything is allocated, that the cost model's estimate fits in what is free.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from typing import Callable, Iterator
+
+import torch
+
+from attn.cost import attention_cost
+from attn.device import free_bytes
+from attn.readable import nbytes
+from attn.spec import AttentionSpec
+
+
+class DoesNotFit(RuntimeError):
+    """The call needs more memory than the device has free. A result, not a crash."""
+
+
+def peak_from_memory_events(events: list[tuple[int, int]]) -> int:
+    """Peak of the running sum of (time, bytes) allocation events: the peak above the start."""
+    running = peak = 0
+    for _, size in sorted(events):
+        running += size
+        peak = max(peak, running)
+    return peak
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """Kineto writes a line to the process's stderr (fd 2) at each profiler start and stop;
+    the CLI's stderr is for messages to people, so those lines go to /dev/null."""
+    try:
+        saved = os.dup(2)
+    except OSError:
+        yield
+        return
+    try:
+        with open(os.devnull, "wb") as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def cpu_peak_bytes(fn: Callable[[], object]) -> int:
+    """Peak bytes allocated by torch on the CPU during one call, from the profiler's memory
+    events: what this call allocated, not the process's lifetime peak."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = [(e.start_ns(), e.nbytes()) for e in prof.profiler.kineto_results.events()
+              if e.name() == "[memory]" and e.device_type() == torch.autograd.DeviceType.CPU]
+    return peak_from_memory_events(events)
+
+
+def cuda_peak_bytes(fn: Callable[[], object]) -> tuple[int, int]:
+    torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
+    torch.cuda.reset_peak_memory_stats()
+    fn()
+    torch.cuda.synchronize()
+    return torch.cuda.max_memory_allocated() - before, torch.cuda.memory_reserved()
+
+
+def check_fits(spec: AttentionSpec, variant: str, device: str) -> None:
+    cost = attention_cost(spec, variant)
+    need, free = cost.peak_bytes, free_bytes(device)
+    if need > free:
+        raise DoesNotFit(f"does not fit: {variant} at seq {spec.seq} needs ~{nbytes(need)}, "
+                         f"{nbytes(free)} free on {device}; lower seq, batch or heads")

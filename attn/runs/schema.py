@@ -1,0 +1,50 @@
+"""The store's schema, version by version. `MIGRATIONS[i]` takes a database from version i to
+i + 1; the version lives in `PRAGMA user_version`."""
+from __future__ import annotations
+
+import sqlite3
+from typing import Callable
+
+from attn.runs.records import from_json
+
+
+def _v1(db: sqlite3.Connection) -> None:
+    db.execute(
+        """CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,  -- ids are never reused, so "run 12" stays put
+            kind TEXT NOT NULL,
+            variant TEXT,
+            spec TEXT NOT NULL,
+            results TEXT NOT NULL,
+            environment TEXT NOT NULL,
+            created_at TEXT NOT NULL
+        )"""
+    )
+    db.execute("CREATE INDEX runs_by_kind ON runs (kind, id)")
+
+
+def _v2(db: sqlite3.Connection) -> None:
+    # labels and tags for the user; the device pulled out of the environment so that lists can
+    # filter on it without parsing JSON; maps in their own table so that lists never read them
+    db.execute("ALTER TABLE runs ADD COLUMN label TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN tags TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE runs ADD COLUMN device TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN device_kind TEXT NOT NULL DEFAULT ''")
+    for run_id, env_text in db.execute("SELECT id, environment FROM runs").fetchall():
+        env = from_json(env_text)
+        db.execute(
+            "UPDATE runs SET device = ?, device_kind = ? WHERE id = ?",
+            (str(env.get("device") or ""), str(env.get("device_kind") or ""), run_id),
+        )
+    db.execute(
+        """CREATE TABLE run_maps (
+            run_id INTEGER PRIMARY KEY REFERENCES runs (id) ON DELETE CASCADE,
+            format TEXT NOT NULL,
+            data BLOB NOT NULL
+        )"""
+    )
+
+
+# MIGRATIONS[i] takes the schema from version i to i + 1; append, never edit a released one
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+SCHEMA_VERSION = len(MIGRATIONS)
