@@ -55,6 +55,7 @@ profile_now = st.button("▶ Profile", type="primary", key="pg_profile",
                         help="time, memory and error of each variant on this device (runs in the worker)")
 if profile_now:
     results.profile_all(spec, chosen, source=source)
+results.follow_profiles()
 
 columns = st.columns(min(len(chosen), 3))
 for i, name in enumerate(chosen):
