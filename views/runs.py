@@ -1,22 +1,21 @@
 """Runs: every saved profile, sweep, model run and map. Filter them, compare, re-run a saved spec
 on this device, delete, and export them (CSV, JSON, or a self-contained HTML report)."""
-import time
-
 import pandas as pd
 import streamlit as st
 
-from attn import jobs, tasks, variants
+from attn import variants
 from attn.report import html_report
 from attn.runs import KINDS
 from attn.spec import AttentionSpec
 from ui import format as fmt
-from ui import results
-from ui.errors import job_error, shown_as_error
+from ui import follow, results
+from ui.errors import shown_as_error
 from ui.state import sync_url, url_list, url_value
 
 ALL = "all"
 LIST_LIMIT = 500
 SWEEP_BUDGET_S = 0.2
+RERUN = "rn_rerun_jobs"  # the re-runs of saved runs, under this key of the session (ui.follow)
 
 st.title("🗄️ Runs")
 st.caption("Every profile, sweep, model run and map saved on this machine, newest first. The store "
@@ -86,20 +85,8 @@ kinds_of = {s.id: s.kind for s in everything}
 profiles = [i for i in selected if kinds_of.get(i) == "profile"]
 
 
-def _wait(handle, bar, what: str) -> bool:
-    """Follow a job to its end with a progress bar; False (after saying why) unless it is done."""
-    while not handle.done():
-        frac, msg = handle.progress
-        bar.progress(frac, text=f"{what}: {msg}")
-        time.sleep(0.1)
-    if handle.status != "done":
-        job_error(handle)
-        return False
-    return True
-
-
-def rerun_here(run_id: int) -> int | None:
-    """Measure a saved run's spec again on this device; returns the new run's id."""
+def rerun_job(run_id: int) -> follow.Job | None:
+    """A job that measures a saved run's spec again on this device, or None (after saying why)."""
     run = store.get(run_id)
     here = results.device()
     spec = AttentionSpec.from_dict(run.spec).with_(device=here)
@@ -111,19 +98,11 @@ def rerun_here(run_id: int) -> int | None:
         inputs = str(run.results.get("inputs") or "")
         if inputs and not inputs.startswith("random"):
             st.info(f"#{run_id} ran on {inputs}; the re-run uses seeded random inputs of its shape.")
-        newest = store.list(limit=1)[0].id
-        results.profile_all(spec, [run.variant])
-        latest = store.list(limit=1)[0].id
-        return latest if latest > newest else None
+        return results.profile_job(spec, run.variant)
     if run.kind == "sweep":
         r = run.results
-        handle = jobs.default_runner().submit(
-            tasks.sweep_task, spec.to_dict(), list(r["variants"]), list(r["xs"]), r.get("axis", "seq"),
-            SWEEP_BUDGET_S, kind="sweep", title=f"re-run of sweep #{run_id}")
-        if not _wait(handle, st.progress(0.0, text="queued"), f"sweep #{run_id}"):
-            return None
-        result = handle.result()
-        return results.save_run("sweep", spec, result, ",".join(result["variants"]))
+        return results.sweep_job(spec, r["variants"], r["xs"], r.get("axis", "seq"), SWEEP_BUDGET_S,
+                                 f"re-run of sweep #{run_id}")
     st.info(f"#{run_id} is a {run.kind} run: re-run it from the Models page or the command line.")
     return None
 
@@ -137,16 +116,12 @@ rerunnable = [i for i in selected if kinds_of.get(i) in ("profile", "sweep")]
 if b.button("▶ Re-run on this device", disabled=not rerunnable, key="rn_rerun",
             help=f"measure the selected profiles and sweeps again here ({results.device()}) and save "
                  "them as new runs; the saved ones stay"):
-    made = []
+    batch = []
     for run_id in rerunnable:
         with shown_as_error(f"Re-running #{run_id}"):
-            new_id = rerun_here(run_id)
-            if new_id is not None:
-                made.append(new_id)
-    if made:
-        st.session_state["rn_flash"] = "Saved as " + ", ".join(f"#{i}" for i in made) + "."
-        st.session_state["rn_select_next"] = made + selected
-        st.rerun()
+            batch.append(rerun_job(run_id))
+    with shown_as_error("The re-run"):
+        follow.start(RERUN, *filter(None, batch))
 if c.button("🗑 Delete…", key="rn_delete", help="asks before anything is deleted"):
     st.session_state["rn_confirm"] = list(selected)
 d.download_button("⬇ HTML report", data=lambda ids=tuple(selected): html_report([store.get(i) for i in ids]),
@@ -154,6 +129,12 @@ d.download_button("⬇ HTML report", data=lambda ids=tuple(selected): html_repor
                   on_click="ignore", key="rn_html",
                   help="one self-contained file (plotly inlined, no network needed): maps beside "
                        "curves, numbers, cost tables and environment; made when you click")
+
+made = results.keep_all(follow.follow(RERUN, "The re-run"))  # below the buttons; after a rerun too
+if made:
+    st.session_state["rn_flash"] = "Saved as " + ", ".join(f"#{i}" for i in made) + "."
+    st.session_state["rn_select_next"] = made + selected
+    st.rerun()
 
 pending = st.session_state.get("rn_confirm")
 if pending:
