@@ -211,7 +211,7 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          f"inputs + output + workspace ({fmt.nbytes(cost.extra_bytes)}), analytic"),
     ], per_row)
     if prof is None:
-        st.caption("Not profiled yet on this device: press ▶ Profile.")
+        st.caption("Not profiled yet on this device: press :material/play_arrow: **Profile**.")
         return
     _cards([
         ("latency (median)", fmt.ms(prof["latency_ms"]),

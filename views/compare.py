@@ -11,11 +11,11 @@ from ui import results
 from ui.errors import shown_as_error
 from ui.state import url_list
 
-st.title("⚖️ Compare")
+st.title(":material/compare: Compare")
 store = results.run_store()
 profiles = store.list(kind="profile", limit=300)
 if not profiles:
-    st.info("No profiled runs yet: press ▶ Profile in the Playground, then come back.")
+    st.info("No profiled runs yet: press :material/play_arrow: **Profile** in the Playground, then come back.")
     st.stop()
 
 labels = {s.id: f"#{s.id} {s.variant} · {s.spec_short} · {s.device} · {s.created_at[:19]}" for s in profiles}

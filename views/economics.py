@@ -16,7 +16,7 @@ QUICK_VARIANTS = ["sdpa", "sliding_window", "linear", "performer", "topk"]
 RUN_LIMIT = 300
 QUICK_SWEEP = "ec_quick_sweep"  # the quick sweep, under this key of the session (ui.follow)
 
-st.title("💸 Economics")
+st.title(":material/payments: Economics")
 st.caption("What attention costs in money, energy and memory, worked out from the profiles and sweeps "
            "saved on this machine. Token costs are for the attention core alone, as measured: one call "
            "processes batch × seq query tokens (a prefill).")
@@ -58,11 +58,12 @@ def quick_sweep() -> None:
 
 
 if not measured:
-    st.info("No saved profiles or sweeps yet, so nothing to price. Make some: **▶ Profile** in the "
-            "Playground, **▶ Run sweep** on the Scaling page (both save their runs), or from a shell "
+    st.info("No saved profiles or sweeps yet, so nothing to price. Make some: :material/play_arrow: "
+            "**Profile** in the Playground, :material/play_arrow: **Run sweep** on the Scaling page (both "
+            "save their runs), or from a shell "
             "`python -m attn sweep --variants sdpa,linear --seq 256,512,1024 --save`. Or run a quick "
             f"sweep of {', '.join(QUICK_VARIANTS)} here, with the sidebar's spec (a minute or two on a CPU).")
-    if st.button("▶ Quick sweep", type="primary", key="ec_quick"):
+    if st.button("Quick sweep", type="primary", key="ec_quick", icon=":material/play_arrow:"):
         with shown_as_error("The quick sweep"):
             quick_sweep()
 else:

@@ -17,7 +17,7 @@ LIST_LIMIT = 500
 SWEEP_BUDGET_S = 0.2
 RERUN = "rn_rerun_jobs"  # the re-runs of saved runs, under this key of the session (ui.follow)
 
-st.title("🗄️ Runs")
+st.title(":material/storage: Runs")
 st.caption("Every profile, sweep, model run and map saved on this machine, newest first. The store "
            "is one SQLite file under ~/.attn (the ATTN_HOME variable moves it); "
            "`python -m attn runs list|show|export` reads the same file.")
@@ -28,9 +28,9 @@ if flash:
     st.success(flash)
 
 if store.count() == 0:
-    st.info("No runs saved yet. Press **▶ Profile** in the Playground or **▶ Run sweep** on the "
-            "Scaling page (both save what they measure), or from a shell: "
-            "`python -m attn profile --variant sdpa --seq 1024 --save`.")
+    st.info("No runs saved yet. Press :material/play_arrow: **Profile** in the Playground or "
+            ":material/play_arrow: **Run sweep** on the Scaling page (both save what they measure), or "
+            "from a shell: `python -m attn profile --variant sdpa --seq 1024 --save`.")
     st.stop()
 
 
@@ -109,11 +109,11 @@ def rerun_job(run_id: int) -> follow.Job | None:
 
 st.subheader(f"{len(selected)} selected")
 a, b, c, d = st.columns(4)
-if a.button("⚖️ Compare", disabled=len(profiles) < 2, key="rn_compare",
+if a.button("Compare", disabled=len(profiles) < 2, key="rn_compare", icon=":material/compare:",
             help="opens Compare with the selected profiles (two or more; Compare shows profiles)"):
     st.switch_page("views/compare.py", query_params={"runs": ",".join(map(str, profiles))})
 rerunnable = [i for i in selected if kinds_of.get(i) in ("profile", "sweep")]
-if b.button("▶ Re-run on this device", disabled=not rerunnable, key="rn_rerun",
+if b.button("Re-run on this device", disabled=not rerunnable, key="rn_rerun", icon=":material/replay:",
             help=f"measure the selected profiles and sweeps again here ({results.device()}) and save "
                  "them as new runs; the saved ones stay"):
     batch = []
@@ -122,9 +122,10 @@ if b.button("▶ Re-run on this device", disabled=not rerunnable, key="rn_rerun"
             batch.append(rerun_job(run_id))
     with shown_as_error("The re-run"):
         follow.start(RERUN, *filter(None, batch))
-if c.button("🗑 Delete…", key="rn_delete", help="asks before anything is deleted"):
+if c.button("Delete…", key="rn_delete", icon=":material/delete:", help="asks before anything is deleted"):
     st.session_state["rn_confirm"] = list(selected)
-d.download_button("⬇ HTML report", data=lambda ids=tuple(selected): html_report([store.get(i) for i in ids]),
+d.download_button("HTML report", icon=":material/download:",
+                  data=lambda ids=tuple(selected): html_report([store.get(i) for i in ids]),
                   file_name=f"attn-report-{'-'.join(map(str, selected[:6]))}.html", mime="text/html",
                   on_click="ignore", key="rn_html",
                   help="one self-contained file (plotly inlined, no network needed): maps beside "
@@ -156,10 +157,12 @@ with_maps = g.toggle("JSON with maps", value=False, key="rn_with_maps",
                      help="maps as nested lists: exact, but large")
 with shown_as_error("Export"):
     name = f"attn-runs-{'-'.join(map(str, selected[:6]))}"
-    e.download_button("⬇ CSV", store.export(selected, "csv"), file_name=f"{name}.csv", mime="text/csv",
-                      on_click="ignore", key="rn_csv", help="a row per run and one per sweep point")
-    f.download_button("⬇ JSON", store.export(selected, "json", include_maps=with_maps),
-                      file_name=f"{name}.json", mime="application/json", on_click="ignore", key="rn_json")
+    e.download_button("CSV", store.export(selected, "csv"), file_name=f"{name}.csv", mime="text/csv",
+                      icon=":material/download:", on_click="ignore", key="rn_csv",
+                      help="a row per run and one per sweep point")
+    f.download_button("JSON", store.export(selected, "json", include_maps=with_maps),
+                      file_name=f"{name}.json", mime="application/json", icon=":material/download:",
+                      on_click="ignore", key="rn_json")
 
 if len(selected) == 1:
     with shown_as_error(f"Run #{selected[0]}"):

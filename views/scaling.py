@@ -13,7 +13,7 @@ from ui.state import current_spec, sync_url, url_list, url_value
 
 SWEEP = "sc_sweep"  # the sweep, running or last finished, under this key of the session (ui.follow)
 
-st.title("📈 Scaling")
+st.title(":material/show_chart: Scaling")
 st.caption("How latency, memory and FLOPs grow with the sequence. Log-log axes: a slope of 2 is "
            "quadratic, 1 is linear. " + USEFUL_FLOPS_NOTE + ".")
 spec = current_spec()
@@ -40,7 +40,8 @@ if hi_exp < lo_exp:
     st.error("'to' must be at least 'from'")
     st.stop()
 
-start = st.button("▶ Run sweep", type="primary", disabled=not chosen, key="sc_run") or demo.get("start", False)
+start = st.button("Run sweep", type="primary", disabled=not chosen, key="sc_run",
+                  icon=":material/play_arrow:") or demo.get("start", False)
 if start:
     with shown_as_error("The sweep"):
         follow.start(SWEEP, results.sweep_job(spec, chosen, xs, axis, budget, f"{','.join(chosen)} over {axis}"))
