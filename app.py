@@ -3,20 +3,20 @@ import streamlit as st
 
 from ui.sidebar import device_box, spec_editor
 
-st.set_page_config(page_title="attn · the cost of attention", page_icon="🔦", layout="wide")
+st.set_page_config(page_title="attn · the cost of attention", page_icon=":material/flashlight_on:", layout="wide")
 
 # the pages that work on the shared attention spec; the others get no spec editor in the sidebar
 SPEC_PAGES = {"Playground", "Scaling", "Economics"}
 PAGES = [
-    st.Page("views/overview.py", title="Overview", icon="🏠", default=True),
-    st.Page("views/playground.py", title="Playground", icon="🧪"),
-    st.Page("views/scaling.py", title="Scaling", icon="📈"),
-    st.Page("views/roofline.py", title="Roofline", icon="🏔️"),
-    st.Page("views/monitor.py", title="Live monitor", icon="📟"),
-    st.Page("views/compare.py", title="Compare", icon="⚖️"),
-    st.Page("views/runs.py", title="Runs", icon="🗄️"),
-    st.Page("views/economics.py", title="Economics", icon="💸"),
-    st.Page("views/models.py", title="Models", icon="🤗"),
+    st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/playground.py", title="Playground", icon=":material/science:"),
+    st.Page("views/scaling.py", title="Scaling", icon=":material/show_chart:"),
+    st.Page("views/roofline.py", title="Roofline", icon=":material/landscape:"),
+    st.Page("views/monitor.py", title="Live monitor", icon=":material/monitor_heart:"),
+    st.Page("views/compare.py", title="Compare", icon=":material/compare:"),
+    st.Page("views/runs.py", title="Runs", icon=":material/storage:"),
+    st.Page("views/economics.py", title="Economics", icon=":material/payments:"),
+    st.Page("views/models.py", title="Models", icon=":material/neurology:"),
 ]
 
 # metric values at a size that fits three cards across a variant's column

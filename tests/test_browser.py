@@ -130,7 +130,7 @@ def test_every_page_opens_without_an_exception(page, app_url, path):
 def test_playground_profiles_and_draws_a_heatmap(page, app_url):
     _open(page, f"{app_url}/playground?variants=sdpa,sliding_window&seq=256&window=64")
     page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
-    page.get_by_role("button", name="▶ Profile").click()
+    page.get_by_role("button", name="Profile").click()
     page.get_by_text("latency (median)").first.wait_for(timeout=120_000)
     _settle(page)
     _no_exception(page)
@@ -143,7 +143,7 @@ def test_playground_profiles_and_draws_a_heatmap(page, app_url):
 
 def test_a_short_sweep_draws_curves_point_by_point(page, app_url):
     _open(page, f"{app_url}/scaling?variants=sdpa,linear&lo=6&hi=8")
-    page.get_by_role("button", name="▶ Run sweep").click()
+    page.get_by_role("button", name="Run sweep").click()
     page.get_by_text("Memory wall").first.wait_for(timeout=180_000)
     _settle(page)
     _no_exception(page)

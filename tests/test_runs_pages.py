@@ -99,6 +99,8 @@ def test_compare_opens_the_compare_page_with_the_selection(saved):
     assert not at.exception
     assert at.title[0].value.endswith("Compare")
     assert at.multiselect(key="cmp_runs").value == [saved["sdpa"], saved["linear"]]
+    specs = at.dataframe[0].value.loc["spec"]  # the run store's own short form of a spec
+    assert list(specs) == ["B1 S32 H2 D16 float32 causal"] * 2
 
 
 def test_delete_asks_first_and_cancel_keeps_the_runs(saved):

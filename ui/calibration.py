@@ -1,12 +1,12 @@
 """Device calibration from the pages: measured in the worker, cached on disk by attn."""
 from __future__ import annotations
 
-import time
-
 import streamlit as st
 
-from attn import calibrate, jobs, tasks
-from ui.errors import job_error
+from attn import calibrate, tasks
+from ui import follow
+
+CALIBRATING = "calibrating"  # the calibration job, under this key of the session
 
 
 def cached(device: str) -> dict | None:
@@ -18,13 +18,9 @@ def calibrate_button(device: str) -> dict | None:
     """A button that measures the device; returns the calibration when there is one."""
     if st.button("Calibrate this device", help="measures bf16, fp16 and fp32 matmul rates and the "
                  "memory bandwidth (a large copy); a few seconds, cached per device and torch version"):
-        handle = jobs.default_runner().submit(tasks.calibrate_task, device, kind="calibrate",
-                                              title="calibration")
-        with st.spinner("calibrating"):
-            while not handle.done():
-                time.sleep(0.1)
-        if handle.status != "done":
-            job_error(handle)
+        follow.start(CALIBRATING, follow.job(tasks.calibrate_task, device, kind="calibrate",
+                                             title="calibration"))
+    follow.follow(CALIBRATING, "Calibration")  # attn keeps the result on disk
     return cached(device)
 
 

@@ -21,9 +21,3 @@ def shown_as_error(what: str) -> Iterator[None]:
         log.exception("%s failed", what)
         st.error(f"{what} failed: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
 
-
-def job_error(handle) -> None:
-    if handle.error_kind == "oom":
-        st.warning(handle.error)
-    else:
-        st.error(handle.error or "the job failed")

@@ -2,7 +2,7 @@
 the caches, timings through the job runner (one job per question, re-attached after a rerun)."""
 from __future__ import annotations
 
-import time
+import hashlib
 from collections import OrderedDict
 from functools import partial
 from typing import Any, Callable
@@ -10,11 +10,11 @@ from typing import Any, Callable
 import numpy as np
 import streamlit as st
 
-from attn import charts, jobs, tasks
+from attn import charts, tasks
 from attn.maps import head_stats, pooled_map, stats_from_weights
 from attn.models import (Capture, LoadedModel, QKVCapture, capture_attention, capture_qkv, encode,
                          load_model, rollout)
-from ui.errors import job_error
+from ui import follow
 
 LONG_INPUT = 256  # tokens; longer inputs are drawn from q and k, pooled, never T x T per layer
 VIEW_CELLS = 64  # cells per side of each small map of the model view
@@ -148,61 +148,58 @@ def head_notes(stats: dict[str, np.ndarray]) -> np.ndarray:
 # -- timings in the worker ---------------------------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def _results() -> dict:
-    """Every session's model jobs, running or done, by question. A reload or a second tab shows what
-    was measured rather than measuring again while the browser draws the page: on a small machine
-    the two fight for the cores, which slows the drawing and inflates the times."""
+    """Every session's finished model jobs, by question. A reload or a second tab shows what was
+    measured rather than measuring again while the browser draws the page: on a small machine the
+    two fight for the cores, which slows the drawing and inflates the times."""
     return OrderedDict()
+
+
+@st.cache_resource(show_spinner=False)
+def _running() -> dict:
+    """Every session's model jobs still running, by question, for ui.follow: a second tab follows
+    the job the first one started."""
+    return {}
 
 
 KEPT_RESULTS = 64  # finished jobs kept; each is a few kB of timings
 
 
-def job_result(key: tuple, fn: Callable, *args: Any, title: str, start: bool = True) -> Any | None:
+def job_result(key: tuple, fn: Callable, *args: Any, title: str, start: bool = True,
+               cancel: bool = True) -> Any | None:
     """The result of `fn(*args)` run once in the worker per key, for all sessions; waits with a
-    progress bar.
+    progress bar (ui.follow).
 
     A job still running (from an interrupted rerun or another session) is waited on again rather
     than submitted twice.
     Returns None when not started (start False) or failed (the error is shown).
     """
     store = _results()
-    entry = store.get(key)
-    if entry is not None and entry.get("done"):
-        return entry["result"]
-    handle = entry and entry.get("handle")
-    if handle is None:
-        if not start:
-            return None
-        handle = jobs.default_runner().submit(fn, *args, kind="model", title=title)
-        store[key] = {"handle": handle}
-    bar = st.progress(0.0, text=f"{title}: queued")
-    while not handle.done():
-        frac, msg = handle.progress
-        bar.progress(min(max(frac, 0.0), 1.0), text=f"{title}: {msg}")
-        time.sleep(0.1)
-    bar.empty()
-    if handle.status != "done":
-        store.pop(key, None)
-        job_error(handle)
+    if key in store:
+        return store[key]
+    question = "md_job_" + hashlib.sha1(repr(key).encode()).hexdigest()[:12]
+    if start:
+        follow.start(question, follow.job(fn, *args, kind="model", title=title), store=_running())
+    view = follow.follow(question, title, cancel=cancel, store=_running())
+    if view is None or not view.ok:
         return None
-    result = store[key] = {"done": True, "result": handle.result()}
-    finished = [k for k, e in store.items() if e.get("done")]
-    for old in finished[:max(0, len(finished) - KEPT_RESULTS)]:
+    store[key] = view.result
+    for old in list(store)[:max(0, len(store) - KEPT_RESULTS)]:
         store.pop(old, None)
-    return result["result"]
+    return view.result
 
 
 def module_timing(source: str, text: str, max_tokens: int, device: str, again: bool = False) -> dict | None:
     key = ("time_modules", source, text, max_tokens, device)
     if again:
         _results().pop(key, None)
+    # measured on every visit, so a cancelled timing would start again on the next rerun: no Cancel
     return job_result(key, tasks.model_timing_task, source, text, max_tokens, 5, device,
-                      title="time per module")
+                      title="time per module", cancel=False)
 
 
 def implementations(source: str, text: str, max_tokens: int, device: str, start: bool) -> list[dict] | None:
     key = ("implementations", source, text, max_tokens, device)
-    if start and _results().get(key, {}).get("done"):  # measure again; a running job is kept
+    if start:  # measure again; a running job is kept
         _results().pop(key, None)
     return job_result(key, tasks.model_implementations_task, source, text, max_tokens, 3, device,
                       title="eager · sdpa · flex_attention", start=start)

@@ -2,19 +2,18 @@
 from __future__ import annotations
 
 import json
-import time
 
 import streamlit as st
 
-from attn import charts, jobs, tasks, variants
+from attn import charts, tasks, variants
 from attn.cost import Cost
 from attn.maps import maps_json
 from attn.masks import pooled_mask
 from attn.sources import InputSource, input_spec
 from attn.spec import AttentionSpec
 from attn.sweep import analytic_curve
+from ui import follow
 from ui import format as fmt
-from ui.errors import job_error
 from ui.sidebar import _device
 
 # maps are drawn at once below this many (query, key, head) visits; above it, on request
@@ -127,7 +126,10 @@ def seq_grid(seq: int) -> list[int]:
     return sorted(set(xs + [seq]))
 
 
-# -- profiles -------------------------------------------------------------------------------
+# -- profiles and sweeps in the worker -------------------------------------------------------
+PROFILING = "pg_profiling"  # the Playground's profiles, under one key of the session
+
+
 def _profiles() -> dict:
     return st.session_state.setdefault("profiles", {})
 
@@ -136,27 +138,47 @@ def cached_profile(spec: AttentionSpec, variant: str, source: InputSource | None
     return _profiles().get((spec_key(spec), variant, source))
 
 
+def profile_job(spec: AttentionSpec, name: str, budget_s: float = PROFILE_BUDGET_S,
+                source: InputSource | None = None) -> follow.Job:
+    """Profile one variant in the worker; its tag is what keep() needs to save the result."""
+    return follow.job(tasks.profile_task, spec.to_dict(), name, budget_s,
+                      source.__dict__ if source else None, kind="profile",
+                      title=f"{name} at seq {spec.seq}", tag=("profile", spec, name, source))
+
+
+def sweep_job(spec: AttentionSpec, names: list[str], xs: list[int], axis: str, budget_s: float,
+              title: str) -> follow.Job:
+    """A sweep in the worker; it streams its points as partial items."""
+    return follow.job(tasks.sweep_task, spec.to_dict(), list(names), list(xs), axis, float(budget_s),
+                      kind="sweep", title=title, tag=("sweep", spec, None, None))
+
+
+def keep(tag: tuple, result: dict) -> int | None:
+    """Save the result of a profile_job or a sweep_job as a run (a profile is also kept for the
+    Playground's cards); returns the run's id."""
+    kind, spec, name, source = tag
+    if kind == "profile":
+        _profiles()[(spec_key(spec), name, source)] = result
+        return save_run("profile", spec, result, name)
+    return save_run("sweep", spec, result, ",".join(result["variants"]))
+
+
+def keep_all(view: follow.JobView | None) -> list[int]:
+    """keep() every result of a followed batch of profile_job and sweep_job; the new runs' ids."""
+    ids = [keep(tag, result) for tag, result in view.results] if view else []
+    return [run_id for run_id in ids if run_id is not None]
+
+
 def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE_BUDGET_S,
                 source: InputSource | None = None) -> None:
-    """Profile each variant in the worker process, one after the other, with progress."""
-    runner = jobs.default_runner()
+    """Queue a profile of each variant that can run the spec; follow_profiles() shows them."""
     todo = [n for n in names if not variants.get(n).unsupported(spec, device())]
-    bar = st.progress(0.0, text="queued")
-    for i, name in enumerate(todo):
-        handle = runner.submit(tasks.profile_task, spec.to_dict(), name, budget_s,
-                               source.__dict__ if source else None, kind="profile",
-                               title=f"{name} at seq {spec.seq}")
-        while not handle.done():
-            frac, msg = handle.progress
-            bar.progress((i + frac) / len(todo), text=f"{name}: {msg}")
-            time.sleep(0.1)
-        if handle.status == "done":
-            result = handle.result()
-            _profiles()[(spec_key(spec), name, source)] = result
-            save_run("profile", spec, result, name)
-        else:
-            job_error(handle)
-    bar.progress(1.0, text="done")
+    follow.start(PROFILING, *(profile_job(spec, n, budget_s, source) for n in todo))
+
+
+def follow_profiles() -> None:
+    """Follow the profiles that profile_all queued (after a rerun too) and keep each result."""
+    keep_all(follow.follow(PROFILING, "Profiling"))
 
 
 def save_run(kind: str, spec: AttentionSpec | dict, result: dict, variant: str | None,
@@ -189,7 +211,7 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          f"inputs + output + workspace ({fmt.nbytes(cost.extra_bytes)}), analytic"),
     ], per_row)
     if prof is None:
-        st.caption("Not profiled yet on this device: press ▶ Profile.")
+        st.caption("Not profiled yet on this device: press :material/play_arrow: **Profile**.")
         return
     _cards([
         ("latency (median)", fmt.ms(prof["latency_ms"]),

@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from attn import charts
+from attn.runs import spec_short
 from attn.spec import AttentionSpec
 from ui.plot import show
 from ui import format as fmt
@@ -10,11 +11,11 @@ from ui import results
 from ui.errors import shown_as_error
 from ui.state import url_list
 
-st.title("⚖️ Compare")
+st.title(":material/compare: Compare")
 store = results.run_store()
 profiles = store.list(kind="profile", limit=300)
 if not profiles:
-    st.info("No profiled runs yet: press ▶ Profile in the Playground, then come back.")
+    st.info("No profiled runs yet: press :material/play_arrow: **Profile** in the Playground, then come back.")
     st.stop()
 
 labels = {s.id: f"#{s.id} {s.variant} · {s.spec_short} · {s.device} · {s.created_at[:19]}" for s in profiles}
@@ -43,7 +44,7 @@ for run in runs:
             text += f"  ({v / b:.2f}×)"
         col[label] = text
     col["device"] = run.device
-    col["spec"] = run.spec.get("seq") and f"B{run.spec['batch']} S{run.spec['seq']} H{run.spec['heads']} D{run.spec['head_dim']} {run.spec['dtype']}" + (" causal" if run.spec.get("causal") else "")
+    col["spec"] = spec_short(run.spec)
     table[f"#{run.id} {run.variant}"] = col
 st.subheader("Numbers")
 st.caption(f"Ratios are against #{runs[0].id}. FLOPs are useful FLOPs (4·B·H·D per unmasked pair).")

@@ -5,17 +5,18 @@ from dataclasses import asdict
 import pandas as pd
 import streamlit as st
 
-from attn import charts, economics, jobs, tasks
+from attn import charts, economics
 from ui import format as fmt
-from ui import calibration, results
-from ui.errors import job_error, shown_as_error
+from ui import calibration, follow, results
+from ui.errors import shown_as_error
 from ui.plot import show
 from ui.state import current_spec, sync_url, url_value
 
 QUICK_VARIANTS = ["sdpa", "sliding_window", "linear", "performer", "topk"]
 RUN_LIMIT = 300
+QUICK_SWEEP = "ec_quick_sweep"  # the quick sweep, under this key of the session (ui.follow)
 
-st.title("💸 Economics")
+st.title(":material/payments: Economics")
 st.caption("What attention costs in money, energy and memory, worked out from the profiles and sweeps "
            "saved on this machine. Token costs are for the attention core alone, as measured: one call "
            "processes batch × seq query tokens (a prefill).")
@@ -52,27 +53,17 @@ def quick_sweep() -> None:
         return
     demo = results.demo_sweep(info["gpu"])
     xs = [2**e for e in range(demo["lo"], demo["hi"] + 1)]
-    handle = jobs.default_runner().submit(tasks.sweep_task, spec.to_dict(), QUICK_VARIANTS, xs, "seq", 0.1,
-                                          kind="sweep", title="quick sweep for Economics")
-    bar = st.progress(0.0, text="queued")
-    while not handle.done():
-        frac, msg = handle.progress
-        bar.progress(frac, text=msg)
-        handle.wait(0.1)
-    if handle.status != "done":
-        job_error(handle)
-        return
-    result = handle.result()
-    results.save_run("sweep", spec, result, ",".join(result["variants"]))
-    st.rerun()
+    follow.start(QUICK_SWEEP, results.sweep_job(spec, QUICK_VARIANTS, xs, "seq", 0.1,
+                                                "quick sweep for Economics"))
 
 
 if not measured:
-    st.info("No saved profiles or sweeps yet, so nothing to price. Make some: **▶ Profile** in the "
-            "Playground, **▶ Run sweep** on the Scaling page (both save their runs), or from a shell "
+    st.info("No saved profiles or sweeps yet, so nothing to price. Make some: :material/play_arrow: "
+            "**Profile** in the Playground, :material/play_arrow: **Run sweep** on the Scaling page (both "
+            "save their runs), or from a shell "
             "`python -m attn sweep --variants sdpa,linear --seq 256,512,1024 --save`. Or run a quick "
             f"sweep of {', '.join(QUICK_VARIANTS)} here, with the sidebar's spec (a minute or two on a CPU).")
-    if st.button("▶ Quick sweep", type="primary", key="ec_quick"):
+    if st.button("Quick sweep", type="primary", key="ec_quick", icon=":material/play_arrow:"):
         with shown_as_error("The quick sweep"):
             quick_sweep()
 else:
@@ -169,6 +160,11 @@ else:
                    + ("Dominated: " + "; ".join(beaten) + "." if beaten else "No variant is dominated."))
     else:
         st.caption("No approximation error was saved with these runs.")
+
+quick = follow.follow(QUICK_SWEEP, "The quick sweep")  # below its button; after a rerun too
+results.keep_all(quick)
+if quick is not None and quick.ok:
+    st.rerun()  # priced from the runs it saved
 
 # -- GQA / MQA -------------------------------------------------------------------------------
 st.subheader("What sharing keys and values saves (GQA / MQA)")

@@ -25,7 +25,7 @@ def _md(text: str) -> str:
     return text.replace("*", "\\*").replace("_", "\\_")
 
 
-st.title("🤗 Models")
+st.title(":material/neurology: Models")
 st.caption("A real transformer, offline: every head's attention for your text, and the cost of each "
            "layer, counted and measured. Click any cell of a grid to open that head.")
 
@@ -164,7 +164,8 @@ if costs:
 
 st.subheader("Measured")
 device = results.device()
-again = st.button("↻ Measure again", key="md_time_again", help="time every module once more (in the worker)")
+again = st.button("Measure again", key="md_time_again", icon=":material/refresh:",
+                  help="time every module once more (in the worker)")
 timing = rows = None
 with shown_as_error("time per module"):
     timing = um.module_timing(source, text, max_tokens, device, again=again)
@@ -184,7 +185,7 @@ with shown_as_error("time per module"):
 st.subheader("Attention implementations side by side")
 st.caption("The same weights and text under eager, sdpa and flex_attention. FlexAttention compiles "
            "on its first call: a minute or more on a CPU, so this runs on request.")
-start = st.button("⏱ Time eager · sdpa · flex_attention", key="md_impls")
+start = st.button("Time eager · sdpa · flex_attention", key="md_impls", icon=":material/timer:")
 with shown_as_error("implementations"):
     rows = um.implementations(source, text, max_tokens, device, start=start)
     if rows:
@@ -201,7 +202,7 @@ with shown_as_error("implementations"):
 
 # -- keep it ------------------------------------------------------------------------------------
 st.subheader("Save this run")
-if st.button("💾 Save to the run store", key="md_save",
+if st.button("Save to the run store", key="md_save", icon=":material/save:",
              help="the model, text, per-layer costs, the timings measured above and the maps"):
     with shown_as_error("saving the run"):
         run_spec = {"model": source, "text": text, "max_tokens": max_tokens, "seq": seq,

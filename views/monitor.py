@@ -6,7 +6,7 @@ import streamlit as st
 from attn import charts, jobs, telemetry
 from ui.plot import show
 
-st.title("📟 Live monitor")
+st.title(":material/monitor_heart: Live monitor")
 sampler = telemetry.shared_sampler()
 st.caption(sampler.gpu_status + " · sampled at 10 Hz; curves refresh every second.")
 window = st.select_slider("window", [30, 60, 120, 300, 600], value=120, format_func=lambda s: f"{s} s")

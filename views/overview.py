@@ -5,7 +5,7 @@ import streamlit as st
 from attn.cost import USEFUL_FLOPS_NOTE
 from ui import calibration, results
 
-st.title("🔦 attn — the cost of attention, made visible")
+st.title(":material/flashlight_on: attn — the cost of attention, made visible")
 st.markdown(
     "Attention is the part of a transformer whose cost grows with the square of the context. "
     "attn runs attention variants and real models **on this machine** and shows what each one "
@@ -36,7 +36,7 @@ with c2:
     demo = results.demo_sweep(summary["gpu"])
     st.markdown(f"A sweep of **{', '.join(demo['variants'])}** over sequence lengths "
                 f"2^{demo['lo']}…2^{demo['hi']}, sized for this device.")
-    if st.button("▶ Run the demo sweep", type="primary"):
+    if st.button("Run the demo sweep", type="primary", icon=":material/play_arrow:"):
         st.session_state["demo_sweep"] = {**demo, "start": True}
         st.switch_page("views/scaling.py")
 

@@ -9,7 +9,7 @@ from ui import results
 from ui.errors import shown_as_error
 from ui.state import current_spec, sync_url, url_list, url_value
 
-st.title("🧪 Playground")
+st.title(":material/science: Playground")
 st.caption("One spec, several attention variants side by side. " + USEFUL_FLOPS_NOTE + ".")
 spec = current_spec()
 if spec is None:
@@ -51,10 +51,11 @@ if not chosen:
 
 big = results.map_work(spec) > results.AUTO_MAP_WORK
 draw = not big or st.button("Draw the maps", help="this spec takes a while on this device; maps are cached")
-profile_now = st.button("▶ Profile", type="primary", key="pg_profile",
+profile_now = st.button("Profile", type="primary", key="pg_profile", icon=":material/play_arrow:",
                         help="time, memory and error of each variant on this device (runs in the worker)")
 if profile_now:
     results.profile_all(spec, chosen, source=source)
+results.follow_profiles()
 
 columns = st.columns(min(len(chosen), 3))
 for i, name in enumerate(chosen):

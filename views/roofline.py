@@ -6,7 +6,7 @@ from attn.cost import USEFUL_FLOPS_NOTE
 from ui.plot import show
 from ui import calibration, results
 
-st.title("🏔️ Roofline")
+st.title(":material/landscape: Roofline")
 st.caption("Each run at its arithmetic intensity (useful FLOPs ÷ the minimum bytes: q, k, v read "
            "once, the output written once) and its achieved rate, under the roof this device "
            "measured: min(peak matmul rate, intensity × copy bandwidth). " + USEFUL_FLOPS_NOTE + ".")

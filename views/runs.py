@@ -1,24 +1,23 @@
 """Runs: every saved profile, sweep, model run and map. Filter them, compare, re-run a saved spec
 on this device, delete, and export them (CSV, JSON, or a self-contained HTML report)."""
-import time
-
 import pandas as pd
 import streamlit as st
 
-from attn import jobs, tasks, variants
+from attn import variants
 from attn.report import html_report
 from attn.runs import KINDS
 from attn.spec import AttentionSpec
 from ui import format as fmt
-from ui import results
-from ui.errors import job_error, shown_as_error
+from ui import follow, results
+from ui.errors import shown_as_error
 from ui.state import sync_url, url_list, url_value
 
 ALL = "all"
 LIST_LIMIT = 500
 SWEEP_BUDGET_S = 0.2
+RERUN = "rn_rerun_jobs"  # the re-runs of saved runs, under this key of the session (ui.follow)
 
-st.title("🗄️ Runs")
+st.title(":material/storage: Runs")
 st.caption("Every profile, sweep, model run and map saved on this machine, newest first. The store "
            "is one SQLite file under ~/.attn (the ATTN_HOME variable moves it); "
            "`python -m attn runs list|show|export` reads the same file.")
@@ -29,9 +28,9 @@ if flash:
     st.success(flash)
 
 if store.count() == 0:
-    st.info("No runs saved yet. Press **▶ Profile** in the Playground or **▶ Run sweep** on the "
-            "Scaling page (both save what they measure), or from a shell: "
-            "`python -m attn profile --variant sdpa --seq 1024 --save`.")
+    st.info("No runs saved yet. Press :material/play_arrow: **Profile** in the Playground or "
+            ":material/play_arrow: **Run sweep** on the Scaling page (both save what they measure), or "
+            "from a shell: `python -m attn profile --variant sdpa --seq 1024 --save`.")
     st.stop()
 
 
@@ -86,20 +85,8 @@ kinds_of = {s.id: s.kind for s in everything}
 profiles = [i for i in selected if kinds_of.get(i) == "profile"]
 
 
-def _wait(handle, bar, what: str) -> bool:
-    """Follow a job to its end with a progress bar; False (after saying why) unless it is done."""
-    while not handle.done():
-        frac, msg = handle.progress
-        bar.progress(frac, text=f"{what}: {msg}")
-        time.sleep(0.1)
-    if handle.status != "done":
-        job_error(handle)
-        return False
-    return True
-
-
-def rerun_here(run_id: int) -> int | None:
-    """Measure a saved run's spec again on this device; returns the new run's id."""
+def rerun_job(run_id: int) -> follow.Job | None:
+    """A job that measures a saved run's spec again on this device, or None (after saying why)."""
     run = store.get(run_id)
     here = results.device()
     spec = AttentionSpec.from_dict(run.spec).with_(device=here)
@@ -111,49 +98,44 @@ def rerun_here(run_id: int) -> int | None:
         inputs = str(run.results.get("inputs") or "")
         if inputs and not inputs.startswith("random"):
             st.info(f"#{run_id} ran on {inputs}; the re-run uses seeded random inputs of its shape.")
-        newest = store.list(limit=1)[0].id
-        results.profile_all(spec, [run.variant])
-        latest = store.list(limit=1)[0].id
-        return latest if latest > newest else None
+        return results.profile_job(spec, run.variant)
     if run.kind == "sweep":
         r = run.results
-        handle = jobs.default_runner().submit(
-            tasks.sweep_task, spec.to_dict(), list(r["variants"]), list(r["xs"]), r.get("axis", "seq"),
-            SWEEP_BUDGET_S, kind="sweep", title=f"re-run of sweep #{run_id}")
-        if not _wait(handle, st.progress(0.0, text="queued"), f"sweep #{run_id}"):
-            return None
-        result = handle.result()
-        return results.save_run("sweep", spec, result, ",".join(result["variants"]))
+        return results.sweep_job(spec, r["variants"], r["xs"], r.get("axis", "seq"), SWEEP_BUDGET_S,
+                                 f"re-run of sweep #{run_id}")
     st.info(f"#{run_id} is a {run.kind} run: re-run it from the Models page or the command line.")
     return None
 
 
 st.subheader(f"{len(selected)} selected")
 a, b, c, d = st.columns(4)
-if a.button("⚖️ Compare", disabled=len(profiles) < 2, key="rn_compare",
+if a.button("Compare", disabled=len(profiles) < 2, key="rn_compare", icon=":material/compare:",
             help="opens Compare with the selected profiles (two or more; Compare shows profiles)"):
     st.switch_page("views/compare.py", query_params={"runs": ",".join(map(str, profiles))})
 rerunnable = [i for i in selected if kinds_of.get(i) in ("profile", "sweep")]
-if b.button("▶ Re-run on this device", disabled=not rerunnable, key="rn_rerun",
+if b.button("Re-run on this device", disabled=not rerunnable, key="rn_rerun", icon=":material/replay:",
             help=f"measure the selected profiles and sweeps again here ({results.device()}) and save "
                  "them as new runs; the saved ones stay"):
-    made = []
+    batch = []
     for run_id in rerunnable:
         with shown_as_error(f"Re-running #{run_id}"):
-            new_id = rerun_here(run_id)
-            if new_id is not None:
-                made.append(new_id)
-    if made:
-        st.session_state["rn_flash"] = "Saved as " + ", ".join(f"#{i}" for i in made) + "."
-        st.session_state["rn_select_next"] = made + selected
-        st.rerun()
-if c.button("🗑 Delete…", key="rn_delete", help="asks before anything is deleted"):
+            batch.append(rerun_job(run_id))
+    with shown_as_error("The re-run"):
+        follow.start(RERUN, *filter(None, batch))
+if c.button("Delete…", key="rn_delete", icon=":material/delete:", help="asks before anything is deleted"):
     st.session_state["rn_confirm"] = list(selected)
-d.download_button("⬇ HTML report", data=lambda ids=tuple(selected): html_report([store.get(i) for i in ids]),
+d.download_button("HTML report", icon=":material/download:",
+                  data=lambda ids=tuple(selected): html_report([store.get(i) for i in ids]),
                   file_name=f"attn-report-{'-'.join(map(str, selected[:6]))}.html", mime="text/html",
                   on_click="ignore", key="rn_html",
                   help="one self-contained file (plotly inlined, no network needed): maps beside "
                        "curves, numbers, cost tables and environment; made when you click")
+
+made = results.keep_all(follow.follow(RERUN, "The re-run"))  # below the buttons; after a rerun too
+if made:
+    st.session_state["rn_flash"] = "Saved as " + ", ".join(f"#{i}" for i in made) + "."
+    st.session_state["rn_select_next"] = made + selected
+    st.rerun()
 
 pending = st.session_state.get("rn_confirm")
 if pending:
@@ -175,10 +157,12 @@ with_maps = g.toggle("JSON with maps", value=False, key="rn_with_maps",
                      help="maps as nested lists: exact, but large")
 with shown_as_error("Export"):
     name = f"attn-runs-{'-'.join(map(str, selected[:6]))}"
-    e.download_button("⬇ CSV", store.export(selected, "csv"), file_name=f"{name}.csv", mime="text/csv",
-                      on_click="ignore", key="rn_csv", help="a row per run and one per sweep point")
-    f.download_button("⬇ JSON", store.export(selected, "json", include_maps=with_maps),
-                      file_name=f"{name}.json", mime="application/json", on_click="ignore", key="rn_json")
+    e.download_button("CSV", store.export(selected, "csv"), file_name=f"{name}.csv", mime="text/csv",
+                      icon=":material/download:", on_click="ignore", key="rn_csv",
+                      help="a row per run and one per sweep point")
+    f.download_button("JSON", store.export(selected, "json", include_maps=with_maps),
+                      file_name=f"{name}.json", mime="application/json", icon=":material/download:",
+                      on_click="ignore", key="rn_json")
 
 if len(selected) == 1:
     with shown_as_error(f"Run #{selected[0]}"):

@@ -2,16 +2,18 @@
 point while it runs, with fitted exponents, crossovers and the memory wall."""
 import streamlit as st
 
-from attn import charts, jobs, tasks, variants
+from attn import charts, variants
 from attn.cost import USEFUL_FLOPS_NOTE
 from attn.sweep import AXES, Point, analyse
 from ui.plot import show
 from ui import format as fmt
-from ui import results
-from ui.errors import job_error, shown_as_error
+from ui import follow, results
+from ui.errors import shown_as_error
 from ui.state import current_spec, sync_url, url_list, url_value
 
-st.title("📈 Scaling")
+SWEEP = "sc_sweep"  # the sweep, running or last finished, under this key of the session (ui.follow)
+
+st.title(":material/show_chart: Scaling")
 st.caption("How latency, memory and FLOPs grow with the sequence. Log-log axes: a slope of 2 is "
            "quadratic, 1 is linear. " + USEFUL_FLOPS_NOTE + ".")
 spec = current_spec()
@@ -38,17 +40,12 @@ if hi_exp < lo_exp:
     st.error("'to' must be at least 'from'")
     st.stop()
 
-start = st.button("▶ Run sweep", type="primary", disabled=not chosen, key="sc_run") or demo.get("start", False)
+start = st.button("Run sweep", type="primary", disabled=not chosen, key="sc_run",
+                  icon=":material/play_arrow:") or demo.get("start", False)
 if start:
     with shown_as_error("The sweep"):
-        handle = jobs.default_runner().submit(tasks.sweep_task, spec.to_dict(), chosen, xs, axis, float(budget),
-                                              kind="sweep", title=f"{','.join(chosen)} over {axis}")
-        st.session_state["sweep_job"] = handle.id
+        follow.start(SWEEP, results.sweep_job(spec, chosen, xs, axis, budget, f"{','.join(chosen)} over {axis}"))
         st.session_state.pop("sweep_result", None)
-
-
-def _points_of(handle) -> list[dict]:
-    return list(handle.partials())
 
 
 def _draw(points: list[dict], final: dict | None) -> None:
@@ -80,34 +77,19 @@ def _draw(points: list[dict], final: dict | None) -> None:
 
 @st.fragment(run_every=0.5)
 def live() -> None:
-    job_id = st.session_state.get("sweep_job")
+    view = follow.follow(SWEEP, "The sweep", wait=False)  # a bar and Cancel while it runs
     final = st.session_state.get("sweep_result")
-    if job_id is None and final is None:
+    if view is None and final is None:
         st.info("Choose variants and a range, then **Run sweep**.")
         return
-    handle = jobs.default_runner().get(job_id) if job_id is not None else None
-    if handle is not None and not handle.done():
-        frac, msg = handle.progress
-        c1, c2 = st.columns([5, 1])
-        c1.progress(frac, text=msg)
-        if c2.button("Cancel", key="sweep_cancel"):
-            handle.cancel()
-        _draw(_points_of(handle), None)
+    if view is not None and view.first and view.ok:
+        final = st.session_state["sweep_result"] = view.result
+        st.session_state["sweep_run_id"] = results.keep(view.tags[0], final)
+    if view is not None and not view.ok:  # running, cancelled or failed: the points so far
+        if view.cancelled:
+            st.caption("The points measured before the cancel are shown.")
+        _draw(view.partials(), None)
         return
-    if handle is not None and final is None:
-        if handle.status == "done":
-            final = handle.result()
-            st.session_state["sweep_result"] = final
-            run_id = results.save_run("sweep", spec, final, ",".join(final["variants"]))
-            st.session_state["sweep_run_id"] = run_id
-        elif handle.status == "cancelled":
-            st.warning("Sweep cancelled; the points measured so far are shown.")
-            _draw(_points_of(handle), None)
-            return
-        else:
-            job_error(handle)
-            _draw(_points_of(handle), None)
-            return
     if final:
         _draw(final["points"], final)
 
