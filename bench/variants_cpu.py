@@ -42,6 +42,7 @@ import torch  # noqa: E402
 from torch.utils.benchmark import Timer  # noqa: E402
 
 from attn import variants  # noqa: E402
+from attn.device import cpu_name  # noqa: E402
 from attn.inputs import random_qkv  # noqa: E402
 from attn.masks import Mask  # noqa: E402
 from attn.spec import AttentionSpec  # noqa: E402
@@ -295,7 +296,7 @@ def main() -> None:
                    args.idle_wait)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+          f"{os.cpu_count()} CPUs ({cpu_name()}), "
           f"python {platform.python_version()}; B={spec.batch} H={spec.heads} D={spec.head_dim} "
           f"seq={spec.seq} float32 causal; {args.rounds} rounds, min_run_time {args.min_run_time} s; "
           f"CUDA available: {torch.cuda.is_available()}; load average {load_before:.1f} before, "
