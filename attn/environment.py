@@ -14,6 +14,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import attn
 from attn import device as device_module
 
 
@@ -44,8 +45,6 @@ def _cpu_description() -> str:
 
 @functools.lru_cache(maxsize=1)
 def _static_environment() -> dict[str, Any]:
-    import attn
-
     try:
         import torch
 

@@ -51,7 +51,7 @@ def _native_stderr_silenced() -> Iterator[None]:
 def cpu_peak_bytes(fn: Callable[[], object]) -> int:
     """Peak bytes allocated by torch on the CPU during one call, from the profiler's memory
     events: what this call allocated, not the process's lifetime peak."""
-    from torch.profiler import ProfilerActivity, profile
+    from torch.profiler import ProfilerActivity, profile  # lazy: only the CPU path needs it
 
     with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         fn()

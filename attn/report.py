@@ -7,7 +7,8 @@ piece of text from a run is escaped.
 
 Maps come from the run when it saved them; otherwise they are recomputed for the run's spec and
 variant on seeded inputs (small: `map_cells` cells a side), unless that would be slow, in which
-case the report says so.
+case the report says so. Importing this module loads no torch: the pieces that recompute import
+it inside the functions that need them.
 """
 from __future__ import annotations
 
@@ -92,7 +93,7 @@ def _run_section(run: Run, map_cells: int) -> str:
 
 def _spec_rows(run: Run) -> list[tuple[str, Any]]:
     """The spec's shape and the parameters of the run's own variants (not every variant's)."""
-    from attn import variants
+    from attn import variants  # lazy: torch, only for a run that names variants (see the docstring)
 
     own: set[str] = set()
     for name in (run.variant or "").split(","):
@@ -107,7 +108,7 @@ def _profile_parts(run: Run, map_cells: int) -> tuple[list[str], list[str]]:
     r = run.results
     figures = [_map_html(run, run.spec, run.variant, map_cells)]
     try:
-        from attn.spec import AttentionSpec
+        from attn.spec import AttentionSpec  # lazy, as the maps below
         from attn.sweep import analytic_curve
 
         spec = AttentionSpec.from_dict(run.spec)
@@ -255,6 +256,7 @@ def _map_html(run: Run | None, spec: dict, variant: str | None, map_cells: int, 
         return _note(f"no map: recomputing {variant} at seq {spec.get('seq')} is too slow for a "
                      "report; save maps with the run to include them")
     try:
+        # lazy: torch and the variants load only when a map has to be recomputed
         from attn.maps import maps_json
         from attn.spec import AttentionSpec
 

@@ -9,9 +9,12 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
+import torch
+
 from attn import measure, variants
 from attn.cost import attention_cost, io_bytes
 from attn.device import free_bytes, is_out_of_memory, resolve_device
+from attn.inputs import random_qkv
 from attn.readable import nbytes
 from attn.spec import AttentionSpec
 from attn.timing import check_budget
@@ -301,10 +304,6 @@ def bisect_wall(base: AttentionSpec, variant: str, axis: str, points: list[Point
     """On a GPU: bisect between the largest x that ran and the first that did not, allocating
     for real. Each try frees its memory before the next. Only the CUDA calls are here; the
     search is `largest_that_fits`."""
-    import torch
-
-    from attn.inputs import random_qkv
-
     mine = [p for p in points if p.variant == variant]
     ok = [p.x for p in mine if p.status == "ok"]
     failed = [p.x for p in mine if p.status == "oom"]

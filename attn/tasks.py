@@ -1,5 +1,9 @@
 """Job functions for attn.jobs: profiles and sweeps run in the worker process, never on the UI
-thread. Arguments and results are plain dicts so they cross the process boundary."""
+thread. Arguments and results are plain dicts so they cross the process boundary.
+
+Each function imports what it runs inside itself: the pages import this module only to name the
+jobs they submit, and should not load the profiler or the transformers stack, which only the
+worker needs."""
 from __future__ import annotations
 
 from dataclasses import asdict

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import time
 
@@ -31,6 +30,7 @@ import torch
 from torch.utils.benchmark import Timer
 
 from attn import variants
+from attn.device import cpu_name
 from attn.inputs import random_qkv
 from attn.measure import profile
 from attn.spec import AttentionSpec
@@ -110,7 +110,7 @@ def other_overheads(names: list[str], seq: int, budget_s: float) -> list[dict]:
 
 def print_tables(first: dict, results: list[dict], others: list[dict]) -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{platform.processor() or platform.machine()}")
+          f"{cpu_name()}")
     print(f"first profile in the process (starts torch's profiler): {first['wall_s']:.2f} s wall, "
           f"of which {first['timing_s']:.3f} s timing\n")
     print("| seq | sdpa backend (first call, s) | profile median (ms) | blocked_autorange median (ms) "

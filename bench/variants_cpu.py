@@ -38,6 +38,7 @@ import torch
 from torch.utils.benchmark import Timer
 
 from attn import variants
+from attn.device import cpu_name
 from attn.inputs import random_qkv
 from attn.masks import Mask
 from attn.spec import AttentionSpec
@@ -292,7 +293,7 @@ def main() -> None:
                    args.idle_wait)
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"{os.cpu_count()} CPUs ({platform.processor() or platform.machine()}), "
+          f"{os.cpu_count()} CPUs ({cpu_name()}), "
           f"python {platform.python_version()}; B={spec.batch} H={spec.heads} D={spec.head_dim} "
           f"seq={spec.seq} float32 causal; {args.rounds} rounds, min_run_time {args.min_run_time} s; "
           f"CUDA available: {torch.cuda.is_available()}; load average {load_before:.1f} before, "

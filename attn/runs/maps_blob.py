@@ -33,7 +33,7 @@ def encode_maps(maps: dict[str, Any]) -> bytes:
 
 def decode_maps(data: bytes, fmt: str = MAPS_FORMAT) -> dict[str, Any]:
     """The inverse of `encode_maps`: arrays come back as writable numpy arrays."""
-    import numpy as np
+    import numpy as np  # lazy: a store that lists and saves plain runs never needs it
 
     if fmt != MAPS_FORMAT:
         raise RunStoreError(f"maps saved as {fmt!r}, which this attn cannot read: upgrade attn")
@@ -62,7 +62,7 @@ def _tree(value: Any, arrays: list[Any]) -> Any:
         return _tree({f.name: getattr(value, f.name) for f in fields(value)}, arrays)
     if hasattr(value, "detach"):  # a torch tensor, without importing torch here
         value = value.detach().cpu().numpy()
-    import numpy as np
+    import numpy as np  # lazy: see decode_maps
 
     if isinstance(value, np.generic):
         return value.item()

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, NoReturn, TypeVar
 
 from attn.device import attn_home
+from attn.environment import environment as describe_environment
 from attn.runs.export import export_runs
 from attn.runs.maps_blob import MAPS_FORMAT, decode_maps, encode_maps
 from attn.runs.records import KINDS, Run, RunStoreError, RunSummary, from_json, summary_from_row, to_json
@@ -85,9 +86,7 @@ class RunStore:
         if variant is not None and not isinstance(variant, str):
             variant = ",".join(variant)
         if environment is None:
-            from attn.environment import environment as describe
-
-            environment = describe(spec_dict.get("device"))
+            environment = describe_environment(spec_dict.get("device"))
         row = (
             kind, variant, to_json(spec_dict), to_json(results), to_json(environment),
             datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
