@@ -7,84 +7,11 @@ import json
 import sys
 from typing import Any, Callable
 
-from attn import params as declared_params
-from attn.params import Param
-from attn.spec import SHARED_FIELDS, AttentionSpec
+from attn.cli_args import (BadInput, int_list, OneLineParser, add_input_flags, add_mode_flags, add_spec_flags,
+                           input_source, regime_spec, spec_from_args)
+from attn.spec import AttentionSpec
 
 EXIT_BAD_INPUT = 2
-
-# the shared spec fields that are flags (causal is a switch); each variant's own parameters are
-# flags too, from their declarations
-SPEC_FLAGS = [name for name in SHARED_FIELDS if name != "causal"]
-
-
-class BadInput(Exception):
-    """Input a person must change; printed as one line, exit code 2."""
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse prints usage and exits 2; keep it one line
-        raise BadInput(message)
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
-def _param_flag(param: Param) -> Callable[[str], Any]:
-    """argparse type of a variant parameter: its own parsing and validation, so a bad value
-    gets the declaration's message ('window must be at least 1, got 0')."""
-    def parse(text: str) -> Any:
-        try:
-            return param.parse(text)
-        except ValueError as err:
-            raise argparse.ArgumentTypeError(str(err)) from None
-    parse.__name__ = param.name
-    return parse
-
-
-def add_spec_flags(p: argparse.ArgumentParser, seq_list: bool = False) -> None:
-    from attn import variants
-
-    defaults = AttentionSpec()
-    for name in SPEC_FLAGS:
-        if name == "seq" and seq_list:
-            p.add_argument("--seq", type=_int_list, default=[256, 512, 1024, 2048],
-                           help="comma-separated sequence lengths")
-            continue
-        default = getattr(defaults, name)
-        kind = str if isinstance(default, str) else int
-        if name in ("kv_seq", "kv_heads", "d_model"):
-            default = None
-        if name == "device":
-            default = "auto"
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=default)
-    p.add_argument("--causal", action="store_true", help="causal mask (aligned bottom-right)")
-    g = p.add_argument_group("variant parameters", "each read only by the variants that declare it")
-    users = {}
-    for v in map(variants.get, variants.names()):
-        for param in v.params:
-            users.setdefault(param.name, (param, []))[1].append(v.name)
-    for name, (param, owners) in users.items():
-        g.add_argument("--" + name.replace("_", "-"), dest=name, type=_param_flag(param), default=None,
-                       metavar=param.kind.__name__.upper() if not param.choices else "{" + ",".join(param.choices) + "}",
-                       help=f"{', '.join(owners)}: {param.describe()}")
-
-
-def spec_from_args(args: argparse.Namespace, **override: Any) -> AttentionSpec:
-    values = {name: getattr(args, name) for name in SPEC_FLAGS if hasattr(args, name)}
-    values["causal"] = args.causal
-    variant = {name: getattr(args, name) for name in declared_params.declared()
-               if getattr(args, name, None) is not None}
-    values.update(override)
-    return AttentionSpec(**values, params=variant)
-
 
 def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
     if getattr(args, "json", False):
@@ -124,27 +51,11 @@ def cmd_cost(args: argparse.Namespace) -> None:
     reasons = [r for r in var.unsupported(spec, "cpu") if r in on_gpu]
     if reasons:
         raise BadInput("; ".join(reasons))
-    cost = attention_cost(spec, args.variant)
-    data = {"variant": args.variant, "spec": spec.to_dict(), "device": spec.device, **cost.to_dict()}
+    spec = regime_spec(args, spec, args.context)
+    cost = attention_cost(spec, args.variant, args.mode)
+    data = {"variant": args.variant, "mode": args.mode, "spec": spec.to_dict(), "device": spec.device,
+            **cost.to_dict()}
     _emit(args, data, lambda d: "\n".join(f"{k:26} {v}" for k, v in d.items() if k != "spec"))
-
-
-def add_input_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("inputs", "seeded random q, k, v by default; --text captures them "
-                             "from a real model's layer instead (the shape then comes from the model)")
-    g.add_argument("--temperature", type=float, default=1.0, help="random inputs: low is sharp, high is flat")
-    g.add_argument("--text", help="run this text through --inputs-model and take q, k, v of --layer")
-    g.add_argument("--layer", type=int, default=0)
-    g.add_argument("--inputs-model", dest="inputs_model", default="minilm",
-                   help="minilm, a preset or a local model directory")
-
-
-def input_source(args: argparse.Namespace):
-    from attn.sources import InputSource
-
-    if args.text is None:
-        return InputSource(temperature=args.temperature)
-    return InputSource("model", model=args.inputs_model, text=args.text, layer=args.layer)
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
@@ -154,11 +65,17 @@ def cmd_profile(args: argparse.Namespace) -> None:
     spec = spec_from_args(args)
     source = input_source(args)
     if source.kind == "random":
+        spec = regime_spec(args, spec, args.context)
         prof = measure.profile(spec, args.variant, device=args.device, budget_s=args.budget,
-                               temperature=source.temperature)
+                               temperature=source.temperature, mode=args.mode)
     else:
         q, k, v, spec = make_inputs(spec, source)
-        prof = measure.profile(spec, args.variant, budget_s=args.budget, inputs=(q, k, v))
+        if args.mode == "decode":  # the text's last tokens are the new ones, the whole text the cache
+            spec = regime_spec(args, spec, args.context or spec.kv_seq)
+            if spec.kv_seq != k.shape[2]:
+                raise BadInput(f"--context must be the text's {k.shape[2]} tokens with --text")
+            q = q[:, :, -spec.seq:].contiguous()
+        prof = measure.profile(spec, args.variant, budget_s=args.budget, inputs=(q, k, v), mode=args.mode)
     data = {**prof.to_dict(), "inputs": source.describe()}
     _save(args, "profile", spec, data, args.variant)
     _emit(args, data, _human_profile)
@@ -166,25 +83,54 @@ def cmd_profile(args: argparse.Namespace) -> None:
 
 def _human_profile(d: dict) -> str:
     mib = d["peak_bytes"] / 2**20
-    return (f"{d['variant']} on {d['device']} ({d['backend']}): {d['latency_ms']:.3f} ms "
-            f"[p10 {d['p10_ms']:.3f}, p90 {d['p90_ms']:.3f}, n={d['repeats']}], "
+    line = (f"{d['variant']} {d.get('mode', 'forward')} on {d['device']} ({d['backend']}): "
+            f"{d['latency_ms']:.3f} ms [p10 {d['p10_ms']:.3f}, p90 {d['p90_ms']:.3f}, n={d['repeats']}], "
             f"{d['flops'] / 1e9:.3f} GFLOP useful, {d['achieved_tflops']:.4f} TFLOP/s, "
             f"peak {mib:.1f} MiB, kernel_error {d['kernel_error']:.2e}, approx_error {d['approx_error']:.2e}")
+    if d.get("mode") == "train":
+        line += (f"\n  forward {d['forward_ms']:.3f} ms, backward {d['backward_ms']:.3f} ms, saved for the "
+                 f"backward {d['saved_bytes'] / 2**20:.2f} MiB, grad_error {d['grad_error']:.2e}")
+    elif d.get("mode") == "decode":
+        floor = f"{d['floor_ms']:.4f} ms" if d.get("floor_ms") is not None else "not calibrated"
+        line += (f"\n  {d['per_token_ms']:.4f} ms per token at context {d['context']}, read "
+                 f"{d['bytes_read'] / 2**20:.2f} MiB at {d['achieved_gbps']:.2f} GB/s, bandwidth floor {floor}")
+    return line
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
     from attn import sweep
 
     names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    if args.axis == "seq":
-        spec, xs = spec_from_args(args, seq=args.seq[0]), args.seq
+    axis = args.axis
+    if args.mode == "decode":
+        if not args.context:
+            raise BadInput("a decode sweep needs --context, e.g. --context 1024,4096,16384")
+        if axis in ("seq", "context"):  # a decode sweep grows the cache
+            axis, xs = "context", args.context
+        elif len(args.context) != 1:
+            raise BadInput(f"--axis {axis} sweeps {axis}: give one --context")
+        else:
+            xs = args.values or []
+        from attn.regimes import decode_spec
+
+        spec = decode_spec(spec_from_args(args, seq=args.seq[0]), min(args.context), args.new_tokens)
+        if not xs:
+            raise BadInput(f"--axis {axis} needs --values, e.g. --values 1,2,4,8")
     else:
-        if not args.values:
-            raise BadInput(f"--axis {args.axis} needs --values, e.g. --values 1,2,4,8")
-        if len(args.seq) != 1:
-            raise BadInput(f"--axis {args.axis} sweeps {args.axis}: give one --seq")
-        spec, xs = spec_from_args(args, seq=args.seq[0]), args.values
-    result = sweep.run_sweep(spec, names, xs, axis=args.axis, device=args.device, budget_s=args.budget)
+        if args.context is not None or args.new_tokens != 1:
+            raise BadInput("--context and --new-tokens are for --mode decode")
+        if axis == "context":
+            raise BadInput("--axis context is for --mode decode")
+        if axis == "seq":
+            spec, xs = spec_from_args(args, seq=args.seq[0]), args.seq
+        else:
+            if not args.values:
+                raise BadInput(f"--axis {axis} needs --values, e.g. --values 1,2,4,8")
+            if len(args.seq) != 1:
+                raise BadInput(f"--axis {axis} sweeps {axis}: give one --seq")
+            spec, xs = spec_from_args(args, seq=args.seq[0]), args.values
+    result = sweep.run_sweep(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
+                             mode=args.mode)
     data = result.to_dict()
     _save(args, "sweep", spec, data, ",".join(names))
     _emit(args, data, sweep.human_summary)
@@ -302,8 +248,8 @@ def _save(args: argparse.Namespace, kind: str, spec: AttentionSpec, data: dict, 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m attn", description="The cost of attention, measured.")
-    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    parser = OneLineParser(prog="python -m attn", description="The cost of attention, measured.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
 
     p = sub.add_parser("variants", help="list the attention variants")
     p.add_argument("--json", action="store_true")
@@ -312,12 +258,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("cost", help="analytic cost of a spec under a variant")
     p.add_argument("--variant", required=True)
     add_spec_flags(p)
+    add_mode_flags(p)
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_cost)
 
     p = sub.add_parser("profile", help="run and measure one variant")
     p.add_argument("--variant", required=True)
     add_spec_flags(p)
+    add_mode_flags(p)
     p.add_argument("--budget", type=float, default=1.0, help="seconds of repeats")
     add_input_flags(p)
     p.add_argument("--save", action="store_true", help="keep the run in the run store")
@@ -327,9 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sweep", help="profile variants over sequence lengths (or batch, heads, head_dim)")
     p.add_argument("--variants", required=True, help="comma-separated variant names")
     add_spec_flags(p, seq_list=True)
-    p.add_argument("--axis", choices=("seq", "batch", "heads", "head_dim"), default="seq",
-                   help="what to sweep; other than seq, the values come from --values")
-    p.add_argument("--values", type=_int_list, help="comma-separated values of --axis")
+    add_mode_flags(p, context_list=True)
+    p.add_argument("--axis", choices=("seq", "batch", "heads", "head_dim", "context"), default="seq",
+                   help="what to sweep; other than seq (and a decode sweep's context), the values come "
+                        "from --values")
+    p.add_argument("--values", type=int_list, help="comma-separated values of --axis")
     p.add_argument("--budget", type=float, default=0.5, help="seconds of repeats per point")
     p.add_argument("--save", action="store_true")
     p.add_argument("--json", action="store_true")

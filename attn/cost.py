@@ -7,10 +7,12 @@ the work they actually do. Projections are counted apart, in `proj_flops`.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from attn import variants
 from attn.masks import causal_pairs
+from attn.regimes import (DECODE_CONVENTION, EXECUTED_CONVENTION, TRAIN_CONVENTION, check_mode,
+                          is_decode_spec)
 from attn.spec import AttentionSpec
 
 USEFUL_FLOPS_NOTE = ("useful FLOPs: 4·B·H·D per unmasked (query, key) pair for QKᵀ and AV; "
@@ -32,6 +34,17 @@ class Cost:
     params: int  # projection weights, with GQA sharing
     params_without_gqa: int
     arithmetic_intensity: float  # flops / min_bytes
+    mode: str = "forward"
+    flops_convention: str = USEFUL_FLOPS_NOTE
+    # train: FLOPs executed where the backward recomputes the scores (FlashAttention's count)
+    flops_executed: int | None = None
+    saved_bytes: int | None = None  # train: what the forward keeps for the backward
+    backward_bytes: int | None = None  # train: the backward's workspace beyond saved and grads
+    # train: what one step allocates above its inputs and the upstream gradient (the measured
+    # peak's prediction); forward and decode: the output and the workspace
+    step_bytes: int | None = None
+    bytes_read: int | None = None  # decode: the cache or state one step reads, and the queries
+    cached_keys: int | None = None  # decode: the cached keys one step reads
 
     @property
     def density(self) -> float:
@@ -63,12 +76,20 @@ def io_bytes(spec: AttentionSpec) -> tuple[int, int]:
     return (q + kv) * spec.dtype_bytes, q * spec.dtype_bytes
 
 
-def attention_cost(spec: AttentionSpec, variant: str) -> Cost:
+def attention_cost(spec: AttentionSpec, variant: str, mode: str = "forward") -> Cost:
+    """The cost of one call in a regime (attn.regimes): `forward`, `train` (forward + backward)
+    or `decode` (spec.seq new tokens against spec.kv_seq cached keys; see regimes.decode_spec)."""
     v = variants.get(variant)
+    check_mode(mode)
+    if mode in v.cannot:
+        raise ValueError(v.cannot[mode])
+    if mode == "decode" and not is_decode_spec(spec):
+        raise ValueError("a decode step is causal from the bottom right with at most as many new "
+                         "tokens (seq) as cached keys (kv_seq): build it with regimes.decode_spec")
     inputs, output = io_bytes(spec)
     flops = v.flops(spec)
     extra = v.extra_bytes(spec)
-    return Cost(
+    cost = Cost(
         variant=variant,
         exact=v.exact,
         pairs=v.pairs(spec),
@@ -82,4 +103,42 @@ def attention_cost(spec: AttentionSpec, variant: str) -> Cost:
         params=projection_params(spec),
         params_without_gqa=projection_params(spec, spec.heads),
         arithmetic_intensity=flops / (inputs + output),
+        step_bytes=output + extra,
     )
+    if mode == "train":
+        return _train_cost(cost, v, spec, inputs, output)
+    if mode == "decode":
+        return _decode_cost(cost, v, spec, output)
+    return cost
+
+
+def _train_cost(cost: Cost, v, spec: AttentionSpec, inputs: int, output: int) -> Cost:
+    forward = cost.flops
+    saved, backward = v.train_bytes(spec)
+    # the forward's peak, or the backward's: what the forward kept, the backward's workspace and
+    # the gradients of q, k and v (as large as q, k and v)
+    step = max(output + cost.extra_bytes, output + saved + backward + inputs)
+    # the forward reads q, k, v and writes O; the backward reads q, k, v, O and dO, writes dq, dk, dv
+    moved = 3 * inputs + 3 * output
+    recomputes = v.recomputes(spec)
+    return replace(
+        cost, mode="train", flops=3 * forward, flops_executed=7 * forward // 2 if recomputes else None,
+        flops_convention=TRAIN_CONVENTION + ("; " + EXECUTED_CONVENTION if recomputes else ""),
+        saved_bytes=saved, backward_bytes=backward, step_bytes=step,
+        peak_bytes=inputs + output + step, min_bytes=moved, arithmetic_intensity=3 * forward / moved)
+
+
+def _decode_cost(cost: Cost, v, spec: AttentionSpec, output: int) -> Cost:
+    queries = spec.batch * spec.heads * spec.seq * spec.head_dim * spec.dtype_bytes
+    per_key = 2 * spec.batch * spec.kv_heads * spec.head_dim * spec.dtype_bytes  # a key and its value
+    if v.decode_state_bytes is not None:  # a recurrent state, and the new tokens' keys and values
+        keys, cache = 0, v.decode_state_bytes(spec) + per_key * spec.seq
+    else:
+        keys = v.decode_keys(spec)
+        cache = per_key * keys
+    flops = v.decode_flops(spec) if v.decode_flops is not None else cost.flops
+    read = cache + queries
+    return replace(cost, mode="decode", flops=flops, flops_convention=DECODE_CONVENTION,
+                   bytes_read=read, cached_keys=keys, min_bytes=read + output,
+                   peak_bytes=read + output + cost.extra_bytes,
+                   arithmetic_intensity=flops / (read + output))

@@ -7,88 +7,59 @@ errors against float64 references (attn.accuracy) and, on a GPU, the energy per 
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict, dataclass, field
 
 import torch
 
-from attn import calibrate, variants
+from attn import variants
 from attn.accuracy import ERROR_ROWS, errors
-from attn.cost import attention_cost
+from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
 from attn.device import device_name, is_out_of_memory, resolve_device
 from attn.environment import environment
 from attn.flopcheck import flops_note
 from attn.inputs import random_qkv
 from attn.memory import DoesNotFit, check_fits, cpu_peak_bytes, cuda_peak_bytes
 from attn.nvml import energy_per_call, open_nvml
+from attn.decoding import profile_decode
+from attn.profiles import Profile, add_roofline
+from attn.regimes import check_mode
 from attn.spec import AttentionSpec
 from attn.timing import check_budget, time_cpu, time_cuda
-
-
-@dataclass
-class Profile:
-    variant: str
-    spec: dict
-    device: str
-    backend: str
-    latency_ms: float
-    p10_ms: float
-    p90_ms: float
-    repeats: int
-    timing_method: str
-    flops: int
-    flops_counted: int | None
-    flops_note: str
-    achieved_tflops: float
-    peak_bytes: int
-    reserved_bytes: int | None
-    memory_method: str
-    kernel_error: float | None
-    approx_error: float | None
-    error_rows: int
-    roofline_pct: float | None = None
-    attainable_tflops: float | None = None
-    energy_j: float | None = None  # per call, from the GPU energy counter; None on the CPU
-    energy_per_token_j: float | None = None  # energy_j over the batch * seq queries of a call
-    # sdpa on auto: what each backend did when auto timed them for this shape (or why it could
-    # not run), so the choice can be checked
-    backend_reasons: dict = field(default_factory=dict)
-    cost: dict = field(default_factory=dict)
-    environment: dict = field(default_factory=dict)
-    wall_s: float = 0.0  # the whole profile call
-    # of which the first call, the warm-up (the call that also measures memory and counts
-    # FLOPs) and the repeats
-    timing_s: float = 0.0
-
-    @property
-    def overhead_s(self) -> float:
-        """What the profile spent beyond running the call to time it: memory, FLOP counter,
-        errors, environment."""
-        return max(0.0, self.wall_s - self.timing_s)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
+from attn.training import profile_train
 
 
 # -- the profiler ----------------------------------------------------------------------------
 def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget_s: float = 1.0,
             check_errors: bool = True, error_rows: int = ERROR_ROWS, temperature: float = 1.0,
-            inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None) -> Profile:
-    """Profile one variant on one spec. Raises ValueError for a spec it cannot run (with the
+            inputs: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+            mode: str = "forward") -> Profile:
+    """Profile one variant on one spec in a regime (attn.regimes: forward, train, or decode with
+    a spec from regimes.decode_spec). Raises ValueError for a spec it cannot run (with the
     reasons in words) and DoesNotFit when the call needs more memory than is free."""
     started = time.perf_counter()
     check_budget(budget_s)
+    check_mode(mode)
     var = variants.get(variant)
     device = resolve_device(device or spec.device)
     spec = spec.with_(device=device)
     reasons = var.unsupported(spec, device)
+    if mode in var.cannot:
+        reasons.append(var.cannot[mode])
     if reasons:
         raise ValueError("; ".join(reasons))
-    check_fits(spec, variant, device)  # before allocating the inputs
+    check_fits(spec, variant, device, mode)  # before allocating the inputs (the cost checks the mode)
     on_cuda = device.startswith("cuda")
+    if mode != "forward":
+        run = profile_train if mode == "train" else profile_decode
+        try:
+            return run(spec, variant, device, budget_s, check_errors, error_rows, temperature, inputs)
+        except (torch.OutOfMemoryError, RuntimeError) as err:
+            if not is_out_of_memory(err):
+                raise
+            raise DoesNotFit(f"does not fit: out of memory on {device} ({str(err).splitlines()[0]})") from None
+        finally:
+            if on_cuda:
+                torch.cuda.empty_cache()
     q = k = v = None
     try:
         q, k, v = inputs if inputs is not None else random_qkv(spec, temperature)
@@ -153,19 +124,9 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
         error_rows=rows, energy_j=energy,
         energy_per_token_j=None if energy is None else energy / (spec.batch * spec.seq),
         backend_reasons=backend_reasons,
-        cost=attention_cost(spec, variant).to_dict(),
+        cost=attention_cost(spec, variant).to_dict(), flops_convention=USEFUL_FLOPS_NOTE,
         environment=environment(device), timing_s=sum(calls_s) + timing.elapsed_s,
     )
-    _add_roofline(prof, spec, device)
+    add_roofline(prof, spec, device)
     prof.wall_s = time.perf_counter() - started
     return prof
-
-
-def _add_roofline(prof: Profile, spec: AttentionSpec, device: str) -> None:
-    cal = calibrate.cached(device)
-    if cal is None:
-        return
-    attainable = cal.attainable_tflops(spec.dtype, prof.cost["arithmetic_intensity"])
-    if attainable and math.isfinite(attainable):
-        prof.attainable_tflops = attainable
-        prof.roofline_pct = 100.0 * prof.achieved_tflops / attainable

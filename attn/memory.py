@@ -69,9 +69,16 @@ def cuda_peak_bytes(fn: Callable[[], object]) -> tuple[int, int]:
     return torch.cuda.max_memory_allocated() - before, torch.cuda.memory_reserved()
 
 
-def check_fits(spec: AttentionSpec, variant: str, device: str) -> None:
-    cost = attention_cost(spec, variant)
+def check_fits(spec: AttentionSpec, variant: str, device: str, mode: str = "forward") -> None:
+    """DoesNotFit, before anything is allocated, when the cost model's peak for the regime is
+    more than the device has free."""
+    cost = attention_cost(spec, variant, mode)
     need, free = cost.peak_bytes, free_bytes(device)
+    if mode == "decode":
+        need += 2 * spec.batch * spec.kv_heads * spec.kv_seq * spec.head_dim * spec.dtype_bytes
     if need > free:
-        raise DoesNotFit(f"does not fit: {variant} at seq {spec.seq} needs ~{nbytes(need)}, "
-                         f"{nbytes(free)} free on {device}; lower seq, batch or heads")
+        at = f"context {spec.kv_seq}" if mode == "decode" else f"seq {spec.seq}"
+        what = "" if mode == "forward" else f" ({mode})"
+        raise DoesNotFit(f"does not fit: {variant}{what} at {at} needs ~{nbytes(need)}, "
+                         f"{nbytes(free)} free on {device}; lower {'context' if mode == 'decode' else 'seq'}, "
+                         f"batch or heads")

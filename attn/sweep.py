@@ -16,10 +16,11 @@ from attn.cost import attention_cost, io_bytes
 from attn.device import free_bytes, is_out_of_memory, resolve_device
 from attn.inputs import random_qkv
 from attn.readable import nbytes
+from attn.regimes import check_mode, is_decode_spec
 from attn.spec import AttentionSpec
 from attn.timing import check_budget
 
-AXES = ("seq", "batch", "heads", "head_dim")
+AXES = ("seq", "batch", "heads", "head_dim", "context")  # context: the cached keys of a decode step
 METRICS = ("latency_ms", "peak_bytes", "flops")
 
 
@@ -41,6 +42,17 @@ class Point:
     backend: str = ""
     energy_j: float | None = None
     spec: dict = field(default_factory=dict)
+    mode: str = "forward"
+    # train
+    forward_ms: float | None = None
+    backward_ms: float | None = None
+    saved_bytes: int | None = None
+    grad_error: float | None = None
+    # decode
+    bytes_read: int | None = None
+    floor_ms: float | None = None
+    achieved_gbps: float | None = None
+    per_token_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +95,7 @@ class SweepResult:
     crossovers: list[Crossover]
     walls: list[MemoryWall]
     spec: dict
+    mode: str = "forward"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -183,6 +196,8 @@ def spec_at(base: AttentionSpec, axis: str, x: int) -> AttentionSpec:
         return base.with_(seq=x, kv_seq=kv)
     if axis == "heads":
         return base.with_(heads=x, kv_heads=max(1, x // base.groups), d_model=None)
+    if axis == "context":
+        return base.with_(kv_seq=x)
     return base.with_(**{axis: x})
 
 
@@ -191,33 +206,40 @@ ProfileFn = Callable[..., object]
 
 def measure_point(spec: AttentionSpec, variant: str, x: int, device: str, budget_s: float,
                   profile_fn: ProfileFn | None = None,
-                  memory_budget_bytes: int | None = None) -> Point:
+                  memory_budget_bytes: int | None = None, mode: str = "forward") -> Point:
     """Profile one point; out-of-memory, unsupported specs and failed calls become marked
     points. With a memory budget, a point whose estimated peak exceeds it is out of memory
     without being allocated."""
     profile_fn = profile_fn or measure.profile
+    var = variants.get(variant)
     try:
-        reasons = variants.get(variant).unsupported(spec, device)
+        reasons = var.unsupported(spec, device) + ([var.cannot[mode]] if mode in var.cannot else [])
         if reasons:
-            return Point(variant, x, "unsupported", "; ".join(reasons), spec=spec.to_dict())
-        need = attention_cost(spec, variant).peak_bytes
+            return Point(variant, x, "unsupported", "; ".join(reasons), spec=spec.to_dict(), mode=mode)
+        need = attention_cost(spec, variant, mode).peak_bytes
         if memory_budget_bytes is not None and need > memory_budget_bytes:
             raise measure.DoesNotFit(
                 f"does not fit: {variant} at {x} needs ~{nbytes(need)}, over the sweep's "
                 f"budget of {nbytes(memory_budget_bytes)}")
-        prof = profile_fn(spec, variant, device=device, budget_s=budget_s)
+        regime = {} if mode == "forward" else {"mode": mode}  # a forward-only profile_fn still serves
+        prof = profile_fn(spec, variant, device=device, budget_s=budget_s, **regime)
     except measure.DoesNotFit as err:
-        return Point(variant, x, "oom", str(err), spec=spec.to_dict())
+        return Point(variant, x, "oom", str(err), spec=spec.to_dict(), mode=mode)
     except RuntimeError as err:  # a kernel that fails at this size; the next size may run
         message = (str(err).splitlines() or [type(err).__name__])[0]
-        return Point(variant, x, "error", message, spec=spec.to_dict())
+        return Point(variant, x, "error", message, spec=spec.to_dict(), mode=mode)
     inputs, _ = io_bytes(spec)
     return Point(variant, x, "ok", latency_ms=prof.latency_ms, p10_ms=prof.p10_ms,
                  p90_ms=prof.p90_ms, peak_bytes=prof.peak_bytes,
                  footprint_bytes=inputs + prof.peak_bytes, flops=prof.flops,
                  achieved_tflops=prof.achieved_tflops, kernel_error=prof.kernel_error,
                  approx_error=prof.approx_error, backend=prof.backend, energy_j=prof.energy_j,
-                 spec=spec.to_dict())
+                 spec=spec.to_dict(), mode=mode,
+                 forward_ms=getattr(prof, "forward_ms", None), backward_ms=getattr(prof, "backward_ms", None),
+                 saved_bytes=getattr(prof, "saved_bytes", None), grad_error=getattr(prof, "grad_error", None),
+                 bytes_read=getattr(prof, "bytes_read", None), floor_ms=getattr(prof, "floor_ms", None),
+                 achieved_gbps=getattr(prof, "achieved_gbps", None),
+                 per_token_ms=getattr(prof, "per_token_ms", None))
 
 
 def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = "seq",
@@ -225,7 +247,7 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
               on_point: Callable[[Point], None] | None = None,
               cancelled: Callable[[], bool] | None = None,
               profile_fn: ProfileFn | None = None,
-              memory_budget_bytes: int | None = None) -> SweepResult:
+              memory_budget_bytes: int | None = None, mode: str = "forward") -> SweepResult:
     """Profile every variant at every x (ascending). Each point is passed to `on_point` as soon
     as it is measured, so a page can draw the curves while the sweep runs.
 
@@ -236,7 +258,15 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
         variants.get(n)  # unknown names fail before any work
     device = resolve_device(device or base.device)
     xs = sorted(set(xs))
+    check_mode(mode)
     specs = {x: spec_at(base, axis, x) for x in xs}  # bad sizes fail before any work
+    if mode == "decode":
+        for spec in specs.values():
+            if not is_decode_spec(spec):
+                raise ValueError(f"a decode step needs at least as many cached keys as new tokens: "
+                                 f"context {spec.kv_seq} < new_tokens {spec.seq}")
+    elif axis == "context":
+        raise ValueError("the context axis is for decode sweeps: add --mode decode")
     points: list[Point] = []
     stopped = False
     for n in names:
@@ -244,7 +274,8 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
             stopped = stopped or (cancelled is not None and cancelled())
             if stopped:
                 break
-            point = measure_point(specs[x], n, x, device, budget_s, profile_fn, memory_budget_bytes)
+            point = measure_point(specs[x], n, x, device, budget_s, profile_fn, memory_budget_bytes,
+                                  mode)
             points.append(point)
             if on_point is not None:
                 on_point(point)
@@ -255,7 +286,7 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
     # a cancelled sweep is not followed by a search that allocates for real
     walls = [memory_wall(base, n, axis, fits.get(n, {}), points, budget,
                          "cpu" if stopped else device) for n in names]
-    return SweepResult(axis, xs, names, device, points, fits, found, walls, base.to_dict())
+    return SweepResult(axis, xs, names, device, points, fits, found, walls, base.to_dict(), mode)
 
 
 def memory_wall(base: AttentionSpec, variant: str, axis: str, fits: dict[str, Fit],

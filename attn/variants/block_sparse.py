@@ -47,6 +47,17 @@ def layout_too_large(spec: AttentionSpec) -> str | None:
             f"or fewer tokens")
 
 
+def _hash_scores(qb: torch.Tensor, kb: torch.Tensor, seed: int) -> torch.Tensor:
+    """A pseudo-random 31-bit score for each (query block, key block) pair, from the seed alone
+    (int64 arithmetic that stays below 2^62: 31-bit values times 31-bit odd constants)."""
+    mask = (1 << 31) - 1
+    h = (qb * 0x5BD1E995 + kb * 0x1B873593 + (seed % 0x7FFFFFFF) * 0x27D4EB2F) & mask
+    for _ in range(2):
+        h = ((h ^ (h >> 15)) * 0x2C1B3C6D) & mask
+        h = ((h ^ (h >> 13)) * 0x297A2D39) & mask
+    return h ^ (h >> 16)
+
+
 @functools.lru_cache(maxsize=64)
 def _layout(seq: int, kv_seq: int, offset: int, block: int, n_global: int, n_random: int,
             seed: int, causal: bool) -> tuple[torch.Tensor, int]:
@@ -58,13 +69,14 @@ def _layout(seq: int, kv_seq: int, offset: int, block: int, n_global: int, n_ran
     layout = ((qb - kb).abs() <= 1) | (kb < n_global) | ((qb >= 0) & (qb < n_global))
     if n_random:
         # each query block draws n_random blocks uniformly among those it could still see: the
-        # candidates with the smallest random scores (vectorised; a loop of randperm per row
-        # took 1.5 s at 1024 query blocks)
-        gen = torch.Generator().manual_seed(seed)
+        # candidates with the smallest random scores. A score is a hash of (seed, query block,
+        # key block), so a block's row of the layout is the same in every spec that has it (a
+        # decode step's one query block sees what that block saw in the whole forward), and the
+        # draw is vectorised (a loop of randperm per row took 1.5 s at 1024 query blocks)
         for lo in range(0, layout.shape[0], _SLAB_ROWS):
             rows = layout[lo:lo + _SLAB_ROWS]
             candidates = ~rows & ((kb <= qb[lo:lo + _SLAB_ROWS]) if causal else True)
-            scores = torch.rand(rows.shape, generator=gen).masked_fill_(~candidates, 2.0)
+            scores = _hash_scores(qb[lo:lo + _SLAB_ROWS], kb, seed).masked_fill_(~candidates, 1 << 32)
             pick = scores.topk(min(n_random, n_kb), dim=1, largest=False).indices
             rows |= torch.zeros_like(rows).scatter_(1, pick, candidates.gather(1, pick))
     return layout, first
@@ -143,6 +155,12 @@ def extra_bytes(spec: AttentionSpec) -> int:
                       + min(spec.block, spec.seq) * widest) * spec.dtype_bytes
 
 
+def decode_keys(spec: AttentionSpec) -> int:
+    """The cached keys a decode step's new tokens can see: those of the blocks their layout
+    rows keep (the kernel gathers just these)."""
+    return int(block_sparse_mask(spec).keys_for(0, spec.seq).numel())
+
+
 def unsupported(spec: AttentionSpec, device: str) -> list[str]:
     too_large = layout_too_large(spec)
     return [too_large] if too_large else []
@@ -162,6 +180,8 @@ VARIANT = register(Variant(
     extra_bytes=extra_bytes,
     color="#06b6d4",
     kernel=masked_kernel,
+    recomputes=lambda spec: True,  # the CPU flash kernel and FlexAttention recompute the scores
+    decode_keys=decode_keys,
     fused_on_cpu=True,
     unsupported=unsupported,
     mask=block_sparse_mask,

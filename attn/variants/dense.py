@@ -53,6 +53,25 @@ def extra_bytes(spec: AttentionSpec) -> int:
     return scores + widened
 
 
+def weights_bytes(spec: AttentionSpec) -> int:
+    """One B*H*S*KV matrix of scores or weights."""
+    return spec.batch * spec.heads * spec.seq * spec.kv_seq * spec.dtype_bytes
+
+
+def saved_bytes(spec: AttentionSpec) -> int:
+    # autograd keeps the weights for the softmax's and AV's backward; with a causal mask also the
+    # masked scores and the boolean mask (measured on the CPU: 2 matrices + S*KV bytes), and
+    # under GQA the widened k and v that the matmuls saw
+    causal = spec.causal
+    widened = 0 if spec.groups == 1 else 2 * spec.batch * spec.heads * spec.kv_seq * spec.head_dim * spec.dtype_bytes
+    return (2 if causal else 1) * weights_bytes(spec) + (spec.seq * spec.kv_seq if causal else 0) + widened
+
+
+def backward_bytes(spec: AttentionSpec) -> int:
+    # the gradients of the weights and of the scores, both B*H*S*KV
+    return 2 * weights_bytes(spec)
+
+
 VARIANT = register(Variant(
     name="dense",
     title="Dense (eager)",
@@ -65,5 +84,7 @@ VARIANT = register(Variant(
     extra_bytes=extra_bytes,
     color="#ef4444",
     kernel=lambda q, k, v, spec: "eager (torch)",
+    saved_bytes=saved_bytes,
+    backward_bytes=backward_bytes,
     mask=causal_mask,
 ))

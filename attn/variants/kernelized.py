@@ -86,6 +86,50 @@ def kernelized_attention(phi: FeatureMap, q, k, v, spec: AttentionSpec):
     return out.to(q.dtype)
 
 
+def recurrent_decoder(phi: FeatureMap):
+    """decoder(q, k, v, spec) -> step() for a kernelised variant: the cache of a decode step is
+    a recurrent state, per key/value head the F x D sum of phi(k) v^T and the F sum of phi(k)
+    over every earlier token, so a step costs the same at any context. The new tokens (the last
+    spec.seq of the cache, each seeing itself and those before it) fold into the state and
+    their queries read it. The keys' features are computed as the keys enter the cache (the
+    Performer's stabiliser is one constant over a head's keys, as in the forward)."""
+    def decoder(q, k, v, spec: AttentionSpec):
+        dtype = _compute_dtype(q)
+        n, past = spec.seq, spec.kv_seq - spec.seq
+        b, kvh, g = q.shape[0], spec.kv_heads, spec.groups
+        fk = phi(k.to(dtype), False, spec)  # (B, KVH, KV, F)
+        v = v.to(dtype)
+        state = fk[:, :, :past].transpose(-1, -2) @ v[:, :, :past]  # (B, KVH, F, D)
+        z = fk[:, :, :past].sum(-2)  # (B, KVH, F)
+        fk_new, v_new = fk[:, :, past:].contiguous(), v[:, :, past:].contiguous()  # (B, KVH, n, .)
+
+        def step():
+            fq = phi(q.to(dtype), True, spec)  # (B, H, n, F)
+            fq = fq.reshape(b, kvh, g, n, fq.shape[-1])
+            # the state after each new token: the running sums over the new tokens
+            states = state[:, :, None] + (fk_new[..., :, None] * v_new[..., None, :]).cumsum(2)
+            zs = z[:, :, None] + fk_new.cumsum(2)  # (B, KVH, n, F)
+            num = torch.einsum("bkgnf,bknfd->bkgnd", fq, states)
+            den = torch.einsum("bkgnf,bknf->bkgn", fq, zs)[..., None]
+            out = torch.where(den > 0, num / den, torch.zeros_like(num))
+            return out.reshape(b, kvh * g, n, -1).to(q.dtype)
+        return step
+    return decoder
+
+
+def state_bytes(spec: AttentionSpec, features: int) -> int:
+    """The recurrent state a decode step reads: per key/value head F x D sums and F sums, at
+    float32 or wider."""
+    return spec.batch * spec.kv_heads * features * (spec.head_dim + 1) * max(4, spec.dtype_bytes)
+
+
+def recurrent_flops(spec: AttentionSpec, features: int) -> int:
+    """A recurrent decode step: phi(k) v^T of each new token into the state, and each new query
+    against the state and its normaliser (2 per multiply-add)."""
+    b, f, d, n = spec.batch, features, spec.head_dim, spec.seq
+    return 2 * b * spec.kv_heads * n * f * d + 2 * b * spec.heads * n * f * (d + 1)
+
+
 def kernelized_flops(spec: AttentionSpec, features: int) -> int:
     """Matmul FLOPs of kernelized_attention as it runs (2 per multiply-add)."""
     b, h, kvh, d, f = spec.batch, spec.heads, spec.kv_heads, spec.head_dim, features

@@ -6,6 +6,7 @@ import torch.nn.functional as F
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.kernelized import (implied_weights, kernelized_attention, kernelized_flops,
+                                      recurrent_decoder, recurrent_flops, state_bytes,
                                       visible_pairs)
 from attn.variants.registry import Variant, register
 
@@ -37,4 +38,8 @@ VARIANT = register(Variant(
     extra_bytes=extra_bytes,
     color="#ec4899",
     mask=dense.causal_mask,
+    decode_keys=lambda spec: 0,
+    decode_state_bytes=lambda spec: state_bytes(spec, spec.head_dim),
+    decode_flops=lambda spec: recurrent_flops(spec, spec.head_dim),
+    decoder=recurrent_decoder(elu_plus_one),
 ))

@@ -82,6 +82,10 @@ def unsupported(spec: AttentionSpec, device: str) -> list[str]:
     return []
 
 
+CANNOT = {"decode": "linformer: pools keys across positions, so every new token changes the pooled "
+                     "keys: there is no cache to decode against"}
+
+
 VARIANT = register(Variant(
     name="linformer",
     title="Linformer (low rank)",
@@ -95,5 +99,6 @@ VARIANT = register(Variant(
     flops=flops,
     extra_bytes=extra_bytes,
     color="#3b82f6",
+    cannot=CANNOT,
     unsupported=unsupported,
 ))

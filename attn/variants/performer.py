@@ -11,6 +11,7 @@ from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.kernelized import (implied_weights, kernelized_attention, kernelized_flops,
+                                      recurrent_decoder, recurrent_flops, state_bytes,
                                       visible_pairs)
 from attn.variants.registry import Variant, register
 
@@ -72,4 +73,8 @@ VARIANT = register(Variant(
     extra_bytes=extra_bytes,
     color="#84cc16",
     mask=dense.causal_mask,
+    decode_keys=lambda spec: 0,
+    decode_state_bytes=lambda spec: state_bytes(spec, spec.features),
+    decode_flops=lambda spec: recurrent_flops(spec, spec.features) + 2 * spec.batch * (spec.heads + spec.kv_heads) * spec.seq * spec.head_dim * spec.features,
+    decoder=recurrent_decoder(positive_features),
 ))

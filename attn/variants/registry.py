@@ -30,6 +30,18 @@ def _no_kernel_reasons(q: Tensor, k: Tensor, spec: AttentionSpec) -> dict[str, s
     return {}
 
 
+def _never(spec: AttentionSpec) -> bool:
+    return False
+
+
+def _every_cached_key(spec: AttentionSpec) -> int:
+    return spec.kv_seq
+
+
+def output_bytes(spec: AttentionSpec) -> int:
+    return spec.batch * spec.heads * spec.seq * spec.head_dim * spec.dtype_bytes
+
+
 @dataclass(frozen=True)
 class Variant:
     """An attention variant.
@@ -71,6 +83,38 @@ class Variant:
     kernel_reasons: Callable[[Tensor, Tensor, AttentionSpec], dict[str, str]] = field(
         default=_no_kernel_reasons)
     fused_on_cpu: bool = False
+    # -- training (forward + backward) and serving (decode steps against a KV cache) ----------
+    # saved_bytes(spec): what the forward keeps for the backward beyond its inputs (None: the
+    #   output and the forward's workspace, a rough guess); backward_bytes(spec): the backward's
+    #   own workspace beyond the saved tensors and the gradients (None: the forward's workspace)
+    saved_bytes: Callable[[AttentionSpec], int] | None = None
+    backward_bytes: Callable[[AttentionSpec], int] | None = None
+    # the backward recomputes the scores from saved statistics (FlashAttention's way), so it
+    # executes more FLOPs than the useful ones
+    recomputes: Callable[[AttentionSpec], bool] = field(default=_never)
+    # decode: the cached keys one step reads (spec.seq new queries against spec.kv_seq cached
+    #   keys); decode_state_bytes: a recurrent state read instead of keys and values
+    decode_keys: Callable[[AttentionSpec], int] = field(default=_every_cached_key)
+    decode_state_bytes: Callable[[AttentionSpec], int] | None = None
+    # decode_flops(spec): FLOPs of a decode step where it is not the forward's over the cache
+    decode_flops: Callable[[AttentionSpec], int] | None = None
+    # decoder(q, k, v, spec) -> step(): one decode step prepared the way a server keeps its
+    #   cache (k and v hold the whole context, the new tokens last); None: run over the cache
+    decoder: Callable[[Tensor, Tensor, Tensor, AttentionSpec], Callable[[], Tensor]] | None = None
+    # modes it cannot run, with the reason in words: {"decode": "..."}
+    cannot: dict[str, str] = field(default_factory=dict)
+
+    def train_bytes(self, spec: AttentionSpec) -> tuple[int, int]:
+        """(saved for the backward, the backward's workspace), estimated."""
+        extra = self.extra_bytes(spec)
+        saved = self.saved_bytes(spec) if self.saved_bytes else output_bytes(spec) + extra
+        backward = self.backward_bytes(spec) if self.backward_bytes else extra
+        return saved, backward
+
+    def decode_step(self, q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec) -> Callable[[], Tensor]:
+        if self.decoder is not None:
+            return self.decoder(q, k, v, spec)
+        return lambda: self.run(q, k, v, spec)
 
     @property
     def param_names(self) -> tuple[str, ...]:

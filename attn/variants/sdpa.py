@@ -174,6 +174,23 @@ def extra_bytes(spec: AttentionSpec) -> int:
     return 0
 
 
+def saved_bytes(spec: AttentionSpec) -> int:
+    # a fused kernel keeps its output and one log-sum-exp (float32) per query row, and
+    # recomputes the weights in the backward; math keeps what eager attention keeps
+    if spec.backend == "math":
+        return dense.saved_bytes(spec)
+    rows = spec.batch * spec.heads * spec.seq
+    return rows * spec.head_dim * spec.dtype_bytes + rows * 4
+
+
+def backward_bytes(spec: AttentionSpec) -> int:
+    if spec.backend == "math":
+        return dense.backward_bytes(spec)
+    # the fused backward's own buffers: about two outputs' worth (measured on the CPU's flash
+    # kernel: a float32 copy of dO*O per row and the accumulators)
+    return 2 * spec.batch * spec.heads * spec.seq * spec.head_dim * max(4, spec.dtype_bytes)
+
+
 VARIANT = register(Variant(
     name="sdpa",
     title="SDPA (fused)",
@@ -188,6 +205,9 @@ VARIANT = register(Variant(
     extra_bytes=extra_bytes,
     color="#f59e0b",
     kernel=backend_used,
+    saved_bytes=saved_bytes,
+    backward_bytes=backward_bytes,
+    recomputes=lambda spec: spec.backend != "math",
     kernel_reasons=kernel_reasons,
     fused_on_cpu=True,
     unsupported=unsupported,

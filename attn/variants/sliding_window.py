@@ -50,6 +50,20 @@ def extra_bytes(spec: AttentionSpec) -> int:
     return (spec.heads * rows * spec.head_dim + CHUNK * keys) * spec.dtype_bytes
 
 
+def decode_keys(spec: AttentionSpec) -> int:
+    """A decode step's new tokens see at most `window` keys each: a rolling cache of
+    window + new_tokens - 1 keys is all a server keeps."""
+    return min(spec.kv_seq, spec.window + spec.seq - 1)
+
+
+def decoder(q, k, v, spec: AttentionSpec):
+    # the rolling cache: the last decode_keys(spec) keys, contiguous, as a server keeps them
+    keys = decode_keys(spec)
+    k, v = k[:, :, -keys:].contiguous(), v[:, :, -keys:].contiguous()
+    rolled = spec.with_(kv_seq=keys)
+    return lambda: run(q, k, v, rolled)
+
+
 VARIANT = register(Variant(
     name="sliding_window",
     title="Sliding window",
@@ -64,6 +78,9 @@ VARIANT = register(Variant(
     extra_bytes=extra_bytes,
     color="#10b981",
     kernel=masked_kernel,
+    recomputes=lambda spec: True,  # the CPU flash kernel and FlexAttention recompute the scores
+    decode_keys=decode_keys,
+    decoder=decoder,
     fused_on_cpu=True,
     mask=sliding_window_mask,
 ))
