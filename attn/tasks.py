@@ -11,26 +11,33 @@ from dataclasses import asdict
 from attn.spec import AttentionSpec
 
 
-def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict | None = None, *,
-                 report) -> dict:
-    """Profile one variant; `source` is an InputSource as a dict (random inputs when None)."""
+def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict | None = None,
+                 mode: str = "forward", *, report) -> dict:
+    """Profile one variant in a regime; `source` is an InputSource as a dict (random inputs when
+    None). For decode, `spec` is a decode step's (regimes.decode_spec); with a model's text, the
+    text is the cache and its last spec["seq"] tokens the new ones."""
     from attn import measure
+    from attn.regimes import decode_spec
     from attn.sources import InputSource, make_inputs
 
     src = InputSource(**(source or {}))
     report.progress(0.05, f"{variant}: first call (compiles, picks a backend)")
     if src.kind == "random":  # profile checks that the spec fits before it allocates inputs
         prof = measure.profile(AttentionSpec.from_dict(spec), variant, budget_s=budget_s,
-                               temperature=src.temperature)
+                               temperature=src.temperature, mode=mode)
     else:
-        q, k, v, spec_in = make_inputs(AttentionSpec.from_dict(spec), src)
-        prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v))
+        asked = AttentionSpec.from_dict(spec)
+        q, k, v, spec_in = make_inputs(asked, src)
+        if mode == "decode":
+            spec_in = decode_spec(spec_in, spec_in.kv_seq, min(asked.seq, spec_in.kv_seq))
+            q = q[:, :, -spec_in.seq:].contiguous()
+        prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v), mode=mode)
     report.progress(1.0, "done")
     return {**prof.to_dict(), "inputs": src.describe()}
 
 
 def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq",
-               budget_s: float = 0.3, *, report) -> dict:
+               budget_s: float = 0.3, mode: str = "forward", *, report) -> dict:
     from attn import sweep
 
     total = len(variants) * len(set(xs))
@@ -43,7 +50,8 @@ def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq"
         report.progress(done / total, f"{point.variant} at {axis} {point.x}: {point.status}")
 
     result = sweep.run_sweep(AttentionSpec.from_dict(spec), variants, xs, axis=axis,
-                             budget_s=budget_s, on_point=on_point, cancelled=report.cancelled)
+                             budget_s=budget_s, on_point=on_point, cancelled=report.cancelled,
+                             mode=mode)
     return result.to_dict()
 
 
