@@ -349,9 +349,12 @@ def blockwise_attention(q: Tensor, k: Tensor, v: Tensor, spec: AttentionSpec, ma
         # SDPA's head axis, (heads, count, ...): its output, contiguous, then lands in `out`
         # as one block per head rather than row by row (about 5% faster at seq 4096).
         order = (0, 1) if gqa else (1, 0)
+        # the split's merge reads the flash kernel's log-sum-exp, through which autograd passes
+        # no gradient (a backward through it was 36% off): training takes the whole run at once
+        split = run.split is not None and not gqa and not (torch.is_grad_enabled() and q.requires_grad)
         for i in range(b):
             q_c = _chunk_view(q[i], run.lo, run.count, run.rows, run.rows)
-            if run.split is not None and not gqa:
+            if split:
                 _split_run(q_c.permute(1, 0, 2, 3), k[i], v[i], run.split,
                            _chunk_view(out[i], run.lo, run.count, run.rows, run.rows
                                        ).permute(1, 0, 2, 3))
