@@ -4,7 +4,6 @@ FLOP conventions on closed forms, and bad input that gets one line."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from attn import measure, variants
 from attn.cli import EXIT_BAD_INPUT, main
