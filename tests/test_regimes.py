@@ -59,14 +59,14 @@ def test_a_wrong_backward_is_caught():
     assert worst > 5e-3
 
 
-def test_saved_bytes_of_dense_and_sdpa_are_the_cost_models():
+@pytest.mark.parametrize("name", ["dense", "sdpa"])
+def test_saved_bytes_of_dense_and_sdpa_are_the_cost_models(name):
     spec = AttentionSpec(seq=256, heads=4, head_dim=16, causal=True)
-    for name in ("dense", "sdpa"):
-        var = variants.get(name)
-        q, k, v = _inputs(spec)
-        var.run(q, k, v, spec)  # sdpa auto times its backends on the first call
-        _, kept = saved_bytes(lambda: var.run(q, k, v, spec), (q, k, v))
-        assert kept == attention_cost(spec, name, "train").saved_bytes, name
+    var = variants.get(name)
+    q, k, v = _inputs(spec)
+    var.run(q, k, v, spec)  # sdpa auto times its backends on the first call
+    _, kept = saved_bytes(lambda: var.run(q, k, v, spec), (q, k, v))
+    assert kept == attention_cost(spec, name, "train").saved_bytes
 
 
 def test_a_train_profile_carries_the_regimes_numbers():
