@@ -37,7 +37,6 @@ def profile_decode(spec: AttentionSpec, variant: str, device: str, budget_s: flo
     the device and the fit."""
     started = time.perf_counter()
     var = variants.get(variant)
-    cost = attention_cost(spec, variant, "decode")
     on_cuda = device.startswith("cuda")
     q, k, v = inputs if inputs is not None else random_qkv(spec, temperature)
     with torch.inference_mode():
@@ -46,6 +45,7 @@ def profile_decode(spec: AttentionSpec, variant: str, device: str, budget_s: flo
         out = step()
         first_s = time.perf_counter() - t0
         backend, backend_reasons = var.kernel(q, k, v, spec), var.kernel_reasons(q, k, spec)
+        cost = attention_cost(var.resolved(spec, backend), variant, "decode")
         if on_cuda:
             peak, reserved = cuda_peak_bytes(step)
             memory_method = "torch.cuda.max_memory_allocated above the baseline, one step"

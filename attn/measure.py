@@ -124,7 +124,7 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
         error_rows=rows, energy_j=energy,
         energy_per_token_j=None if energy is None else energy / (spec.batch * spec.seq),
         backend_reasons=backend_reasons,
-        cost=attention_cost(spec, variant).to_dict(), flops_convention=USEFUL_FLOPS_NOTE,
+        cost=attention_cost(var.resolved(spec, backend), variant).to_dict(), flops_convention=USEFUL_FLOPS_NOTE,
         environment=environment(device), timing_s=sum(calls_s) + timing.elapsed_s,
     )
     add_roofline(prof, spec, device)

@@ -151,7 +151,7 @@ def profile_train(spec: AttentionSpec, variant: str, device: str, budget_s: floa
         kernel_err, approx_err, rows = errors(out, q.detach(), k.detach(), v.detach(), spec, variant,
                                               error_rows)
         grad_err, _ = grad_error(forward, (q, k, v), g, spec, variant, error_rows)
-    cost = attention_cost(spec, variant, "train")
+    cost = attention_cost(var.resolved(spec, backend), variant, "train")
     median = fwd.median_ms + bwd.median_ms
     prof = Profile(
         variant=variant, spec=spec.to_dict(), device=device_name(device), backend=backend,

@@ -30,6 +30,10 @@ def _no_kernel_reasons(q: Tensor, k: Tensor, spec: AttentionSpec) -> dict[str, s
     return {}
 
 
+def _as_given(spec: AttentionSpec, kernel: str) -> AttentionSpec:
+    return spec
+
+
 def _never(spec: AttentionSpec) -> bool:
     return False
 
@@ -83,6 +87,9 @@ class Variant:
     kernel_reasons: Callable[[Tensor, Tensor, AttentionSpec], dict[str, str]] = field(
         default=_no_kernel_reasons)
     fused_on_cpu: bool = False
+    # resolved(spec, kernel): the spec with the choice the variant made at run time written in
+    # (sdpa auto -> the backend it ran), so the cost model predicts what actually ran
+    resolved: Callable[[AttentionSpec, str], AttentionSpec] = field(default=_as_given)
     # -- training (forward + backward) and serving (decode steps against a KV cache) ----------
     # saved_bytes(spec): what the forward keeps for the backward beyond its inputs (None: the
     #   output and the forward's workspace, a rough guess); backward_bytes(spec): the backward's

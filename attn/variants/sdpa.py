@@ -209,6 +209,7 @@ VARIANT = register(Variant(
     backward_bytes=backward_bytes,
     recomputes=lambda spec: spec.backend != "math",
     kernel_reasons=kernel_reasons,
+    resolved=lambda spec, kernel: spec.with_(backend=kernel) if kernel in BACKENDS else spec,
     fused_on_cpu=True,
     unsupported=unsupported,
     mask=dense.causal_mask,
