@@ -59,9 +59,10 @@ def test_a_wrong_backward_is_caught():
     assert worst > 5e-3
 
 
-@pytest.mark.parametrize("name", ["dense", "sdpa"])
-def test_saved_bytes_of_dense_and_sdpa_are_the_cost_models(name):
-    spec = AttentionSpec(seq=256, heads=4, head_dim=16, causal=True)
+@pytest.mark.parametrize("name, backend", [("dense", "auto"), ("sdpa", "flash"), ("sdpa", "math")])
+@pytest.mark.parametrize("shape", [dict(seq=256, causal=True), dict(seq=96, kv_seq=160, kv_heads=2)], ids=str)
+def test_saved_bytes_of_dense_and_sdpa_are_the_cost_models(name, backend, shape):
+    spec = AttentionSpec(heads=4, head_dim=16, backend=backend, **shape)
     var = variants.get(name)
     q, k, v = _inputs(spec)
     var.run(q, k, v, spec)  # sdpa auto times its backends on the first call

@@ -178,7 +178,11 @@ def saved_bytes(spec: AttentionSpec) -> int:
     # a fused kernel keeps its output and one log-sum-exp (float32) per query row, and
     # recomputes the weights in the backward; math keeps what eager attention keeps
     if spec.backend == "math":
-        return dense.saved_bytes(spec)
+        # the weights, q and k each scaled by sqrt(scale) (k widened to every head) and, under
+        # GQA, the widened v (measured on the CPU)
+        b, h, d, item = spec.batch, spec.heads, spec.head_dim, spec.dtype_bytes
+        widened_v = 0 if spec.groups == 1 else b * h * spec.kv_seq * d * item
+        return dense.weights_bytes(spec) + (b * h * (spec.seq + spec.kv_seq) * d) * item + widened_v
     rows = spec.batch * spec.heads * spec.seq
     return rows * spec.head_dim * spec.dtype_bytes + rows * 4
 
