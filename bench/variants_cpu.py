@@ -42,7 +42,7 @@ from attn.device import cpu_name
 from attn.inputs import random_qkv
 from attn.masks import Mask
 from attn.spec import AttentionSpec
-from attn.variants import softmax
+from attn.variants import masked, softmax
 from attn.variants.gqa import repeat_kv
 
 
@@ -108,7 +108,7 @@ def planned_kernel(name: str):
     def run(q, k, v, spec: AttentionSpec, mask: Mask, chunk: int):
         phase = -spec.position_offset if name == "block_sparse" else 0
         return softmax.blockwise_attention(q, k, v, spec, mask, chunk,
-                                           softmax.mask_cache_key(name, spec, "cpu"), phase)
+                                           masked.mask_cache_key(name, spec, "cpu"), phase)
     return run
 
 
@@ -154,11 +154,11 @@ def flex_candidates(name: str, spec: AttentionSpec, q, k, v, block_sizes: list[i
     out = []
     mask = variants.get(name).mask(spec)
     for size in block_sizes:
-        softmax.FLEX_BLOCK_SIZE = size
+        masked.FLEX_BLOCK_SIZE = size
 
         def run(size=size):
-            softmax.FLEX_BLOCK_SIZE = size  # the block mask cache is keyed by it
-            return softmax.flex_attention(q, k, v, spec, mask, name)
+            masked.FLEX_BLOCK_SIZE = size  # the block mask cache is keyed by it
+            return masked.flex_attention(q, k, v, spec, mask, name)
 
         t0 = time.perf_counter()
         first = run()

@@ -7,7 +7,7 @@ from attn import variants
 from attn.inputs import random_qkv
 from attn.masks import Mask
 from attn.spec import AttentionSpec
-from attn.variants import softmax
+from attn.variants import masked, softmax
 from attn.variants.gqa import repeat_kv
 
 
@@ -47,7 +47,7 @@ def test_block_layouts_gather_only_the_keys_off_their_band():
         band, rest = run.split
         assert band.index is None and band.keys == 2 * spec.block  # the block and the one before
         assert rest.index is not None and band.keys + rest.keys == run.keys
-    key = softmax.mask_cache_key("block_sparse", spec, "cpu")
+    key = masked.mask_cache_key("block_sparse", spec, "cpu")
     q, k, v = random_qkv(spec)
     out = softmax.blockwise_attention(q, k, v, spec, mask, spec.block, key)
     assert relative_error(out, reference("block_sparse", q, k, v, spec)) < 1e-5

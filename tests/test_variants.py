@@ -334,7 +334,7 @@ def test_flex_attention_compiles_on_the_cpu_and_matches_the_reference():
     Not skipped when FlexAttention cannot compile: then the CUDA path is broken too, and the
     error should say why.
     """
-    from attn.variants.softmax import flex_attention
+    from attn.variants.masked import flex_attention
 
     for name, shape in FLEX_CASES:
         spec = AttentionSpec(**{"batch": 1, "heads": 2, "head_dim": 16, **shape})
@@ -350,7 +350,7 @@ def test_flex_attention_compiles_on_the_cpu_and_matches_the_reference():
 def test_blockwise_kernel_runs_equal_chunks_as_one_call(kv_heads):
     """Inside a long window every chunk has as many keys, equally spaced and masked alike:
     the plan runs them as one SDPA call over strided views. Block layouts gather their keys."""
-    from attn.variants import softmax
+    from attn.variants import masked, softmax
 
     spec = AttentionSpec(batch=2, seq=700, kv_seq=650, heads=4, kv_heads=kv_heads, head_dim=16,
                          causal=True, window=100, block=32, n_global=1, n_random=2)
@@ -372,7 +372,7 @@ def test_blockwise_kernel_runs_equal_chunks_as_one_call(kv_heads):
             assert covered == spec.seq - 50 and plan.runs[0].lo == 50
         if name == "block_sparse":
             assert any(run.index is not None and run.count > 1 for run in plan.runs)
-        key = softmax.mask_cache_key(name, spec, "cpu")
+        key = masked.mask_cache_key(name, spec, "cpu")
         out = softmax.blockwise_attention(q, k, v, spec, variant.mask(spec), chunk, key, phase)
         assert relative_error(out, own_reference(variant, q, k, v, spec)) < 1e-5
         # the cached plan gives the same answer
@@ -400,7 +400,7 @@ def test_flex_attention_keeps_compiling_past_dynamos_recompile_limit(caplog):
     back, with only a log line, to an unfused path that materialises seq x kv_seq scores."""
     import logging
 
-    from attn.variants.softmax import flex_attention
+    from attn.variants.masked import flex_attention
 
     caplog.set_level(logging.WARNING)
     for window in range(3, 25, 2):  # eleven masks

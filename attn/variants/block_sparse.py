@@ -12,9 +12,9 @@ from attn.masks import Mask, generate_block_layout_mask, sum_clamped
 from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
+from attn.variants.masked import masked_attention, masked_kernel
 from attn.variants.registry import Variant, register
-from attn.variants.softmax import (RUN_GATHERED_KEYS, RUN_ROWS, masked_attention, masked_kernel,
-                                   softmax_weights)
+from attn.variants.softmax import RUN_GATHERED_KEYS, RUN_ROWS, softmax_weights
 
 BLOCK = Param("block", 64, "tokens per block", lo=1, hi=4096, unit="tokens")
 N_GLOBAL = Param("n_global", 1, "global blocks at the start, which see and are seen by every block",

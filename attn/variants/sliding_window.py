@@ -8,8 +8,9 @@ from attn.masks import Mask, generate_sliding_window, sliding_window_pairs
 from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
+from attn.variants.masked import masked_attention, masked_kernel
 from attn.variants.registry import Variant, register
-from attn.variants.softmax import RUN_ROWS, masked_attention, masked_kernel, softmax_weights
+from attn.variants.softmax import RUN_ROWS, softmax_weights
 
 WINDOW = Param("window", 256, "keys each query sees: the last `window` (causal), or those less "
                "than `window` positions away", lo=1, hi=1 << 20, unit="tokens")
