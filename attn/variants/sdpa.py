@@ -208,6 +208,7 @@ VARIANT = register(Variant(
     saved_bytes=saved_bytes,
     backward_bytes=backward_bytes,
     recomputes=lambda spec: spec.backend != "math",
+    saves_output=lambda spec: spec.backend != "math",
     kernel_reasons=kernel_reasons,
     fused_on_cpu=True,
     unsupported=unsupported,
