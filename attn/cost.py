@@ -115,9 +115,11 @@ def attention_cost(spec: AttentionSpec, variant: str, mode: str = "forward") -> 
 def _train_cost(cost: Cost, v, spec: AttentionSpec, inputs: int, output: int) -> Cost:
     forward = cost.flops
     saved, backward = v.train_bytes(spec)
-    # the forward's peak, or the backward's: what the forward kept, the backward's workspace and
-    # the gradients of q, k and v (as large as q, k and v)
-    step = max(output + cost.extra_bytes, output + saved + backward + inputs)
+    # the forward's peak, or the backward's: the output (alive through the backward; counted
+    # once where the forward keeps it among its saved tensors), what the forward kept, the
+    # backward's workspace and the gradients of q, k and v (as large as q, k and v)
+    alive_output = 0 if v.saves_output(spec) else output
+    step = max(output + cost.extra_bytes, alive_output + saved + backward + inputs)
     # the forward reads q, k, v and writes O; the backward reads q, k, v, O and dO, writes dq, dk, dv
     moved = 3 * inputs + 3 * output
     recomputes = v.recomputes(spec)

@@ -11,23 +11,39 @@ Sections (all by default; pick with --sections):
 - fidelity: profile()'s median against triton.testing.do_bench's median for the same call,
   measured in alternation; target within 3%.
 - calibration: measured matmul rates and copy bandwidth (attn.calibrate, forced).
+- train: forward + backward (attn.measure.profile, mode "train") for dense, sdpa (auto, and the
+  flash, efficient and cuDNN backends where they run) and sliding_window (window 256), causal,
+  seq 1024..8192: forward and backward medians; what the forward saves for the backward against
+  the cost model's saved_bytes, and the step's peak against its step_bytes (ratios); the
+  gradients' error against float64 autograd; TFLOP/s on useful FLOPs and on executed FLOPs
+  (FlashAttention's count, where the backward recomputes the scores). bench/gpu_regimes.py.
+- decode: one new token (mode "decode") against a KV cache of 4k..128k keys, batch 1 and 8, for
+  sdpa with 16, 4 and 1 KV heads (multi-head, grouped-query with the 4x sharing of 8 -> 2,
+  multi-query), sliding_window (window 4096: a rolling cache) and linear (a recurrent state):
+  per-token latency, bytes read, GB/s achieved, the bandwidth floor (bytes read over the
+  calibrated copy bandwidth) and the latency's multiple of it.
 - oom: a sweep of quadratic-memory variants under an allocator capped to part of the device
   (torch.cuda.set_per_process_memory_fraction), so the cost model's pre-check passes and the
   allocation itself fails; then the memory wall is bisected with real allocations. Device memory
   allocated before and after must be equal.
 
 With --anchors PATH (an independent measurement of the same shapes, e.g. an H100 baseline with
-rows of S, causal, impl, ms, tflops, peak_MiB), each timing row gets its ratio to the anchor.
+rows of S, causal, impl, ms, tflops, peak_MiB), each timing row gets its ratio to the anchor;
+the anchors hold forward timings only, so the train and decode rows say there is none.
 --dry-run runs the same code on the CPU with tiny sizes (do_bench is replaced by
 torch.utils.benchmark, the allocator cap by the sweep's memory budget), to check the script.
 
     python -m bench.gpu [--out results.json] [--anchors PATH] [--sections timing,auto,...]
                         [--cases dense,sdpa:flash] [--seqs 1024,4096] [--causal both|true|false]
+                        [--train-seqs 1024,8192] [--contexts 4096,131072]
                         [--budget 0.2] [--dry-run]                     (from the repo root)
 
-A full run on an H100 takes about 15 to 25 minutes, most of it FlexAttention compiling each
-shape of the masked variants and the float64 error references; split it with --sections,
---cases and --causal to fit shorter sessions.
+--cases names cases of any section (timing, train, decode); each runs those it has.
+
+A full run on an H100 takes about 20 to 30 minutes, most of it FlexAttention compiling each
+shape of the masked variants and the float64 error references; train and decode take a few
+minutes each (--sections train,decode). Split it with --sections, --cases and --causal to fit
+shorter sessions.
 """
 from __future__ import annotations
 
@@ -35,63 +51,27 @@ import argparse
 import json
 import statistics
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
 
 from attn import calibrate, variants
-from attn.cost import attention_cost
 from attn.device import device_summary
 from attn.environment import environment
 from attn.inputs import random_qkv
 from attn.measure import DoesNotFit, profile
-from attn.spec import AttentionSpec
 from attn.sweep import run_sweep
 
-SECTIONS = ("timing", "auto", "fidelity", "calibration", "oom")
+from bench import gpu_regimes
+from bench.gpu_config import Config, dry_run_config, gpu_config
+from bench.tables import f, first_line, markdown
+
+SECTIONS = ("timing", "auto", "fidelity", "calibration", "train", "decode", "oom")
 FIDELITY_TOLERANCE = 0.03
 
 
 # -- what to run (no CUDA here: importable and testable anywhere) -------------------------------
-@dataclass(frozen=True)
-class Config:
-    device: str
-    dtype: str
-    batch: int
-    heads: int
-    head_dim: int
-    seqs: tuple[int, ...]
-    budget_s: float
-    error_tolerance: float
-    fidelity_seqs: tuple[int, ...]
-    fidelity_rounds: int
-    oom_seqs: tuple[int, ...]
-    oom_fraction: float | None  # CUDA: cap the allocator to this share of the device
-    oom_budget_bytes: int | None = None  # CPU (dry run): the sweep's memory budget instead
-
-    def spec(self, seq: int, causal: bool, **changes) -> AttentionSpec:
-        return AttentionSpec(batch=self.batch, heads=self.heads, head_dim=self.head_dim, seq=seq,
-                             dtype=self.dtype, causal=causal, device=self.device).with_(**changes)
-
-
-def gpu_config(budget_s: float = 0.2) -> Config:
-    return Config(device="cuda", dtype="bfloat16", batch=4, heads=16, head_dim=128,
-                  seqs=(1024, 2048, 4096, 8192, 16384), budget_s=budget_s, error_tolerance=1e-2,
-                  fidelity_seqs=(1024, 4096, 16384), fidelity_rounds=3,
-                  oom_seqs=(2048, 4096, 8192, 16384, 32768), oom_fraction=0.25)
-
-
-def dry_run_config(budget_s: float = 0.02) -> Config:
-    # the sweep's budget lets both variants run at 64 and 128 and refuses 256
-    at_128 = AttentionSpec(batch=1, heads=2, head_dim=16, seq=128, dtype="bfloat16")
-    budget = max(attention_cost(at_128, name).peak_bytes for name in ("dense", "topk"))
-    return Config(device="cpu", dtype="bfloat16", batch=1, heads=2, head_dim=16,
-                  seqs=(64, 128), budget_s=budget_s, error_tolerance=1e-2,
-                  fidelity_seqs=(64,), fidelity_rounds=2,
-                  oom_seqs=(64, 128, 256, 512), oom_fraction=None, oom_budget_bytes=budget)
-
-
 @dataclass(frozen=True)
 class Case:
     label: str
@@ -119,14 +99,23 @@ CASES = (
 )
 
 
-def select_cases(labels: str | None) -> tuple[Case, ...]:
+def case_labels() -> list[str]:
+    """Every section's case labels, each once, timing's first."""
+    every = CASES + gpu_regimes.TRAIN_CASES + gpu_regimes.DECODE_CASES
+    return list(dict.fromkeys(c.label for c in every))
+
+
+def select_cases(labels: str | None, cases: tuple = CASES) -> tuple:
+    """The cases of one section named in `labels` (all of them when none are named); a label
+    that no section has is refused."""
     if not labels:
-        return CASES
-    known = {c.label: c for c in CASES}
-    unknown = [x for x in labels.split(",") if x not in known]
+        return cases
+    wanted = labels.split(",")
+    unknown = [x for x in wanted if x not in case_labels()]
     if unknown:
-        raise SystemExit(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(known)}")
-    return tuple(known[x] for x in labels.split(","))
+        raise SystemExit(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(case_labels())}")
+    known = {c.label: c for c in cases}
+    return tuple(known[x] for x in wanted if x in known)
 
 
 def anchor_index(anchors: dict) -> dict[tuple[int, bool, str], dict]:
@@ -157,27 +146,6 @@ def with_anchor_ratios(rows: list[dict], anchors: dict | None) -> list[dict]:
             row["tflops_vs_anchor"] = row["tflops"] / a["tflops"] if a.get("tflops") else None
             row["anchor_peak_mib"] = a.get("peak_MiB")
     return rows
-
-
-def markdown(rows: list[dict], columns: list[tuple[str, str, Callable[[object], str]]]) -> str:
-    """A markdown table: columns are (key, heading, format); a missing value prints as '-'."""
-    lines = ["| " + " | ".join(h for _, h, _ in columns) + " |",
-             "| " + " | ".join("---" for _ in columns) + " |"]
-    for row in rows:
-        cells = []
-        for key, _, fmt in columns:
-            value = row.get(key)
-            cells.append("-" if value is None else fmt(value))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def f(spec: str) -> Callable[[object], str]:
-    return lambda v: format(v, spec)
-
-
-def first_line(err: BaseException) -> str:
-    return (str(err).splitlines() or [type(err).__name__])[0]
 
 
 def paired_verdict(profiled: list[float], reference: list[float], tolerance: float) -> dict:
@@ -397,6 +365,12 @@ def report(results: dict) -> str:
         if "bf16_vs_anchor" in cal or "bandwidth_vs_anchor" in cal:
             out.append(f"against the anchors: bf16 matmul x{cal.get('bf16_vs_anchor', float('nan')):.2f}, "
                        f"bandwidth x{cal.get('bandwidth_vs_anchor', float('nan')):.2f}")
+    anchors = results.get("anchors_device")  # the anchors' device, when some were given
+    if "train" in results:
+        out += gpu_regimes.train_report(results["train"], results["config"]["error_tolerance"], anchors)
+    if "decode" in results:
+        out += gpu_regimes.decode_report(results["decode"], results.get("decode_bandwidth_gbps"),
+                                         anchors)
     if "oom" in results:
         o = results["oom"]
         out += ["", "### Out-of-memory sweep", markdown(
@@ -417,6 +391,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--sections", default=",".join(SECTIONS))
     parser.add_argument("--cases", help="comma-separated case labels (default: all)")
     parser.add_argument("--seqs", help="comma-separated sequence lengths for the timing section")
+    parser.add_argument("--train-seqs", help="comma-separated sequence lengths for the train section")
+    parser.add_argument("--contexts", help="comma-separated cache lengths for the decode section")
     parser.add_argument("--causal", choices=("both", "true", "false"), default="both")
     parser.add_argument("--budget", type=float, help="seconds of repeats per measurement")
     parser.add_argument("--dry-run", action="store_true", help="the same code on the CPU, tiny sizes")
@@ -428,11 +404,14 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit(f"unknown section(s) {', '.join(sorted(unknown))}: choose from {', '.join(SECTIONS)}")
     if not args.dry_run and not torch.cuda.is_available():
         raise SystemExit("no CUDA GPU here: run with --dry-run to check the script on the CPU")
-    cfg = dry_run_config() if args.dry_run else gpu_config()
+    cfg: Config = dry_run_config() if args.dry_run else gpu_config()
     if args.budget:
-        cfg = Config(**{**asdict(cfg), "budget_s": args.budget})
-    if args.seqs:
-        cfg = Config(**{**asdict(cfg), "seqs": tuple(int(s) for s in args.seqs.split(","))})
+        cfg = replace(cfg, budget_s=args.budget)
+    for flag, name in ((args.seqs, "seqs"), (args.train_seqs, "train_seqs"),
+                       (args.contexts, "decode_contexts")):
+        if flag:
+            cfg = replace(cfg, **{name: tuple(int(s) for s in flag.split(","))})
+    select_cases(args.cases)  # refuses a label no section has, before anything runs
     causal_modes = {"both": (False, True), "true": (True,), "false": (False,)}[args.causal]
     anchors = None
     if args.anchors:
@@ -444,7 +423,10 @@ def main(argv: list[str] | None = None) -> dict:
                      "reference_timer": "triton.testing.do_bench" if cfg.device.startswith("cuda")
                      else "torch.utils.benchmark (dry run)"}
     if anchors:
-        results["anchors_device"] = anchors.get("device")
+        results["anchors_device"] = anchors.get("device") or args.anchors
+        for section in ("train", "decode"):
+            if section in sections:
+                results[f"{section}_anchors"] = gpu_regimes.NO_ANCHORS
     started = time.perf_counter()
     if "calibration" in sections:  # first, so the timing rows get their share of the roofline
         print("calibration", flush=True)
@@ -458,6 +440,13 @@ def main(argv: list[str] | None = None) -> dict:
     if "fidelity" in sections:
         print("fidelity", flush=True)
         results["fidelity"] = fidelity(cfg, causal_modes)
+    if "train" in sections:
+        print("train", flush=True)
+        results["train"] = gpu_regimes.train(cfg, select_cases(args.cases, gpu_regimes.TRAIN_CASES))
+    if "decode" in sections:
+        print("decode", flush=True)
+        results["decode"] = gpu_regimes.decode(cfg, select_cases(args.cases, gpu_regimes.DECODE_CASES))
+        results["decode_bandwidth_gbps"] = gpu_regimes.bandwidth_gbps(cfg.device)
     if "oom" in sections:
         print("out-of-memory sweep", flush=True)
         results["oom"] = oom_sweep(cfg)

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from attn import masks, variants
-from attn.cost import (attention_cost, kv_cache_bytes_per_token, projection_params,
+from attn.cost import (attention_cost, io_bytes, kv_cache_bytes_per_token, projection_params,
                        proj_flops)
+from attn.inputs import random_qkv
 from attn.spec import AttentionSpec
 
 EXACT = ["dense", "sdpa", "sliding_window", "block_sparse"]
@@ -188,3 +189,31 @@ def test_costs_at_huge_sizes_are_exact_python_ints(variant):
     assert cost.flops > 0 and cost.pairs > 0
     if variant in ("sdpa", "dense"):
         assert cost.flops == 4 * 2 * 64 * n * (n + 1) // 2
+
+
+def test_a_train_step_counts_the_output_once_where_the_forward_keeps_it():
+    spec = AttentionSpec(batch=1, seq=256, heads=4, head_dim=32, causal=True)
+    inputs, output = io_bytes(spec)
+    flash = spec.with_(backend="flash")
+    fused = attention_cost(flash, "sdpa", "train")
+    # the fused kernel's saved bytes are its output and log-sum-exps: the step holds them once
+    assert fused.step_bytes == fused.saved_bytes + fused.backward_bytes + inputs
+    eager = attention_cost(spec, "dense", "train")
+    assert eager.step_bytes == output + eager.saved_bytes + eager.backward_bytes + inputs
+
+    def kept_by_autograd(name: str, s: AttentionSpec) -> tuple[set[int], int]:
+        q, k, v = (t.requires_grad_() for t in random_qkv(s))
+        kept: set[int] = set()
+
+        def pack(t):
+            kept.add(t.untyped_storage().data_ptr())
+            return t
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = variants.get(name).run(q, k, v, s)
+        return kept, out.untyped_storage().data_ptr()
+
+    # as measured: flash keeps the very tensor it returns, eager attention does not
+    kept, out = kept_by_autograd("sdpa", flash)
+    assert out in kept
+    kept, out = kept_by_autograd("dense", spec)
+    assert out not in kept

@@ -99,6 +99,9 @@ class Variant:
     # the backward recomputes the scores from saved statistics (FlashAttention's way), so it
     # executes more FLOPs than the useful ones
     recomputes: Callable[[AttentionSpec], bool] = field(default=_never)
+    # the forward keeps its own output for the backward (a fused kernel keeps O and the
+    # log-sum-exps), so saved_bytes already holds the output that a step keeps alive anyway
+    saves_output: Callable[[AttentionSpec], bool] = field(default=_never)
     # decode: the cached keys one step reads (spec.seq new queries against spec.kv_seq cached
     #   keys); decode_state_bytes: a recurrent state read instead of keys and values
     decode_keys: Callable[[AttentionSpec], int] = field(default=_every_cached_key)

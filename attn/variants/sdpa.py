@@ -212,6 +212,7 @@ VARIANT = register(Variant(
     saved_bytes=saved_bytes,
     backward_bytes=backward_bytes,
     recomputes=lambda spec: spec.backend != "math",
+    saves_output=lambda spec: spec.backend != "math",
     kernel_reasons=kernel_reasons,
     resolved=lambda spec, kernel: spec.with_(backend=kernel) if kernel in BACKENDS else spec,
     fused_on_cpu=True,
