@@ -115,11 +115,9 @@ _CURVES = {
     "forward": ("seq", "sequence length", "flops", "useful FLOPs",
                 "useful FLOPs across lengths (analytic); the line marks this run"),
     "train": ("seq", "sequence length", "flops", "useful FLOPs of a training step",
-              "useful FLOPs of a training step (forward + backward) across lengths (analytic); the line "
-              "marks this run"),
+              "training-step FLOPs (forward + backward) across lengths (analytic); the line marks this run"),
     "decode": ("context", "context (cached keys)", "bytes_read", "bytes read per step",
-               "bytes one decode step reads across context (analytic): what bounds it; the line marks "
-               "this run"),
+               "bytes a decode step reads across context (analytic); the line marks this run"),
 }
 
 

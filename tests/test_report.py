@@ -158,14 +158,14 @@ def test_each_profile_names_its_mode_and_shows_its_regimes_numbers():
                   "saved for the backward</th><td>8.5 KiB", "grad error (largest of dq, dk, dv)</th><td>2.50e-07",
                   "step (median)</th><td>3 ms", "forward and backward medians added"):
         assert words in train, words
-    assert "useful FLOPs of a training step (forward + backward)" in train
+    assert "training-step FLOPs (forward + backward) across lengths" in train
     decode = text[text.index(f'id="run-{ids["decode"]}"'):]
     for words in ("per token (step ÷ new tokens)</th><td>50 µs", "bytes read per step</th><td>128 KiB",
                   "bandwidth floor (bytes read ÷ copy bandwidth)</th><td>10 µs",
                   "floor ÷ step (100% = at the floor)</th><td>20.0%", "context (cached keys)</th><td>256",
                   "achieved bandwidth (bytes read ÷ step)</th><td>2.62 GB/s"):
         assert words in decode, words
-    assert "bytes one decode step reads across context" in decode
+    assert "bytes a decode step reads across context" in decode
     assert "forward (median)" not in decode and "per token" not in train
 
 

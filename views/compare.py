@@ -73,7 +73,8 @@ st.caption(f"Ratios are against #{base[modes[0]].id}" + "".join(
     "unmasked pair; train: forward + backward, the backward counted as 2× the forward's matmuls). "
     + "Latency: " + "; ".join(f"{m}, the {LATENCY_WORDS.get(m, 'median of the saved repeats')}" for m in modes)
     + ". Runs saved before the regimes are forward.")
-st.dataframe(pd.DataFrame(table), width="stretch")
+frame = pd.DataFrame(table)
+st.dataframe(frame, width="stretch", height=min(900, 38 + 35 * len(frame)))  # every row, no inner scroll
 with st.expander("what each mode measures"):
     for m in modes:
         st.markdown(f"- {MODE_WORDS.get(m, m + ': a mode this attn does not describe')}")
