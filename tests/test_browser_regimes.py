@@ -6,11 +6,10 @@ import os
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
-from tests.test_browser import ROOT, _free_port, _no_exception, _open, _shot, browser, page  # noqa: F401 (fixtures)
+from tests.test_browser import ROOT, _no_exception, _open, _shot, browser, page, served  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -18,32 +17,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def seeded_url(tmp_path_factory):
     home = tmp_path_factory.mktemp("regimes_home")
-    seed = ("import os; from attn.runs import RunStore; from tests.regime_runs import save_regime_runs; "
-            "print(save_regime_runs(RunStore()))")
     env = {**os.environ, "ATTN_HOME": str(home)}
+    seed = "from tests.regime_runs import save_regime_runs; save_regime_runs()"
     subprocess.run([sys.executable, "-c", seed], cwd=ROOT, env=env, check=True)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "ui.serve", "--server.port", str(port), "--server.headless", "true",
-         "--server.address", "127.0.0.1"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 60
-    while time.time() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=1) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
-    yield url, home
-    proc.terminate()
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with served(env) as url:
+        yield url, home
 
 
 @pytest.mark.parametrize("path, words", [

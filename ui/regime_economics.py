@@ -52,15 +52,14 @@ def _notes(costs: Sequence[DecodeCost | TrainCost]) -> None:
 
 def decode_section(costs: list[DecodeCost], device: str | None, spec: AttentionSpec | None) -> None:
     """Saved decode steps on `device`, priced; or how to make one."""
-    st.subheader("Decode: per generated token")
-    st.caption("One decode step of new tokens for each sequence of the batch against its KV cache, for the "
-               "attention core of one layer: $/Mtok = price per second × step ÷ (batch × new tokens) × 10⁶. "
-               "Beside it, the same price at the step's bandwidth floor (bytes read ÷ the copy bandwidth "
-               "calibrated on the device it ran on): what the step would cost if it did nothing but read its "
-               "cache at full bandwidth. The memory-bound model below prices a whole model's cache the same way.")
-    mine = [c for c in costs if c.device == device]
+    mine = _section("decode", "Decode: per generated token", costs, device, spec,
+                    "One decode step of new tokens for each sequence of the batch against its KV cache, for "
+                    "the attention core of one layer: $/Mtok = price per second × step ÷ (batch × new tokens) "
+                    "× 10⁶. Beside it, the same price at the step's bandwidth floor (bytes read ÷ the copy "
+                    "bandwidth calibrated on the device it ran on): what the step would cost if it did nothing "
+                    "but read its cache at full bandwidth. The memory-bound model below prices a whole model's cache the same "
+                    "way.")
     if not mine:
-        _none_saved("decode", device, len(costs), spec)
         return
     table = pd.DataFrame([{
         "variant": c.variant, "shape": c.shape, "context": f"{c.context:,}", "new tokens": c.new_tokens,
@@ -78,13 +77,11 @@ def decode_section(costs: list[DecodeCost], device: str | None, spec: AttentionS
 
 def train_section(costs: list[TrainCost], device: str | None, spec: AttentionSpec | None) -> None:
     """Saved training steps on `device`, priced per training token; or how to make one."""
-    st.subheader("Training: per training token")
-    st.caption("One training step of one attention layer: the forward and the backward with respect to q, k "
-               "and v, timed apart. $/Mtok = price per second × (forward + backward) ÷ (batch × seq) × 10⁶; "
-               "the attention core alone (no projections, MLP or optimizer).")
-    mine = [c for c in costs if c.device == device]
+    mine = _section("train", "Training: per training token", costs, device, spec,
+                    "One training step of one attention layer: the forward and the backward with respect to q, "
+                    "k and v, timed apart. $/Mtok = price per second × (forward + backward) ÷ (batch × seq) × "
+                    "10⁶; the attention core alone (no projections, MLP or optimizer).")
     if not mine:
-        _none_saved("train", device, len(costs), spec)
         return
     st.dataframe(pd.DataFrame([{
         "variant": c.variant, "shape": c.shape, "seq": f"{c.seq:,}", "tokens per step": f"{c.tokens:,}",
@@ -97,6 +94,17 @@ def train_section(costs: list[TrainCost], device: str | None, spec: AttentionSpe
     rows = [{"variant": c.variant, "seq": c.seq, "usd_per_mtok": c.usd_per_mtok} for c in shown]
     show(charts.per_token_curve(rows, "usd_per_mtok", "$ per million training tokens",
                                 title="training: $ per million tokens of one attention layer"), key="ec_train_chart")
+
+
+def _section(mode: str, title: str, costs: list, device: str | None, spec: AttentionSpec | None,
+             caption: str) -> list:
+    """The section's heading and its convention; its costs on `device`, or none after saying so."""
+    st.subheader(title)
+    st.caption(caption)
+    mine = [c for c in costs if c.device == device]
+    if not mine:
+        _none_saved(mode, device, len(costs), spec)
+    return mine
 
 
 def _none_saved(mode: str, device: str | None, elsewhere: int, spec: AttentionSpec | None) -> None:
