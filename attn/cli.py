@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from attn.cli_args import (BadInput, int_list, OneLineParser, add_input_flags, add_mode_flags, add_spec_flags,
                            input_source, regime_spec, spec_from_args)
+from attn.regimes import MODES
 from attn.spec import AttentionSpec
 
 EXIT_BAD_INPUT = 2
@@ -204,10 +205,10 @@ def cmd_runs(args: argparse.Namespace) -> None:
 
     store = RunStore()
     if args.action == "list":
-        data = [s.__dict__ for s in store.list(kind=args.kind, limit=args.limit)]
+        data = [s.__dict__ for s in store.list(kind=args.kind, mode=args.mode, limit=args.limit)]
         _emit(args, data, lambda d: "\n".join(
-            f"#{r['id']:<5} {r['kind']:8} {str(r['variant']):24} {r['spec_short']:36} {r['created_at'][:19]}" for r in d)
-            or "no runs saved yet")
+            f"#{r['id']:<5} {r['kind']:8} {r['mode']:8} {str(r['variant']):24} {r['spec_short']:36}"
+            f" {r['created_at'][:19]}" for r in d) or "no runs saved yet")
     elif args.action == "show":
         run = store.get(_one_id(args.ids))
         _emit(args, run.to_dict(include_maps=False), lambda d: json.dumps(d, indent=1, default=str))
@@ -314,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=("list", "show", "export", "delete"))
     p.add_argument("ids", nargs="*")
     p.add_argument("--kind", choices=("profile", "sweep", "model", "maps"))
+    p.add_argument("--mode", choices=MODES, help="list only runs of this regime (runs saved before the "
+                   "regimes are forward)")
     p.add_argument("--limit", type=int, default=50)
     p.add_argument("--format", choices=("json", "csv", "html"), default="json")
     p.add_argument("--out", help="file to write (default: stdout)")

@@ -8,7 +8,8 @@ tokens (a prefill), so
     $/Mtok = price per second * latency in seconds / (batch * seq) * 1e6
     J/Mtok = energy per call in joules / (batch * seq) * 1e6
 Energy comes from an NVIDIA GPU's energy counter; a run without a reading has no J/Mtok, and
-`TokenCost.energy_note` says why.
+`TokenCost.energy_note` says why. These prices are of the forward regime (a prefill); decode and
+training steps are priced apart (attn.regime_costs), and `measurements` leaves their runs out.
 """
 from __future__ import annotations
 
@@ -81,9 +82,13 @@ def _footprint(spec: dict[str, Any], peak_bytes: int | None) -> int | None:
 
 
 def measurements(runs: Iterable[Any]) -> list[Measurement]:
-    """The points of saved profile and sweep runs (`attn.runs.Run`); other kinds are skipped."""
+    """The points of saved forward profile and sweep runs (`attn.runs.Run`; a run saved before the
+    regimes is forward); other kinds and the train and decode regimes are skipped: a decode step
+    of one new token is not a prefill of one token, nor a training step a forward call."""
     found = []
     for run in runs:
+        if run.mode != "forward":
+            continue
         env = run.environment or {}
         common = dict(device=str(env.get("device") or ""), device_kind=str(env.get("device_kind") or ""),
                       run_id=run.id, created_at=run.created_at)

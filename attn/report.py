@@ -3,7 +3,10 @@
 One file: plotly.js is inlined once in the head and every figure is drawn by it, so the report
 opens from a disk, an e-mail or an archive with no network. Per run: the attention map beside
 the curves, the measured numbers, the cost model, the spec and the environment it ran in. Every
-piece of text from a run is escaped.
+piece of text from a run is escaped. Each run names its mode (forward, train or decode; runs
+saved before the regimes are forward) and shows that regime's own numbers: train its forward and
+backward times, saved memory and gradient error; decode its time per token, bytes read, achieved
+bandwidth and bandwidth floor.
 
 Maps come from the run when it saved them; otherwise they are recomputed for the run's spec and
 variant on seeded inputs (small: `map_cells` cells a side), unless that would be slow, in which
@@ -21,6 +24,7 @@ import numpy as np
 
 from attn import charts
 from attn import readable as fmt
+from attn.regime_numbers import LATENCY_WORDS, MODE_WORDS, numbers_of, regime_rows
 from attn.runs import Run, spec_short
 from attn.spec import SHARED_FIELDS
 
@@ -69,6 +73,8 @@ def html_report(runs: Sequence[Run], title: str = "attn report", map_cells: int 
 # -- one run -----------------------------------------------------------------------------------
 def _run_section(run: Run, map_cells: int) -> str:
     heading = f"#{int(run.id)} · {_e(run.kind)}" + (f" · {_e(run.variant)}" if run.variant else "")
+    if run.kind in ("profile", "sweep"):  # model runs and maps have no regime of their own
+        heading += f" · {_e(run.mode)}"
     meta = [_e(run.created_at[:19].replace("T", " ")) + " UTC", _e(run.device or "device unknown"),
             _e(spec_short(run.spec))]
     if run.label:
@@ -104,24 +110,53 @@ def _spec_rows(run: Run) -> list[tuple[str, Any]]:
     return [(k, v) for k, v in run.spec.items() if k in SHARED_FIELDS or k in own]
 
 
+# the analytic curve beside a profile, per mode: (axis, its label, metric, the metric's label, title)
+_CURVES = {
+    "forward": ("seq", "sequence length", "flops", "useful FLOPs",
+                "useful FLOPs across lengths (analytic); the line marks this run"),
+    "train": ("seq", "sequence length", "flops", "useful FLOPs of a training step",
+              "training-step FLOPs (forward + backward) across lengths (analytic); the line marks this run"),
+    "decode": ("context", "context (cached keys)", "bytes_read", "bytes read per step",
+               "bytes a decode step reads across context (analytic); the line marks this run"),
+}
+
+
+def _cost_curve(run: Run) -> str:
+    """The cost model along the run's own axis, in the run's mode, with the run marked."""
+    # lazy, as the maps below: torch and the variants load only for a report that draws this
+    from attn.cost import attention_cost
+    from attn.spec import AttentionSpec
+    from attn.sweep import spec_at
+
+    if run.mode not in _CURVES:
+        return _note(f"no cost curve: this attn does not know the mode {run.mode!r}")
+    axis, axis_label, metric, metric_label, title = _CURVES[run.mode]
+    spec = AttentionSpec.from_dict(run.spec)
+    at = spec.kv_seq if axis == "context" else spec.seq
+    xs = sorted({max(16, at // 16) * 2**i for i in range(9)} | {at})
+    if axis == "context":  # a decode step's new tokens are the last of its cache
+        xs = [x for x in xs if x >= spec.seq]
+    curve = [{"variant": run.variant, "status": "ok", "x": x,
+              metric: getattr(attention_cost(spec_at(spec, axis, x), run.variant, run.mode), metric)}
+             for x in xs]
+    fig = charts.metric_curve(curve, metric, title=title, current_x=at, x_label=axis_label, height=420)
+    fig.update_yaxes(title=metric_label)
+    fig.update_shapes(line_color="#0f172a")
+    return _figure(fig)
+
+
 def _profile_parts(run: Run, map_cells: int) -> tuple[list[str], list[str]]:
     r = run.results
     figures = [_map_html(run, run.spec, run.variant, map_cells)]
     try:
-        from attn.spec import AttentionSpec  # lazy, as the maps below
-        from attn.sweep import analytic_curve
-
-        spec = AttentionSpec.from_dict(run.spec)
-        xs = sorted({max(16, spec.seq // 16) * 2**i for i in range(9)} | {spec.seq})
-        curve = [{"variant": run.variant, "status": "ok", **p} for p in analytic_curve(spec, run.variant, xs)]
-        fig = charts.metric_curve(curve, "flops", title="useful FLOPs across lengths (analytic); "
-                                  "the line marks this run", current_x=spec.seq, height=420)
-        fig.update_shapes(line_color="#0f172a")
-        figures.append(_figure(fig))
+        figures.append(_cost_curve(run))
     except Exception as err:  # an old or foreign spec: the numbers still make a report
         figures.append(_note(f"no cost curve: {err}"))
-    rows = [("latency (median)", fmt.ms(r.get("latency_ms"))),
+    latency = {"forward": "latency (median)"}.get(run.mode, "step (median)")
+    rows = [("mode", MODE_WORDS.get(run.mode, run.mode)),
+            (latency, fmt.ms(r.get("latency_ms"))),
             ("p10 – p90", f"{fmt.ms(r.get('p10_ms'))} – {fmt.ms(r.get('p90_ms'))}"),
+            *regime_rows(r, run.mode),
             ("useful FLOPs", fmt.si(r.get("flops"), "FLOP")),
             ("achieved", fmt.si(_mul(r.get("achieved_tflops"), 1e12), "FLOP/s")),
             ("roofline", "—" if r.get("roofline_pct") is None else f"{r['roofline_pct']:.1f}%"),
@@ -131,10 +166,15 @@ def _profile_parts(run: Run, map_cells: int) -> tuple[list[str], list[str]]:
             ("inputs", r.get("inputs") or "random (seeded)"),
             ("backend", r.get("backend")), ("timing", r.get("timing_method")),
             ("memory", r.get("memory_method"))]
+    if run.mode in LATENCY_WORDS:
+        rows.append(("what the step is", LATENCY_WORDS[run.mode]))
+    if r.get("flops_convention"):
+        rows.append(("FLOPs convention", r["flops_convention"]))
     tables = [_table("Measured", rows)]
     cost = r.get("cost") or {}
     if cost:
         tables.append(_table("Cost model (analytic)", [
+            *_regime_cost_rows(cost),
             ("pairs computed", f"{cost.get('pairs', 0):,} of {cost.get('full_pairs', 0):,}"),
             ("useful FLOPs", fmt.si(cost.get("flops"), "FLOP")),
             ("projection FLOPs", fmt.si(cost.get("proj_flops"), "FLOP")),
@@ -146,11 +186,25 @@ def _profile_parts(run: Run, map_cells: int) -> tuple[list[str], list[str]]:
     return figures, tables
 
 
+def _regime_cost_rows(cost: dict[str, Any]) -> list[tuple[str, str]]:
+    """What the cost model says of the regime itself (nothing for a forward call)."""
+    if cost.get("mode") == "train":
+        return [("FLOPs executed", fmt.si(cost.get("flops_executed"), "FLOP")),
+                ("saved for the backward", fmt.nbytes(cost.get("saved_bytes"))),
+                ("backward workspace", fmt.nbytes(cost.get("backward_bytes"))),
+                ("step allocates", fmt.nbytes(cost.get("step_bytes")))]
+    if cost.get("mode") == "decode":
+        keys = cost.get("cached_keys")
+        return [("bytes read per step", fmt.nbytes(cost.get("bytes_read"))),
+                ("cached keys read", "— (a recurrent state)" if not keys else f"{keys:,}")]
+    return []
+
+
 def _sweep_parts(run: Run, map_cells: int) -> tuple[list[str], list[str]]:
     r = run.results
     points = r.get("points") or []
     axis = r.get("axis", "seq")
-    label = "sequence length" if axis == "seq" else axis
+    label = {"seq": "sequence length", "context": "context (cached keys)"}.get(axis, axis)
     figures = []
     largest = max((p["x"] for p in points), default=0)
     # a wall projected far past the measured lengths would squeeze the curves into a corner;
@@ -170,12 +224,17 @@ def _sweep_parts(run: Run, map_cells: int) -> tuple[list[str], list[str]]:
                                      title=f"{name} at {axis} {spec.get(axis, '?')}, head 0"))
     if len(names) > MAX_SWEEP_MAPS:
         figures.append(_note(f"maps of the first {MAX_SWEEP_MAPS} variants only"))
+    # the regime's own numbers after the common ones (train: forward, backward, ...; decode: per token, ...)
+    extra = [n for n in numbers_of(run.mode) if any(n.value(p) is not None for p in points)]
     point_rows = [[p["variant"], f"{p['x']:,}", p.get("status", ""), fmt.ms(p.get("latency_ms")),
+                   *(n.text(n.value(p)) for n in extra),
                    fmt.nbytes(p.get("peak_bytes")), fmt.si(p.get("flops"), "FLOP"), fmt.ratio(p.get("approx_error")),
                    "—" if p.get("energy_j") is None else f"{p['energy_j']:.4g} J",
                    p.get("message", "") if p.get("status") != "ok" else ""] for p in points]
-    tables = [_grid("Points", ["variant", axis, "status", "latency", "peak", "useful FLOPs",
-                               "approx error", "energy", "note"], point_rows)]
+    latency = {"forward": "latency"}.get(run.mode, "step")
+    tables = [_grid(f"Points ({run.mode}: {LATENCY_WORDS.get(run.mode, 'median')})",
+                    ["variant", axis, "status", latency, *(n.label for n in extra), "peak", "useful FLOPs",
+                     "approx error", "energy", "note"], point_rows)]
     fits = r.get("fits") or {}
     if fits:
         tables.append(_grid("Fitted growth (y ∝ x^k)", ["variant", "latency k", "peak k", "FLOPs k"],

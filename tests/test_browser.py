@@ -2,6 +2,7 @@
 `make run` starts it (`python -m ui.serve`), on a free localhost port. Screenshots go to test-artifacts/."""
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -28,8 +29,14 @@ def _free_port() -> int:
 
 @pytest.fixture(scope="module")
 def app_url(tmp_path_factory):
+    with served({**os.environ, "ATTN_HOME": str(tmp_path_factory.mktemp("browser_home"))}) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def served(env: dict[str, str]):
+    """The app as `make run` starts it, with this environment, on a free port: its URL."""
     port = _free_port()
-    env = {**os.environ, "ATTN_HOME": str(tmp_path_factory.mktemp("browser_home"))}
     proc = subprocess.Popen(
         [sys.executable, "-m", "ui.serve", "--server.port", str(port),  # as `make run` starts it
          "--server.headless", "true", "--server.address", "127.0.0.1"],
@@ -46,12 +53,14 @@ def app_url(tmp_path_factory):
     else:
         proc.kill()
         pytest.fail("streamlit did not start: " + proc.stdout.read().decode()[-2000:])
-    yield url
-    proc.terminate()
     try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 @pytest.fixture(scope="module")

@@ -43,6 +43,20 @@ def test_per_token_curve_draws_a_line_per_variant_with_its_own_axis_label():
     assert charts.per_token_curve(rows, "joules_per_mtok", "J").data == ()  # no energy: no line
 
 
+def test_decode_cost_chart_puts_the_floor_dashed_under_each_measured_line():
+    rows = [{"variant": "sdpa", "context": c, "usd_per_mtok": c * 1e-4, "floor_usd_per_mtok": c * 2e-5}
+            for c in (1024, 256)]
+    rows.append({"variant": "linear", "context": 256, "usd_per_mtok": 0.01, "floor_usd_per_mtok": None})
+    fig = charts.decode_cost_chart(rows)
+    assert [t.name for t in fig.data] == ["sdpa (measured)", "sdpa (bandwidth floor)", "linear (measured)"]
+    measured, floor, linear = fig.data
+    assert list(measured.x) == [256, 1024]  # sorted by context
+    assert list(floor.y) == pytest.approx([256 * 2e-5, 1024 * 2e-5]) and floor.line.dash == "dash"
+    assert measured.line.color == floor.line.color == charts.color_of("sdpa")
+    assert fig.layout.xaxis.type == fig.layout.yaxis.type == "log"
+    assert fig.layout.xaxis.title.text == "context (cached keys)"
+
+
 @pytest.mark.parametrize("log", [True, False])
 def test_marks_on_curves_put_the_line_at_the_value_and_the_label_in_axis_units(log):
     # plotly.js draws a shape on a log axis at its data value, and an annotation at log10 of it

@@ -139,3 +139,49 @@ def test_the_report_draws_its_charts_in_chromium_with_no_network(runs, tmp_path)
     assert refused == [] and errors == []
     assert drawn == 7
     assert heatmaps >= 4 and curves >= 2
+
+
+# -- regimes ---------------------------------------------------------------------------------------
+
+def test_each_profile_names_its_mode_and_shows_its_regimes_numbers():
+    from tests.regime_runs import save_regime_runs
+
+    store = RunStore()
+    ids = save_regime_runs(store)
+    text = html_report([store.get(ids[name]) for name in ("old", "train", "decode")])
+    # the run saved before the regimes is a forward call, and says so
+    assert f"#{ids['old']} · profile · sdpa · forward" in text
+    assert "forward: one call over the whole sequence" in text
+    train = text[text.index(f'id="run-{ids["train"]}"'):text.index(f'id="run-{ids["decode"]}"')]
+    assert "#2 · profile · sdpa · train" in train
+    for words in ("forward (median)</th><td>1 ms", "backward (median)</th><td>2 ms",
+                  "saved for the backward</th><td>8.5 KiB", "grad error (largest of dq, dk, dv)</th><td>2.50e-07",
+                  "step (median)</th><td>3 ms", "forward and backward medians added"):
+        assert words in train, words
+    assert "training-step FLOPs (forward + backward) across lengths" in train
+    decode = text[text.index(f'id="run-{ids["decode"]}"'):]
+    for words in ("per token (step ÷ new tokens)</th><td>50 µs", "bytes read per step</th><td>128 KiB",
+                  "bandwidth floor (bytes read ÷ copy bandwidth)</th><td>10 µs",
+                  "floor ÷ step (100% = at the floor)</th><td>20.0%", "context (cached keys)</th><td>256",
+                  "achieved bandwidth (bytes read ÷ step)</th><td>2.62 GB/s"):
+        assert words in decode, words
+    assert "bytes a decode step reads across context" in decode
+    assert "forward (median)" not in decode and "per token" not in train
+
+
+def test_a_decode_sweep_lists_its_regimes_numbers_per_point():
+    spec = SPEC.with_(seq=1, kv_seq=64, causal_align="bottom_right")
+    points = [{"variant": "sdpa", "x": x, "status": "ok", "mode": "decode", "latency_ms": x / 1000,
+               "per_token_ms": x / 1000, "bytes_read": 2 * 2 * x * 16 * 4, "floor_ms": x / 4000,
+               "achieved_gbps": 1.0, "peak_bytes": 1000, "flops": 4 * 2 * 16 * x,
+               "spec": spec.with_(kv_seq=x).to_dict()} for x in (64, 128, 256)]
+    results = {"axis": "context", "xs": [64, 128, 256], "variants": ["sdpa"], "device": "cpu", "mode": "decode",
+               "points": points, "fits": {}, "crossovers": [], "walls": [], "spec": spec.to_dict()}
+    store = RunStore()
+    text = html_report([store.get(store.save("sweep", spec, results, variant="sdpa", environment=CPU))])
+    assert "#1 · sweep · sdpa · decode" in text
+    assert "Points (decode: median of one decode step)" in text
+    assert "<th>per token (step ÷ new tokens)</th>" in text and "<th>context</th>" in text
+    assert "<td>25.0%</td>" in text  # floor ÷ step at every point
+    assert "context (cached keys)" in text  # the curves' axis
+    assert "<th>grad error" not in text

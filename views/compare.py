@@ -3,6 +3,7 @@ import pandas as pd
 import streamlit as st
 
 from attn import charts
+from attn.regime_numbers import LATENCY_WORDS, MODE_WORDS, Number, numbers_of
 from attn.runs import spec_short
 from attn.spec import AttentionSpec
 from ui.plot import show
@@ -18,7 +19,8 @@ if not profiles:
     st.info("No profiled runs yet: press :material/play_arrow: **Profile** in the Playground, then come back.")
     st.stop()
 
-labels = {s.id: f"#{s.id} {s.variant} · {s.spec_short} · {s.device} · {s.created_at[:19]}" for s in profiles}
+labels = {s.id: f"#{s.id} {s.variant} · {s.mode} · {s.spec_short} · {s.device} · {s.created_at[:19]}"
+          for s in profiles}
 wanted = [int(x) for x in url_list("runs", []) if x.isdigit() and int(x) in labels]
 default = wanted or [s.id for s in profiles[:2]]
 chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key="cmp_runs")
@@ -28,27 +30,54 @@ if len(chosen) < 2:
     st.stop()
 
 runs = [store.get(i) for i in chosen]
-ROWS = [("latency_ms", "latency (ms, median)", fmt.ms), ("p10_ms", "p10 (ms)", fmt.ms), ("p90_ms", "p90 (ms)", fmt.ms),
-        ("flops", "useful FLOPs", lambda v: fmt.si(v, "FLOP")), ("achieved_tflops", "achieved TFLOP/s", lambda v: f"{v:.4g}"),
-        ("peak_bytes", "peak memory", fmt.nbytes), ("kernel_error", "kernel error", fmt.ratio),
-        ("approx_error", "approx error", fmt.ratio), ("energy_j", "energy (J/call)", lambda v: f"{v:.3g}")]
-base = runs[0].results
+COMMON = (Number("latency_ms", "latency (ms, median)", fmt.ms, comparable=True),
+          Number("p10_ms", "p10 (ms)", fmt.ms), Number("p90_ms", "p90 (ms)", fmt.ms),
+          Number("flops", "useful FLOPs", lambda v: fmt.si(v, "FLOP"), comparable=True),
+          Number("achieved_tflops", "achieved TFLOP/s", lambda v: "—" if v is None else f"{v:.4g}"),
+          Number("peak_bytes", "peak memory", fmt.nbytes, comparable=True),
+          Number("kernel_error", "kernel error", fmt.ratio), Number("approx_error", "approx error", fmt.ratio),
+          Number("energy_j", "energy (J/call)", lambda v: "—" if v is None else f"{v:.3g}"))
+modes = list(dict.fromkeys(run.mode for run in runs))
+# each mode's own numbers, below the common ones, for the modes among the chosen runs
+rows = list(COMMON) + [n for mode in modes for n in numbers_of(mode)]
+# a ratio only against the first run of the same mode: a decode step over a forward call, or a
+# training step over either, compares different work, and the quotient would read as a speed-up
+base = {}
+for run in runs:
+    base.setdefault(run.mode, run)
 table = {}
 for run in runs:
-    col = {}
-    for key, label, f in ROWS:
-        v = run.results.get(key)
-        text = "—" if v is None else f(v)
-        b = base.get(key)
-        if run is not runs[0] and v is not None and b and key in ("latency_ms", "peak_bytes", "flops"):
-            text += f"  ({v / b:.2f}×)"
-        col[label] = text
+    own = {n.key for n in COMMON + numbers_of(run.mode)}
+    col = {"mode": run.mode}
+    for n in rows:
+        if n.key in own:
+            v, b = n.value(run.results), n.value(base[run.mode].results)
+            text = n.text(v)
+            if n.comparable and run is not base[run.mode] and v is not None and b:
+                text += f"  ({v / b:.2f}×)"
+        else:
+            text = "n/a"  # a number of another regime
+        col[n.label] = text
     col["device"] = run.device
     col["spec"] = spec_short(run.spec)
     table[f"#{run.id} {run.variant}"] = col
 st.subheader("Numbers")
-st.caption(f"Ratios are against #{runs[0].id}. FLOPs are useful FLOPs (4·B·H·D per unmasked pair).")
-st.dataframe(pd.DataFrame(table), width="stretch")
+if len(modes) > 1:
+    st.warning("These runs measured different regimes (" + "; ".join(
+        f"{m}: " + ", ".join(f"#{r.id}" for r in runs if r.mode == m) for m in modes)
+        + "). Their numbers stand side by side, but a ratio is given only against the first run of the "
+        "same mode: one decode step against a forward call over the whole sequence, or a training step "
+        "against either, is different work, not a speed-up.")
+st.caption(f"Ratios are against #{base[modes[0]].id}" + "".join(
+    f", and #{base[m].id} for {m} runs" for m in modes[1:]) + ". FLOPs are useful FLOPs (4·B·H·D per "
+    "unmasked pair; train: forward + backward, the backward counted as 2× the forward's matmuls). "
+    + "Latency: " + "; ".join(f"{m}, the {LATENCY_WORDS.get(m, 'median of the saved repeats')}" for m in modes)
+    + ". Runs saved before the regimes are forward.")
+frame = pd.DataFrame(table)
+st.dataframe(frame, width="stretch", height=min(900, 38 + 35 * len(frame)))  # every row, no inner scroll
+with st.expander("what each mode measures"):
+    for m in modes:
+        st.markdown(f"- {MODE_WORDS.get(m, m + ': a mode this attn does not describe')}")
 
 st.subheader("Maps (head 0)")
 cols = st.columns(min(len(runs), 3))
@@ -58,8 +87,10 @@ for i, run in enumerate(runs):
         spec = AttentionSpec.from_dict(run.spec)
         m = results.maps(spec, run.variant, 0, 128, "mean", 1.0)
         maps.append(m)
+        title = f"#{run.id} {run.variant}" + (" (the step's queries against the cache)" if run.mode == "decode"
+                                              else "")
         show(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
-                                                 title=f"#{run.id} {run.variant}", log_scale=True), key=f"cmp_map_{run.id}")
+                                      title=title, log_scale=True), key=f"cmp_map_{run.id}")
 same_grid = len(maps) >= 2 and all(m["map"]["q_edges"] == maps[0]["map"]["q_edges"]
                                    and m["map"]["k_edges"] == maps[0]["map"]["k_edges"] for m in maps[:2])
 if same_grid:
@@ -67,4 +98,4 @@ if same_grid:
 
     diff = np.abs(np.asarray(maps[1]["map"]["values"]) - np.asarray(maps[0]["map"]["values"]))
     show(charts.attention_heatmap(diff, maps[0]["map"]["q_edges"], maps[0]["map"]["k_edges"],
-                                             title=f"|#{runs[1].id} − #{runs[0].id}|"), key="cmp_diff")
+                                  title=f"|#{runs[1].id} − #{runs[0].id}|"), key="cmp_diff")

@@ -1,13 +1,14 @@
-"""Economics: attention's price. Dollars and joules per million tokens, the longest context a
-memory budget holds, the quality/cost frontier, and what GQA/MQA sharing saves."""
+"""Economics: attention's price. Dollars and joules per million tokens (a prefill, a training step,
+a decode step beside its bandwidth floor), the longest context a memory budget holds, the
+quality/cost frontier, and what GQA/MQA sharing saves."""
 from dataclasses import asdict
 
 import pandas as pd
 import streamlit as st
 
-from attn import charts, economics
+from attn import charts, economics, regime_costs
 from ui import format as fmt
-from ui import calibration, follow, results
+from ui import calibration, follow, regime_economics, results
 from ui.errors import shown_as_error
 from ui.plot import show
 from ui.state import current_spec, sync_url, url_value
@@ -18,8 +19,9 @@ QUICK_SWEEP = "ec_quick_sweep"  # the quick sweep, under this key of the session
 
 st.title(":material/payments: Economics")
 st.caption("What attention costs in money, energy and memory, worked out from the profiles and sweeps "
-           "saved on this machine. Token costs are for the attention core alone, as measured: one call "
-           "processes batch × seq query tokens (a prefill).")
+           "saved on this machine, in each regime they measured: a forward call (a prefill), a training step, "
+           "a decode step. Token costs are for the attention core alone, as measured; runs saved before the "
+           "regimes are forward.")
 info = results.device_info()
 
 c1, c2, c3 = st.columns(3)
@@ -42,7 +44,9 @@ budget_bytes = int(budget_gib * 2**30)
 store = results.run_store()
 summaries = store.list(kind="profile", limit=RUN_LIMIT) + store.list(kind="sweep", limit=RUN_LIMIT // 4)
 saved = [store.get(s.id) for s in summaries]
-measured = economics.measurements(saved)
+measured = economics.measurements(saved)  # forward runs only
+decode_costs = regime_costs.decode_costs(saved, gpu_price, cpu_price)
+train_costs = regime_costs.train_costs(saved, gpu_price, cpu_price)
 
 
 def quick_sweep() -> None:
@@ -57,8 +61,17 @@ def quick_sweep() -> None:
                                                 "quick sweep for Economics"))
 
 
-if not measured:
-    st.info("No saved profiles or sweeps yet, so nothing to price. Make some: :material/play_arrow: "
+# every device with a priced run of any regime, the one with most first
+devices = pd.Series([m.device for m in measured] + [c.device for c in decode_costs + train_costs]).value_counts()
+device = None
+c1, c2 = st.columns(2)
+if len(devices):
+    device = c1.selectbox("device", list(devices.index), key="ec_device",
+                          help="numbers from different devices are never mixed on one chart")
+mine = [m for m in measured if m.device == device]
+if not mine:
+    where = "yet" if device is None else f"of the forward regime on {device}"
+    st.info(f"No saved profiles or sweeps {where}, so no prefill to price. Make some: :material/play_arrow: "
             "**Profile** in the Playground, :material/play_arrow: **Run sweep** on the Scaling page (both "
             "save their runs), or from a shell "
             "`python -m attn sweep --variants sdpa,linear --seq 256,512,1024 --save`. Or run a quick "
@@ -67,18 +80,13 @@ if not measured:
         with shown_as_error("The quick sweep"):
             quick_sweep()
 else:
-    devices = pd.Series([m.device for m in measured]).value_counts()
-    c1, c2 = st.columns(2)
-    device = c1.selectbox("device", list(devices.index), key="ec_device",
-                          help="numbers from different devices are never mixed on one chart")
-    mine = [m for m in measured if m.device == device]
     shapes = pd.Series([m.shape for m in mine]).value_counts()
     shape = c2.selectbox("shape (batch, heads, head_dim, dtype)", list(shapes.index), key="ec_shape",
                          help="one curve per variant needs the same shape at every length")
     points = economics.newest_per_point(m for m in mine if m.shape == shape)
 
     # -- $ and J per million tokens ------------------------------------------------------------
-    st.subheader("Per million tokens")
+    st.subheader("Prefill: per million tokens")
     costs = economics.token_costs(points, gpu_price, cpu_price)
     price = costs[0].price_per_hour if costs else 0.0
     st.caption(f"$/Mtok = price per second × latency ÷ (batch × seq) × 10⁶, at ${price:.2f}/h. "
@@ -165,6 +173,9 @@ quick = follow.follow(QUICK_SWEEP, "The quick sweep")  # below its button; after
 results.keep_all(quick)
 if quick is not None and quick.ok:
     st.rerun()  # priced from the runs it saved
+
+regime_economics.train_section(train_costs, device, current_spec())
+regime_economics.decode_section(decode_costs, device, current_spec())
 
 # -- GQA / MQA -------------------------------------------------------------------------------
 st.subheader("What sharing keys and values saves (GQA / MQA)")

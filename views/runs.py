@@ -5,10 +5,11 @@ import streamlit as st
 
 from attn import variants
 from attn.report import html_report
+from attn.regimes import MODES
 from attn.runs import KINDS
 from attn.spec import AttentionSpec
 from ui import format as fmt
-from ui import follow, results
+from ui import follow, regime_jobs, results
 from ui.errors import shown_as_error
 from ui.state import sync_url, url_list, url_value
 
@@ -18,8 +19,9 @@ SWEEP_BUDGET_S = 0.2
 RERUN = "rn_rerun_jobs"  # the re-runs of saved runs, under this key of the session (ui.follow)
 
 st.title(":material/storage: Runs")
-st.caption("Every profile, sweep, model run and map saved on this machine, newest first. The store "
-           "is one SQLite file under ~/.attn (the ATTN_HOME variable moves it); "
+st.caption("Every profile, sweep, model run and map saved on this machine, newest first, with the regime "
+           "it measured (mode: forward, train or decode; runs saved before the regimes are forward). "
+           "The store is one SQLite file under ~/.attn (the ATTN_HOME variable moves it); "
            "`python -m attn runs list|show|export` reads the same file.")
 store = results.run_store()
 
@@ -41,30 +43,33 @@ def _choice(label: str, options: list[str], url_name: str, key: str, col) -> str
 
 everything = store.list(limit=LIST_LIMIT)
 device_names = sorted({s.device for s in everything if s.device})
-c1, c2, c3, c4 = st.columns([1, 1, 1.4, 2])
+c1, c0, c2, c3, c4 = st.columns([1, 1, 1, 1.4, 2])
 kind = _choice("kind", [ALL, *KINDS], "kind", "rn_kind", c1)
+mode = _choice("mode", [ALL, *MODES], "mode", "rn_mode", c0)
 variant = _choice("variant", [ALL, *variants.names()], "variant", "rn_variant", c2)
 device = _choice("device", [ALL, "cpu", "cuda", *device_names], "device", "rn_device", c3)
 search = c4.text_input("search", value=url_value("q", ""), key="rn_search",
                        placeholder="label, tag, spec text (S1024, float16) or a run id")
 
-summaries = store.list(kind=None if kind == ALL else kind, variant=None if variant == ALL else variant,
+summaries = store.list(kind=None if kind == ALL else kind, mode=None if mode == ALL else mode,
+                       variant=None if variant == ALL else variant,
                        device=None if device == ALL else device, search=search.strip() or None,
                        limit=LIST_LIMIT)
 table = pd.DataFrame([{
-    "id": s.id, "kind": s.kind, "variant": s.variant, "spec": s.spec_short, "latency": fmt.ms(s.latency_ms),
+    "id": s.id, "kind": s.kind, "mode": s.mode, "variant": s.variant, "spec": s.spec_short, "latency": fmt.ms(s.latency_ms),
     "peak memory": fmt.nbytes(s.peak_bytes), "achieved FLOP/s": fmt.si(s.achieved_tflops and s.achieved_tflops * 1e12),
     "points": s.points, "maps": "✓" if s.has_maps else "", "label": s.label, "tags": ", ".join(s.tags),
     "device": s.device, "when (UTC)": s.created_at[:19].replace("T", " "),
 } for s in summaries])
 st.caption(f"{len(summaries)} of {len(everything)}{'+' if len(everything) == LIST_LIMIT else ''} runs "
-           "match. Latency is the median of a profile; a sweep's row counts its points.")
+           "match. Latency is the median of a profile (train: the forward + backward step; decode: one "
+           "step); a sweep's row counts its points.")
 if summaries:
     st.dataframe(table, hide_index=True, width="stretch", height=min(420, 38 + 35 * len(table)))
 else:
     st.info("No run matches these filters.")
 
-labels = {s.id: f"#{s.id} {s.kind} · {s.variant or '—'} · {s.spec_short}" for s in everything}
+labels = {s.id: f"#{s.id} {s.kind} · {s.mode} · {s.variant or '—'} · {s.spec_short}" for s in everything}
 if "rn_select_next" in st.session_state:  # an action's new selection, set before the widget exists
     st.session_state["rn_selected"] = [i for i in st.session_state.pop("rn_select_next") if i in labels]
 previous = [i for i in st.session_state.get("rn_selected", []) if i in labels]
@@ -74,7 +79,7 @@ default = None if "rn_selected" in st.session_state else [i for i in from_url if
 selected = st.multiselect("Selected runs", options, default=default,
                           format_func=lambda i: labels.get(i, f"#{i}"), key="rn_selected",
                           placeholder="choose runs to compare, re-run, delete or export")
-sync_url(kind=kind if kind != ALL else None, variant=variant if variant != ALL else None,
+sync_url(kind=kind if kind != ALL else None, mode=mode if mode != ALL else None, variant=variant if variant != ALL else None,
          device=device if device != ALL else None, q=search.strip() or None, runs=selected)
 
 if not selected:
@@ -86,23 +91,25 @@ profiles = [i for i in selected if kinds_of.get(i) == "profile"]
 
 
 def rerun_job(run_id: int) -> follow.Job | None:
-    """A job that measures a saved run's spec again on this device, or None (after saying why)."""
+    """A job that measures a saved run's spec again on this device, in the run's own mode, or None
+    (after saying why)."""
     run = store.get(run_id)
     here = results.device()
     spec = AttentionSpec.from_dict(run.spec).with_(device=here)
     if run.kind == "profile":
-        reasons = variants.get(run.variant).unsupported(spec, here)
+        var = variants.get(run.variant)
+        reasons = var.unsupported(spec, here) + ([var.cannot[run.mode]] if run.mode in var.cannot else [])
         if reasons:
             st.warning(f"#{run_id} {run.variant} cannot run here: " + "; ".join(reasons))
             return None
         inputs = str(run.results.get("inputs") or "")
         if inputs and not inputs.startswith("random"):
             st.info(f"#{run_id} ran on {inputs}; the re-run uses seeded random inputs of its shape.")
-        return results.profile_job(spec, run.variant)
+        return regime_jobs.profile_job(spec, run.variant, run.mode, title=f"re-run of #{run_id}")
     if run.kind == "sweep":
         r = run.results
-        return results.sweep_job(spec, r["variants"], r["xs"], r.get("axis", "seq"), SWEEP_BUDGET_S,
-                                 f"re-run of sweep #{run_id}")
+        return regime_jobs.sweep_job(spec, r["variants"], r["xs"], r.get("axis", "seq"), SWEEP_BUDGET_S,
+                                     run.mode, f"re-run of sweep #{run_id}")
     st.info(f"#{run_id} is a {run.kind} run: re-run it from the Models page or the command line.")
     return None
 
@@ -114,8 +121,8 @@ if a.button("Compare", disabled=len(profiles) < 2, key="rn_compare", icon=":mate
     st.switch_page("views/compare.py", query_params={"runs": ",".join(map(str, profiles))})
 rerunnable = [i for i in selected if kinds_of.get(i) in ("profile", "sweep")]
 if b.button("Re-run on this device", disabled=not rerunnable, key="rn_rerun", icon=":material/replay:",
-            help=f"measure the selected profiles and sweeps again here ({results.device()}) and save "
-                 "them as new runs; the saved ones stay"):
+            help=f"measure the selected profiles and sweeps again here ({results.device()}), each in its "
+                 "own mode, and save them as new runs; the saved ones stay"):
     batch = []
     for run_id in rerunnable:
         with shown_as_error(f"Re-running #{run_id}"):
@@ -131,7 +138,7 @@ d.download_button("HTML report", icon=":material/download:",
                   help="one self-contained file (plotly inlined, no network needed): maps beside "
                        "curves, numbers, cost tables and environment; made when you click")
 
-made = results.keep_all(follow.follow(RERUN, "The re-run"))  # below the buttons; after a rerun too
+made = regime_jobs.keep_all(follow.follow(RERUN, "The re-run"))  # below the buttons; after a rerun too
 if made:
     st.session_state["rn_flash"] = "Saved as " + ", ".join(f"#{i}" for i in made) + "."
     st.session_state["rn_select_next"] = made + selected

@@ -5,8 +5,8 @@ page family: `maps.py` (attention maps and masks), `curves.py` (sweeps, the roof
 bars), `economics.py`, `models.py`; `style.py` holds the colours, margins and layout they share.
 """
 from attn.charts.curves import FLOPS_AXIS, METRIC_LABELS, bars, metric_curve, roofline, telemetry_chart
-from attn.charts.economics import (DOMINATED_COLOR, ERROR_FLOOR, context_fit_bars, frontier_chart,
-                                   per_token_curve)
+from attn.charts.economics import (DOMINATED_COLOR, ERROR_FLOOR, context_fit_bars, decode_cost_chart,
+                                   frontier_chart, per_token_curve)
 from attn.charts.maps import LABELLED_TOKENS, MAX_CELLS, attention_heatmap, mask_heatmap
 from attn.charts.models import (COST_PARTS, KV_LINES, MOSAIC_GAP, MOSAIC_LEVELS, MOSAIC_LOG_FLOOR,
                                 clicked_head, head_grids, implementation_bars, kv_cache_chart,
@@ -16,7 +16,8 @@ from attn.charts.style import (CHAR_PX, COLORBAR_MARGIN, GREYS, INFERNO, LEGEND_
 
 __all__ = [
     "FLOPS_AXIS", "METRIC_LABELS", "bars", "metric_curve", "roofline", "telemetry_chart",
-    "DOMINATED_COLOR", "ERROR_FLOOR", "context_fit_bars", "frontier_chart", "per_token_curve",
+    "DOMINATED_COLOR", "ERROR_FLOOR", "context_fit_bars", "decode_cost_chart", "frontier_chart",
+    "per_token_curve",
     "LABELLED_TOKENS", "MAX_CELLS", "attention_heatmap", "mask_heatmap",
     "COST_PARTS", "KV_LINES", "MOSAIC_GAP", "MOSAIC_LEVELS", "MOSAIC_LOG_FLOOR", "clicked_head",
     "head_grids", "implementation_bars", "kv_cache_chart", "layer_cost_bars", "model_view",

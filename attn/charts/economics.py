@@ -1,4 +1,5 @@
-"""The Economics page: prices per token, the quality/cost frontier, the longest context that fits."""
+"""The Economics page: prices per token (a prefill, a decode step beside its floor, a training
+step), the quality/cost frontier, the longest context that fits."""
 from __future__ import annotations
 
 import math
@@ -22,6 +23,35 @@ def per_token_curve(rows: Iterable[dict], metric: str, axis_label: str, title: s
     fig = metric_curve(points, metric, title=title or axis_label, height=height)
     fig.update_yaxes(title=axis_label)
     return fig
+
+
+def decode_cost_chart(rows: Iterable[dict], title: str = "decode: $ per million generated tokens",
+                      height: int = 360) -> go.Figure:
+    """A decode step's $/Mtok against the context, a line per variant, with the bandwidth floor
+    of the same steps as a dashed line of the variant's colour beneath it. rows: dicts with
+    variant, context, usd_per_mtok and floor_usd_per_mtok (None where no floor was saved)
+    (`regime_costs.DecodeCost` as a dict)."""
+    by_variant: dict[str, list[dict]] = {}
+    for r in rows:
+        by_variant.setdefault(r["variant"], []).append(r)
+    fig = go.Figure()
+    for variant, pts in by_variant.items():
+        pts = sorted(pts, key=lambda r: r["context"])
+        color = color_of(variant)
+        fig.add_trace(go.Scatter(
+            x=[r["context"] for r in pts], y=[r["usd_per_mtok"] for r in pts], mode="lines+markers",
+            name=f"{variant} (measured)", line=dict(color=color, width=2), marker=dict(size=8, color=color),
+            hovertemplate=f"{variant}<br>context %{{x:,}}<br>$%{{y:.4g}} per Mtok, measured<extra></extra>"))
+        floor = [r for r in pts if r.get("floor_usd_per_mtok") is not None]
+        if floor:
+            fig.add_trace(go.Scatter(
+                x=[r["context"] for r in floor], y=[r["floor_usd_per_mtok"] for r in floor], mode="lines",
+                name=f"{variant} (bandwidth floor)", line=dict(color=color, width=1.5, dash="dash"),
+                hovertemplate=(f"{variant}<br>context %{{x:,}}<br>$%{{y:.4g}} per Mtok at the floor"
+                               "<extra></extra>")))
+    fig.update_xaxes(title="context (cached keys)", type="log")
+    fig.update_yaxes(title="$ per million generated tokens", type="log", exponentformat="power")
+    return _layout(fig, title, height=height)
 
 
 def frontier_chart(points: Iterable[dict], cost_label: str, title: str = "",

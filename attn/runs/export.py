@@ -1,5 +1,6 @@
 """Runs as text to download: JSON (one object per run, maps as nested lists) or CSV (one row per
-run, one per point for sweeps)."""
+run, one per point for sweeps). Both name each run's mode (forward, train or decode; forward for
+runs saved before the regimes), so a file read later says what regime its numbers are of."""
 from __future__ import annotations
 
 import csv
@@ -35,7 +36,8 @@ def _flatten(value: Any, prefix: str, into: dict[str, Any]) -> None:
 def runs_csv(runs: list[Run]) -> str:
     rows: list[dict[str, Any]] = []
     for run in runs:
-        base = {"id": run.id, "kind": run.kind, "variant": run.variant or "", "label": run.label,
+        base = {"id": run.id, "kind": run.kind, "mode": run.mode, "variant": run.variant or "",
+                "label": run.label,
                 "created_at": run.created_at, "device": run.device}
         _flatten(run.spec, "spec", base)
         results = dict(run.results)

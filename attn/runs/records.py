@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 KINDS = ("profile", "sweep", "model", "maps")
+# a run saved before the regimes (issue #14) has no mode: it measured one forward call
+MODE_ABSENT = "forward"
 # the key numbers a run list shows, looked up in a run's results (see `_key_number`)
 KEY_NUMBERS = ("latency_ms", "flops", "peak_bytes", "achieved_tflops")
 
@@ -36,10 +38,16 @@ class Run:
     def device(self) -> str:
         return str(self.environment.get("device", ""))
 
+    @property
+    def mode(self) -> str:
+        """forward, train or decode, read from the results (forward when they name none)."""
+        return mode_of(self.results)
+
     def to_dict(self, include_maps: bool = True) -> dict[str, Any]:
         """Plain JSON-ready data: maps' arrays become nested lists."""
         data: dict[str, Any] = {
-            "id": self.id, "kind": self.kind, "variant": self.variant, "label": self.label,
+            "id": self.id, "kind": self.kind, "mode": self.mode, "variant": self.variant,
+            "label": self.label,
             "tags": list(self.tags), "created_at": self.created_at, "spec": self.spec,
             "results": self.results, "environment": self.environment,
         }
@@ -66,6 +74,14 @@ class RunSummary:
     achieved_tflops: float | None = None
     points: int | None = None  # sweeps: how many points
     has_maps: bool = False
+    mode: str = MODE_ABSENT  # forward | train | decode
+
+
+def mode_of(results: dict[str, Any]) -> str:
+    """The regime a run's results were measured in; runs saved before regimes existed name none
+    and were forward calls. Any text is kept as it is, so a newer attn's mode is still shown."""
+    mode = results.get("mode") if isinstance(results, dict) else None
+    return str(mode) if mode else MODE_ABSENT
 
 
 # -- JSON ------------------------------------------------------------------------------------
@@ -132,7 +148,7 @@ def _key_number(results: dict[str, Any], name: str) -> float | None:
 
 
 def summary_from_row(row: tuple[Any, ...]) -> RunSummary:
-    run_id, kind, variant, created_at, device, label, tags, spec, results, has_maps = row
+    run_id, kind, variant, created_at, device, label, tags, spec, results, has_maps, mode = row
     results_dict = from_json(results)
     points = results_dict.get("points")
     return RunSummary(
@@ -140,6 +156,7 @@ def summary_from_row(row: tuple[Any, ...]) -> RunSummary:
         label=label, tags=from_json(tags), spec_short=spec_short(from_json(spec)),
         **{name: _key_number(results_dict, name) for name in KEY_NUMBERS},
         points=len(points) if isinstance(points, list) else None, has_maps=bool(has_maps),
+        mode=mode or MODE_ABSENT,
     )
 
 

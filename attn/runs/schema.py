@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable
 
-from attn.runs.records import from_json
+from attn.runs.records import MODE_ABSENT, from_json, mode_of
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -45,6 +45,19 @@ def _v2(db: sqlite3.Connection) -> None:
     )
 
 
+def _v3(db: sqlite3.Connection) -> None:
+    # the regime (forward | train | decode) pulled out of the results, so that lists filter on
+    # it without parsing JSON; runs saved before regimes existed name none and were forward calls
+    db.execute(f"ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT '{MODE_ABSENT}'")
+    for run_id, results_text in db.execute("SELECT id, results FROM runs").fetchall():
+        try:
+            mode = mode_of(from_json(results_text))
+        except ValueError:  # results that are not JSON: left forward, as the run says nothing else
+            continue
+        if mode != MODE_ABSENT:
+            db.execute("UPDATE runs SET mode = ? WHERE id = ?", (mode, run_id))
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1; append, never edit a released one
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -23,7 +23,8 @@ from attn.device import attn_home
 from attn.environment import environment as describe_environment
 from attn.runs.export import export_runs
 from attn.runs.maps_blob import MAPS_FORMAT, decode_maps, encode_maps
-from attn.runs.records import KINDS, Run, RunStoreError, RunSummary, from_json, summary_from_row, to_json
+from attn.runs.records import (KINDS, Run, RunStoreError, RunSummary, from_json, mode_of, summary_from_row,
+                               to_json)
 from attn.runs.schema import MIGRATIONS, SCHEMA_VERSION
 
 # how long a writer waits for another writer before giving up, in seconds
@@ -92,13 +93,14 @@ class RunStore:
             datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
             str(label), to_json([str(tag) for tag in tags]),
             str(environment.get("device") or ""), str(environment.get("device_kind") or ""),
+            mode_of(results),
         )
         blob = encode_maps(maps) if maps is not None else None
 
         def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO runs (kind, variant, spec, results, environment, created_at, label,"
-                " tags, device, device_kind) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " tags, device, device_kind, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             run_id = int(cursor.lastrowid)
@@ -173,17 +175,22 @@ class RunStore:
         device: str | None = None,
         limit: int | None = None,
         search: str | None = None,
+        mode: str | None = None,
     ) -> list[RunSummary]:
         """Summaries of the saved runs, newest first.
 
         `variant` also finds sweeps that include it; `device` is "cpu" or "cuda", or a part of
-        the device's name ("H100"); `search` is a part of the label, tags, variant, kind, device
+        the device's name ("H100"); `mode` is forward, train or decode (runs saved before the
+        regimes are forward); `search` is a part of the label, tags, variant, kind, mode, device
         or spec text, or a run id. Matching ignores case.
         """
         where, params = [], []
         if kind is not None:
             where.append("kind = ?")
             params.append(kind)
+        if mode is not None:
+            where.append("mode = ?")
+            params.append(mode)
         if variant is not None:
             where.append("(variant = ? OR (',' || variant || ',') LIKE ? ESCAPE '\\')")
             params += [variant, f"%,{_like(variant)},%"]
@@ -196,12 +203,12 @@ class RunStore:
                 params.append(f"%{_like(device)}%")
         if search:
             pattern = f"%{_like(search)}%"
-            columns = ("label", "tags", "variant", "kind", "device", "spec")
+            columns = ("label", "tags", "variant", "kind", "mode", "device", "spec")
             where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns)
                          + " OR CAST(id AS TEXT) = ?)")
             params += [pattern] * len(columns) + [search.strip().lstrip("#")]
         sql = ("SELECT id, kind, variant, created_at, device, label, tags, spec, results,"
-               " EXISTS (SELECT 1 FROM run_maps WHERE run_id = runs.id) FROM runs")
+               " EXISTS (SELECT 1 FROM run_maps WHERE run_id = runs.id), mode FROM runs")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
