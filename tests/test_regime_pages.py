@@ -12,7 +12,7 @@ MODES = ["forward", "train", "decode"]
 ANALYTIC = {"forward": "pairs computed", "train": "est. saved", "decode": "bytes read"}
 MEASURED = {"forward": ["latency (median)", "kernel error"],
             "train": ["forward (median)", "backward (median)", "saved memory", "gradient error"],
-            "decode": ["per-token latency", "share of the bandwidth floor", "achieved bandwidth"]}
+            "decode": ["per-token latency", "of the bandwidth floor", "achieved bandwidth"]}
 
 
 def _labels(at) -> list[str]:

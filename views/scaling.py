@@ -28,7 +28,7 @@ TABS = {
 LABELS = {"seq": "sequence length", "context": "context (cached keys)"}
 
 st.title(":material/show_chart: Scaling")
-st.caption("How latency, memory and FLOPs grow with the sequence. Log-log axes: a slope of 2 is "
+st.caption("How latency, memory and FLOPs grow with the sequence (in decode: the context). Log-log axes: a slope of 2 is "
            "quadratic, 1 is linear. " + USEFUL_FLOPS_NOTE + ".")
 demo = st.session_state.pop("demo_sweep", None) or {}
 mode = mode_selector("sc_mode")
