@@ -7,7 +7,7 @@ import streamlit as st
 from attn.cost import Cost
 from attn.regimes import MODES
 from ui import format as fmt
-from ui.results import cost_cards, metric_cards, profile_caption
+from ui.results import cost_cards, error_cards, metric_cards, not_profiled, profile_caption
 from ui.state import current_mode, set_mode
 
 LABELS = {"forward": "forward", "train": "train", "decode": "decode"}
@@ -42,19 +42,6 @@ def regime_cards(cost: Cost, prof: dict | None, mode: str, per_row: int = 3) -> 
         cost_cards(cost, prof, per_row)
 
 
-def _not_profiled() -> None:
-    st.caption("Not profiled yet on this device: press :material/play_arrow: **Profile**.")
-
-
-def _errors(prof: dict) -> list[tuple]:
-    return [
-        ("kernel error", fmt.ratio(prof["kernel_error"]),
-         "‖out − ref‖/‖ref‖ against this variant's own math in float64"),
-        ("approx error", fmt.ratio(prof["approx_error"]),
-         "‖out − full‖/‖full‖ against exact attention with the same causal flag"),
-    ]
-
-
 def train_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
     executed = (f"; executed {fmt.si(cost.flops_executed)} (the backward recomputes the scores)"
                 if cost.flops_executed else "")
@@ -67,7 +54,7 @@ def train_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          "(what was saved, its workspace and dq, dk, dv), analytic"),
     ], per_row)
     if prof is None:
-        _not_profiled()
+        not_profiled()
         return
     metric_cards([
         ("forward (median)", fmt.ms(prof["forward_ms"]),
@@ -86,7 +73,7 @@ def train_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          f"allocated during forward + backward above the inputs and dO · {prof['memory_method']}"),
         ("achieved FLOP/s", fmt.si(prof["achieved_tflops"] * 1e12),
          "useful FLOPs of forward + backward over the two medians together"),
-        *_errors(prof),
+        *error_cards(prof),
     ], per_row)
     st.caption(profile_caption(prof))
 
@@ -103,7 +90,7 @@ def decode_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          "keys and values kept per token and layer: 2·kv_heads·head_dim·bytes"),
     ], per_row)
     if prof is None:
-        _not_profiled()
+        not_profiled()
         return
     floor, latency = prof.get("floor_ms"), prof["latency_ms"]
     share = 100.0 * floor / latency if floor and latency else None
@@ -122,7 +109,7 @@ def decode_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          "bytes read ÷ the step's median latency"),
         ("peak memory", fmt.nbytes(prof["peak_bytes"]),
          f"allocated during one step above the cache and the queries · {prof['memory_method']}"),
-        *_errors(prof),
+        *error_cards(prof),
     ], per_row)
     if share and share > 100:
         st.caption(f"Faster than the floor: the step read its {fmt.nbytes(prof['bytes_read'])} faster "

@@ -250,7 +250,7 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          f"inputs + output + workspace ({fmt.nbytes(cost.extra_bytes)}), analytic"),
     ], per_row)
     if prof is None:
-        st.caption("Not profiled yet on this device: press :material/play_arrow: **Profile**.")
+        not_profiled()
         return
     metric_cards([
         ("latency (median)", fmt.ms(prof["latency_ms"]),
@@ -263,12 +263,23 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
         ("roofline", fmt.pct(prof.get("roofline_pct")),
          "share of min(peak matmul rate, intensity × bandwidth) measured on this device; — until "
          "the device is calibrated (Overview)"),
+        *error_cards(prof),
+    ], per_row)
+    st.caption(profile_caption(prof))
+
+
+def not_profiled() -> None:
+    st.caption("Not profiled yet on this device: press :material/play_arrow: **Profile**.")
+
+
+def error_cards(prof: dict) -> list[tuple]:
+    """The kernel's and the approximation's error, as cards, in every regime."""
+    return [
         ("kernel error", fmt.ratio(prof["kernel_error"]),
          "‖out − ref‖/‖ref‖ against this variant's own math in float64"),
         ("approx error", fmt.ratio(prof["approx_error"]),
          "‖out − full‖/‖full‖ against exact attention with the same causal flag"),
-    ], per_row)
-    st.caption(profile_caption(prof))
+    ]
 
 
 def profile_caption(prof: dict) -> str:
