@@ -2,11 +2,15 @@
 import streamlit as st
 
 from ui.sidebar import device_box, spec_editor
+from ui.state import current_mode
 
 st.set_page_config(page_title="attn · the cost of attention", page_icon=":material/flashlight_on:", layout="wide")
 
 # the pages that work on the shared attention spec; the others get no spec editor in the sidebar
 SPEC_PAGES = {"Playground", "Scaling", "Economics"}
+# the pages with a regime selector (forward / train / decode): in decode their spec is a decode
+# step's, edited as context and new_tokens; the other spec pages get the forward spec
+REGIME_PAGES = {"Playground", "Scaling"}
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
     st.Page("views/playground.py", title="Playground", icon=":material/science:"),
@@ -26,5 +30,6 @@ page = st.navigation(PAGES)
 st.sidebar.title("attn")
 device_box()
 if page.title in SPEC_PAGES:
-    st.session_state["current_spec"] = spec_editor()
+    mode = current_mode() if page.title in REGIME_PAGES else "forward"
+    st.session_state["current_spec"] = spec_editor(mode=mode)
 page.run()

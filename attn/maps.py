@@ -318,14 +318,16 @@ def check_maps_fit(spec: AttentionSpec, variant: str, device: str) -> None:
 
 def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 512,
               reduce: str = "mean", temperature: float = 1.0,
-              source: InputSource | None = None) -> dict[str, Any]:
+              source: InputSource | None = None, mode: str = "forward") -> dict[str, Any]:
     """What `python -m attn maps --json` prints: the pooled map of one head (batch item 0) and
     the statistics of every head, on seeded random inputs (with `temperature`), or on q and k
-    captured from a real model when `source` says so (the spec then takes the layer's shape)."""
+    captured from a real model when `source` says so (the spec then takes the layer's shape).
+    A decode step's map (a decode spec; in decode a model's text is the cache) is the new
+    tokens' rows over every cached key."""
     var = variants.get(variant)
     device = resolve_device(spec.device)
     if source is not None and source.kind != "random":
-        q, k, _, spec = make_inputs(spec, source)
+        q, k, _, spec = make_inputs(spec, source, mode)
     else:
         check_maps_fit(spec, variant, device)  # before the inputs are drawn
         q, k, _ = random_qkv(spec, temperature, device)

@@ -81,3 +81,15 @@ def add_roofline(prof: Profile, spec: AttentionSpec, device: str) -> None:
     if attainable and math.isfinite(attainable):
         prof.attainable_tflops = attainable
         prof.roofline_pct = 100.0 * prof.achieved_tflops / attainable
+
+
+def roofline_intensity(result: dict) -> float | None:
+    """Where a saved profile sits on the roofline's x axis (FLOP per byte). A decode step's useful
+    FLOPs over the bytes it reads (the cache, or the recurrent state, and the queries), so it
+    lands on the bandwidth slope; forward and train: the cost model's arithmetic intensity
+    (useful FLOPs over the minimum bytes moved). A result saved before the regimes has no
+    `mode` and is a forward one."""
+    cost = result.get("cost") or {}
+    if (result.get("mode") or "forward") == "decode" and result.get("bytes_read"):
+        return (result.get("flops") or cost.get("flops") or 0) / result["bytes_read"]
+    return cost.get("arithmetic_intensity")

@@ -13,6 +13,7 @@ import torch
 from attn.device import resolve_device
 from attn.inputs import random_qkv, torch_dtype
 from attn.models import captured_qkv
+from attn.regimes import decode_spec
 from attn.spec import AttentionSpec
 
 # the spec fields that describe the variants rather than the shape of the inputs
@@ -38,10 +39,15 @@ class InputSource:
         return f"{self.model} layer {self.layer}, {self.text[:40]!r}"
 
 
-def make_inputs(spec: AttentionSpec, source: InputSource | None = None
+def make_inputs(spec: AttentionSpec, source: InputSource | None = None, mode: str = "forward"
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, AttentionSpec]:
-    """q, k, v and the spec they fit (a captured layer changes the shape)."""
+    """q, k, v and the spec they fit (a captured layer changes the shape). In decode, a model's
+    text is the cache and its last spec.seq tokens (at most all of them) are the new ones."""
     source = source or InputSource()
+    if mode == "decode" and source.kind != "random":
+        q, k, v, full = make_inputs(spec, source)
+        step = decode_spec(full, full.kv_seq, min(spec.seq, full.kv_seq))
+        return q[:, :, -step.seq:].contiguous(), k, v, step
     if source.kind == "random":
         spec = spec.with_(device=resolve_device(spec.device))
         return (*random_qkv(spec, source.temperature), spec)
@@ -60,8 +66,8 @@ def make_inputs(spec: AttentionSpec, source: InputSource | None = None
     return (*(t.to(device=device, dtype=dtype).contiguous() for t in (q, k, v)), spec)
 
 
-def input_spec(spec: AttentionSpec, source: InputSource) -> AttentionSpec:
+def input_spec(spec: AttentionSpec, source: InputSource, mode: str = "forward") -> AttentionSpec:
     """The spec the inputs of `source` have (the spec itself for random inputs)."""
     if source.kind == "random":
         return spec
-    return make_inputs(spec, source)[3]
+    return make_inputs(spec, source, mode)[3]

@@ -21,7 +21,7 @@ from attn.spec import AttentionSpec
 from attn.timing import check_budget
 
 AXES = ("seq", "batch", "heads", "head_dim", "context")  # context: the cached keys of a decode step
-METRICS = ("latency_ms", "peak_bytes", "flops")
+METRICS = ("latency_ms", "peak_bytes", "flops", "saved_bytes", "bytes_read")  # fitted where measured
 
 
 @dataclass
@@ -389,11 +389,12 @@ def human_summary(d: dict) -> str:
     return "\n".join(lines)
 
 
-def analytic_curve(base: AttentionSpec, variant: str, xs: list[int], axis: str = "seq") -> list[dict]:
-    """The cost model along an axis, without running anything (for the small curves)."""
+def analytic_curve(base: AttentionSpec, variant: str, xs: list[int], axis: str = "seq",
+                   mode: str = "forward") -> list[dict]:
+    """The cost model along an axis in a regime, without running anything (the small curves)."""
     out = []
     for x in xs:
-        spec = spec_at(base, axis, x)
-        c = attention_cost(spec, variant)
-        out.append({"x": x, "flops": c.flops, "peak_bytes": c.peak_bytes, "pairs": c.pairs})
+        c = attention_cost(spec_at(base, axis, x), variant, mode)
+        out.append({"x": x, "flops": c.flops, "peak_bytes": c.peak_bytes, "pairs": c.pairs,
+                    "saved_bytes": c.saved_bytes, "bytes_read": c.bytes_read})
     return out

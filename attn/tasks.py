@@ -17,7 +17,6 @@ def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict |
     None). For decode, `spec` is a decode step's (regimes.decode_spec); with a model's text, the
     text is the cache and its last spec["seq"] tokens the new ones."""
     from attn import measure
-    from attn.regimes import decode_spec
     from attn.sources import InputSource, make_inputs
 
     src = InputSource(**(source or {}))
@@ -26,11 +25,7 @@ def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict |
         prof = measure.profile(AttentionSpec.from_dict(spec), variant, budget_s=budget_s,
                                temperature=src.temperature, mode=mode)
     else:
-        asked = AttentionSpec.from_dict(spec)
-        q, k, v, spec_in = make_inputs(asked, src)
-        if mode == "decode":
-            spec_in = decode_spec(spec_in, spec_in.kv_seq, min(asked.seq, spec_in.kv_seq))
-            q = q[:, :, -spec_in.seq:].contiguous()
+        q, k, v, spec_in = make_inputs(AttentionSpec.from_dict(spec), src, mode)
         prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v), mode=mode)
     report.progress(1.0, "done")
     return {**prof.to_dict(), "inputs": src.describe()}

@@ -148,16 +148,41 @@ def test_playground_profiles_and_draws_a_heatmap(page, app_url):
     shot = _shot(page, "playground")
     if os.environ.get("ATTN_UPDATE_DOCS_SCREENSHOT"):
         shutil.copy(shot, ROOT / "docs" / "playground.png")
+    # decode: the sidebar asks for the step, the cards and the maps become the step's
+    page.locator('[data-testid="stRadio"]').filter(has_text="regime").get_by_text("decode", exact=True).click()
+    page.get_by_text("context (cached keys)").first.wait_for(timeout=60_000)
+    page.get_by_text("bytes read").first.wait_for(timeout=60_000)
+    _settle(page)
+    page.get_by_role("button", name="Profile").click()
+    page.get_by_text("of the bandwidth floor").first.wait_for(timeout=120_000)
+    _settle(page)
+    _no_exception(page)
+    assert "mode=decode" in page.url
+    assert _wait_count(page, ".js-plotly-plot .heatmaplayer", 2) >= 2  # a strip per variant
+    _shot(page, "playground-decode")
+    page.locator(".js-plotly-plot .heatmaplayer").first.scroll_into_view_if_needed()
+    _shot(page, "playground-decode-maps")  # the page scrolls inside Streamlit's main block
 
 
-def test_a_short_sweep_draws_curves_point_by_point(page, app_url):
-    _open(page, f"{app_url}/scaling?variants=sdpa,linear&lo=6&hi=8")
+def _run_sweep(page, url: str) -> None:
+    """Open the Scaling page at `url`, run its sweep and wait for the end (the memory wall line)."""
+    _open(page, url)
     page.get_by_role("button", name="Run sweep").click()
     page.get_by_text("Memory wall").first.wait_for(timeout=180_000)
     _settle(page)
     _no_exception(page)
+
+
+def test_a_short_sweep_draws_curves_point_by_point(page, app_url):
+    _run_sweep(page, f"{app_url}/scaling?variants=sdpa,linear&lo=6&hi=8")
     assert _wait_count(page, ".js-plotly-plot .scatterlayer .trace", 2) >= 2
     _shot(page, "scaling")
+
+
+def test_a_decode_sweep_draws_latency_over_context_beside_the_bandwidth_floor(page, app_url):
+    _run_sweep(page, f"{app_url}/scaling?mode=decode&variants=sdpa,sliding_window&lo=8&hi=11&window=256")
+    assert page.locator(".js-plotly-plot .legendtext", has_text="floor").count() >= 2
+    _shot(page, "scaling-decode")
 
 
 def test_a_bad_spec_shows_an_error_not_a_traceback(page, app_url):

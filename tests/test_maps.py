@@ -254,3 +254,16 @@ def test_maps_json_has_the_map_and_every_heads_statistics():
     q, k, _ = random_qkv(spec, 0.5)
     assert out["head_stats"] == [s.to_dict() for s in maps.head_stats(q, k, spec, "sliding_window")]
     json.dumps(out)
+
+
+def test_a_decode_map_of_a_models_text_is_its_last_tokens_over_the_whole_text():
+    # in decode the text is the cache and its last tokens the new ones: their rows of the causal map
+    from attn.sources import InputSource
+
+    source = InputSource(kind="model", text="the cat sat on the mat and looked at the door")
+    full = maps.maps_json(AttentionSpec(causal=True), "dense", source=source)
+    step = maps.maps_json(AttentionSpec(seq=2), "dense", source=source, mode="decode")
+    tokens = full["spec"]["seq"]
+    assert (step["spec"]["seq"], step["spec"]["kv_seq"]) == (2, tokens)
+    assert step["map"]["exact"] and len(step["map"]["values"]) == 2
+    np.testing.assert_allclose(step["map"]["values"], full["map"]["values"][-2:], atol=1e-6)

@@ -1,171 +1,170 @@
-"""The Runs and Compare pages with runs of every regime, and with runs saved before the regimes
-(no mode: forward), under Streamlit's AppTest."""
-from __future__ import annotations
+"""The Playground, Scaling and Roofline pages in each regime (forward, train, decode) under
+Streamlit's AppTest: what each shows, a variant that cannot run a regime, a bad decode step."""
+import json
+import time
 
 import pytest
 
 from tests.conftest import open_app
-from tests.regime_runs import CPU, SPEC, decode_profile, save_regime_runs, train_profile
-
-from attn.runs import RunStore
 
 pytestmark = pytest.mark.usefixtures("in_process_jobs")
+MODES = ["forward", "train", "decode"]
+ANALYTIC = {"forward": "pairs computed", "train": "est. saved", "decode": "bytes read"}
+MEASURED = {"forward": ["latency (median)", "kernel error"],
+            "train": ["forward (median)", "backward (median)", "saved memory", "gradient error"],
+            "decode": ["per-token latency", "of the bandwidth floor", "achieved bandwidth"]}
 
 
-@pytest.fixture
-def saved() -> dict[str, int]:
-    return save_regime_runs()
+def _labels(at) -> list[str]:
+    return [m.label for m in at.metric]
 
 
-def open_page(page: str, **params: str):
-    at = open_app(page, **params)
+def _figures(at) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def _sweep(at, timeout_s: float = 240) -> dict:
+    """Start the sweep at the shortest budget a point allows, and rerun until its result lands
+    (the page's fragment polls the job), resting between reruns: the worker needs the cores."""
+    at.number_input(key="sc_budget").set_value(0.05).run()
+    at.button(key="sc_run").click().run()
+    deadline = time.monotonic() + timeout_s
+    while "sweep_result" not in at.session_state and time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
     assert not at.exception, at.exception
-    return at
+    return at.session_state["sweep_result"]
 
 
-def test_runs_page_shows_each_runs_mode_and_filters_on_it(saved):
-    at = open_page("views/runs.py")
-    table = at.dataframe[0].value
-    assert dict(zip(table["id"], table["mode"])) == {
-        saved["old"]: "forward", saved["train"]: "train", saved["decode"]: "decode", saved["decode_long"]: "decode"}
-    assert list(table.columns[:3]) == ["id", "kind", "mode"]
-    at.selectbox(key="rn_mode").set_value("decode").run()
-    assert list(at.dataframe[0].value["id"]) == [saved["decode_long"], saved["decode"]]
-    assert at.query_params["mode"] == "decode"
-    at.selectbox(key="rn_mode").set_value("forward").run()  # the old run, with no mode saved
-    assert list(at.dataframe[0].value["id"]) == [saved["old"]]
-    assert not at.exception
-
-
-def test_a_link_with_a_mode_opens_the_runs_page_filtered(saved):
-    at = open_page("views/runs.py", mode="train")
-    assert at.selectbox(key="rn_mode").value == "train"
-    assert list(at.dataframe[0].value["id"]) == [saved["train"]]
-
-
-def test_rerun_of_a_train_profile_measures_a_training_step_again(saved):
-    at = open_page("views/runs.py", runs=str(saved["train"]))
-    at.button(key="rn_rerun").click().run()
+@pytest.mark.parametrize("mode", MODES)
+def test_the_playground_opens_in_each_regime_with_its_own_cards(mode):
+    at = open_app("views/playground.py", mode=mode, seq="64", context="256", variants="sdpa,dense")
     assert not at.exception, at.exception
-    store = RunStore()
-    newest = store.get(store.list(limit=1)[0].id)
-    assert newest.id not in saved.values() and newest.mode == "train"
-    assert newest.results["forward_ms"] > 0 and newest.results["backward_ms"] > 0
-    assert newest.spec["seq"] == SPEC.seq
-    assert any("Saved as" in s.value for s in at.success)
-
-
-def test_rerun_of_a_decode_run_a_variant_cannot_decode_says_why(saved):
-    store = RunStore()
-    d = decode_profile("linformer")
-    run_id = store.save("profile", d["spec"], d, variant="linformer", environment=CPU)
-    at = open_page("views/runs.py", runs=str(run_id))
-    at.button(key="rn_rerun").click().run()
-    assert not at.exception
-    assert any("cannot run here" in w.value for w in at.warning)
-    assert store.count() == len(saved) + 1  # nothing measured, nothing saved
-
-
-def test_compare_puts_modes_side_by_side_and_ratios_only_within_a_mode(saved):
-    ids = [saved["old"], saved["train"], saved["decode"], saved["decode_long"]]
-    at = open_page("views/compare.py", runs=",".join(map(str, ids)))
-    assert not at.error, [e.value for e in at.error]  # the decode runs' maps too (one query row each)
-    table = at.dataframe[0].value
-    assert list(table.loc["mode"]) == ["forward", "train", "decode", "decode"]
-    assert any("different regimes" in w.value for w in at.warning)
-    latency = list(table.loc["latency (ms, median)"])
-    # no ratio across modes; the second decode run is 4x the first (0.2 ms against 0.05 ms)
-    assert "×" not in latency[1] and "×" not in latency[2]
-    assert latency[3].endswith("(4.00×)")
-    assert table.loc["per token (step ÷ new tokens)"].iloc[3].endswith("(4.00×)")
-    # a regime's own numbers, and n/a where a run is of another regime
-    assert list(table.loc["forward (median)"]) == ["n/a", "1 ms", "n/a", "n/a"]
-    assert table.loc["saved for the backward"].iloc[1] == "8.5 KiB"
-    assert list(table.loc["floor ÷ step (100% = at the floor)"]) == ["n/a", "n/a", "20.0%", "20.0%"]
-    assert table.loc["context (cached keys)"].iloc[3] == "1,024"
-
-
-def test_compare_of_two_train_runs_gives_ratios_and_no_warning(saved):
-    store = RunStore()
-    faster = store.save("profile", SPEC, train_profile(forward_ms=0.5, backward_ms=1.0), variant="sdpa",
-                        environment=CPU)
-    at = open_page("views/compare.py", runs=f"{saved['train']},{faster}")
-    assert not at.warning
-    table = at.dataframe[0].value
-    assert table.loc["forward (median)"].iloc[1] == "500 µs  (0.50×)"
-    assert table.loc["backward (median)"].iloc[1] == "1 ms  (0.50×)"
-    assert "decode" not in " ".join(table.index)  # no decode rows when no decode run is chosen
-
-
-# -- Economics -------------------------------------------------------------------------------------
-
-def frame_with(at, column: str):
-    """The first table on the page with this column."""
-    return next(d.value for d in at.dataframe if column in d.value.columns)
-
-
-def buttons(at) -> set[str]:
-    return {b.key for b in at.button}
-
-
-def test_economics_prices_saved_decode_and_train_steps_beside_the_floor(saved):
-    at = open_page("views/economics.py")
     assert not at.error, [e.value for e in at.error]
-    # the old run (no mode) is the only prefill; the train and decode runs are priced in their sections
-    prefill = at.dataframe[0].value
-    assert list(prefill.columns) == ["sdpa"] and list(prefill.index) == [32]
-    decode = frame_with(at, "$ per Mtok at the floor")
-    assert list(decode["context"]) == ["256", "1,024"]
-    # a CPU at $0.20/h; batch 2 x 1 new token per 0.05 ms step; the floor a fifth of the step
-    assert decode["$ per Mtok"].iloc[0] == f"${0.20 / 3600 * 0.05e-3 / 2 * 1e6:.4g}"
-    assert decode["$ per Mtok at the floor"].iloc[0] == f"${0.20 / 3600 * 0.01e-3 / 2 * 1e6:.4g}"
-    assert list(decode["measured ÷ floor"]) == ["5×", "5×"]
-    assert list(decode["J per Mtok"]) == ["—", "—"]
-    assert any("energy is read from an NVIDIA GPU's counter" in c.value for c in at.caption)
-    train = frame_with(at, "tokens per step")
-    # forward 1 ms + backward 2 ms over 2 x 32 tokens
-    assert train["$ per Mtok"].iloc[0] == f"${0.20 / 3600 * 3e-3 / 64 * 1e6:.4g}"
-    assert (train["forward"].iloc[0], train["backward"].iloc[0], train["step"].iloc[0]) == ("1 ms", "2 ms", "3 ms")
-    at.number_input(key="ec_cpu_price").set_value(3.6).run()  # $0.001 a second
-    assert frame_with(at, "tokens per step")["$ per Mtok"].iloc[0] == f"${0.001 * 3e-3 / 64 * 1e6:.4g}"
-    assert not at.exception and not {"ec_quick_decode", "ec_quick_train"} & buttons(at)
+    assert at.radio(key="pg_mode").value == mode
+    assert _labels(at).count(ANALYTIC[mode]) == 2
+    seq_field = [w for w in at.number_input if w.key == "w_seq"]
+    context_field = [w for w in at.number_input if w.key in ("w_context", "w_new_tokens")]
+    assert (bool(seq_field), len(context_field)) == ((False, 2) if mode == "decode" else (True, 0))
 
 
-def test_economics_with_only_old_runs_says_how_to_measure_train_and_decode():
-    from tests.regime_runs import old_profile
-
-    RunStore().save("profile", SPEC, old_profile(), variant="sdpa", environment=CPU)
-    at = open_page("views/economics.py", seq="32", heads="2", head_dim="16")
-    assert not at.error
-    infos = " ".join(i.value for i in at.info)
-    assert "No training step saved on Test CPU (2 cores)" in infos and "--mode train" in infos
-    assert "No decode step saved on Test CPU (2 cores)" in infos and "--mode decode" in infos
-    assert "nothing to price" in infos
-    assert at.button(key="ec_quick_decode") and at.button(key="ec_quick_train")
-    assert not any("$ per Mtok at the floor" in d.value.columns for d in at.dataframe)
-
-
-def test_economics_quick_decode_measurement_saves_decode_steps_and_prices_them():
-    at = open_page("views/economics.py", seq="32", heads="2", head_dim="16")
-    at.button(key="ec_quick_decode").click().run()
+@pytest.mark.parametrize("mode", ["train", "decode"])
+def test_a_profile_in_a_regime_fills_that_regimes_cards(mode):
+    at = open_app("views/playground.py", mode=mode, seq="64", context="256", variants="sdpa")
+    at.button(key="pg_profile").click().run()
     assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    for label in MEASURED[mode]:
+        assert label in _labels(at)
+    assert [m.value for m in at.metric if m.label == MEASURED[mode][1]] != ["—"]
+
+
+def test_decode_draws_the_new_tokens_over_the_cache_as_a_strip():
+    at = open_app("views/playground.py", mode="decode", context="512", new_tokens="2", variants="sdpa")
+    assert not at.exception, at.exception
+    strips = [f for f in _figures(at) if f["data"][0].get("type") == "heatmap"]
+    assert strips, "a weights strip and a mask strip"
+    for fig in strips:
+        assert fig["data"][0]["y"] == ["510", "511"]  # the two new tokens, by place in the cache
+        assert fig["layout"]["height"] < 420
+    assert dict(at.query_params)["mode"] == "decode"
+    assert dict(at.query_params)["new_tokens"] == "2"
+
+
+def test_linformer_in_decode_says_why_and_the_page_keeps_working():
+    at = open_app("views/playground.py", mode="decode", context="256", variants="sdpa,linformer")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert any("Cannot run in decode" in w.value and "no cache to decode against" in w.value
+               for w in at.warning), [w.value for w in at.warning]
+    at.button(key="pg_profile").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert _labels(at).count("per-token latency") == 1, "sdpa is profiled, linformer is not tried"
+
+
+def test_more_new_tokens_than_context_is_one_line_and_no_exception():
+    at = open_app("views/playground.py", mode="decode", context="8", new_tokens="16")
+    assert not at.exception, at.exception
+    lines = [e.value for e in at.error]
+    assert any("new_tokens (16) must be at most context (8)" in line for line in lines), lines
+    assert all("\n" not in line for line in lines)
+    at.number_input(key="w_new_tokens").set_value(4).run()  # fixed in the sidebar: the page is back
+    assert not at.exception and not at.error
+    assert _labels(at).count("bytes read") == 2
+
+
+def test_the_regime_is_kept_across_pages_and_a_bad_one_from_a_link_is_a_note():
+    at = open_app("views/playground.py", mode="sideways", seq="64")
+    assert not at.exception, at.exception
+    assert any("mode 'sideways' from the link" in w.value for w in at.warning)
+    at.radio(key="pg_mode").set_value("decode").run()
+    assert [w for w in at.number_input if w.key == "w_context"], "the sidebar follows the selector"
+    at.switch_page("views/scaling.py").run()
+    assert not at.exception, at.exception
+    assert at.radio(key="sc_mode").value == "decode"
+    at.switch_page("views/economics.py").run()
+    assert not [w for w in at.number_input if w.key == "w_context"], "a page without regimes: forward"
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_scaling_page_opens_in_each_regime(mode):
+    at = open_app("views/scaling.py", mode=mode, seq="32", context="256")
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    axes = at.selectbox(key=f"sc_axis_{mode}").options
+    assert ("context" in axes, "seq" in axes) == ((True, False) if mode == "decode" else (False, True))
+
+
+def test_a_train_sweep_shows_saved_memory_growing_faster_for_eager_attention():
+    # on flash: on auto, a CPU may find math the fastest at short lengths, and math keeps the weights
+    at = open_app("views/scaling.py", mode="train", seq="32", variants="sdpa,dense", lo="5", hi="6",
+                  backend="flash")
+    result = _sweep(at)
+    assert result["mode"] == "train"
+    assert all(p["status"] == "ok" and p["saved_bytes"] for p in result["points"])
+    assert "saved memory" in [t.label for t in at.tabs]
+    exponents = {n: fits["saved_bytes"]["exponent"] for n, fits in result["fits"].items()}
+    assert exponents == pytest.approx({"dense": 2.0, "sdpa": 1.0}, abs=0.05)  # S² weights; a line
+
+
+def test_a_decode_sweep_over_context_draws_the_bandwidth_floor_and_leaves_linformer_out():
+    at = open_app("views/scaling.py", mode="decode", context="64", variants="sdpa,linformer",
+                  lo="6", hi="7")
+    assert any("no cache to decode against" in w.value for w in at.warning)
+    result = _sweep(at)
+    assert (result["mode"], result["axis"], result["variants"]) == ("decode", "context", ["sdpa"])
+    assert [p["x"] for p in result["points"]] == [64, 128]
+    assert all(p["floor_ms"] and p["bytes_read"] for p in result["points"])
+    floors = [t for f in _figures(at) for t in f["data"] if t.get("name") == "sdpa floor"]
+    assert floors and floors[0]["line"]["dash"] == "dash"
+
+
+def test_a_decode_sweep_whose_context_cannot_hold_the_new_tokens_says_so():
+    at = open_app("views/scaling.py", mode="decode", context="512", new_tokens="100", lo="5", hi="8")
+    assert not at.exception, at.exception
+    assert any("must hold the 100 new tokens" in e.value for e in at.error)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_roofline_places_a_saved_run_of_each_regime(mode):
+    from attn.runs import RunStore
+
+    spec = {"seq": 1 if mode == "decode" else 64, "dtype": "float32", "device": "cpu"}
+    result = {"achieved_tflops": 0.01, "latency_ms": 1.0, "flops": 1000,
+              "cost": {"arithmetic_intensity": 12.0}, "mode": mode}
+    if mode == "decode":
+        result["bytes_read"] = 4000
+    env = {"device": "cpu", "device_kind": "cpu"}
     store = RunStore()
-    saved = [store.get(s.id) for s in store.list(mode="decode")]
-    assert {r.variant for r in saved} == {"sdpa", "sliding_window", "linear"}
-    assert {(r.spec["seq"], r.spec["kv_seq"]) for r in saved} == {(1, 32)}
-    assert all(r.results["per_token_ms"] > 0 for r in saved)
-    decode = frame_with(at, "$ per Mtok at the floor")
-    assert set(decode["variant"]) == {"sdpa", "sliding_window", "linear"}
-    assert "ec_quick_decode" not in buttons(at)
-
-
-def test_economics_quick_train_measurement_saves_training_steps_and_prices_them():
-    at = open_page("views/economics.py", seq="32", heads="2", head_dim="16")
-    at.button(key="ec_quick_train").click().run()
+    store.save("profile", spec, result, variant="sdpa", environment=env)
+    old = {k: v for k, v in result.items() if k not in ("mode", "bytes_read")}  # saved before the regimes
+    store.save("profile", spec, old, variant="dense", environment=env)
+    at = open_app("views/roofline.py")
     assert not at.exception, at.exception
-    saved = [RunStore().get(s.id) for s in RunStore().list(mode="train")]
-    assert {r.variant for r in saved} == {"sdpa", "sliding_window", "linear"}
-    assert all(r.results["forward_ms"] > 0 and r.results["backward_ms"] > 0 for r in saved)
-    train = frame_with(at, "tokens per step")
-    assert set(train["variant"]) == {"sdpa", "sliding_window", "linear"} and set(train["seq"]) == {"32"}
-    assert "ec_quick_train" not in buttons(at) and "ec_quick_decode" in buttons(at)
+    points = [t for t in _figures(at)[0]["data"] if t.get("mode") == "markers"]
+    symbols = {t["name"]: (t["marker"]["symbol"], t["x"]) for t in points}
+    symbol = {"forward": "circle", "train": "diamond", "decode": "triangle-up"}[mode]
+    sdpa = "sdpa" if mode == "forward" else f"sdpa · {mode}"
+    assert symbols[sdpa] == (symbol, [0.25 if mode == "decode" else 12.0])
+    assert symbols["dense" if mode == "forward" else "dense · forward"][0] == "circle"

@@ -9,6 +9,7 @@ import pytest
 
 from attn import measure, sweep
 from attn.cost import attention_cost, io_bytes
+from attn.regimes import decode_spec
 from attn.spec import AttentionSpec
 from attn.sweep import (Fit, Point, analyse, analytic_curve, crossovers, fit_power_law,
                         largest_that_fits, projected_wall, run_sweep, spec_at)
@@ -275,6 +276,16 @@ def test_analytic_curve_follows_the_cost_model_without_running():
     assert curve[1]["peak_bytes"] == attention_cost(spec_at(BASE, "seq", 128), "dense").peak_bytes
     causal = analytic_curve(BASE.with_(causal=True), "dense", [64])
     assert causal[0]["pairs"] == 64 * 65 // 2
+
+
+def test_analytic_curve_in_a_regime_gives_what_grows_there():
+    train = analytic_curve(BASE, "dense", [64, 128], mode="train")
+    assert [c["saved_bytes"] for c in train] == [attention_cost(spec_at(BASE, "seq", s), "dense",
+                                                                "train").saved_bytes for s in (64, 128)]
+    step = decode_spec(BASE, 256)
+    decode = analytic_curve(step, "sdpa", [256, 512], axis="context", mode="decode")
+    assert decode[1]["bytes_read"] == attention_cost(step.with_(kv_seq=512), "sdpa", "decode").bytes_read
+    assert decode[0]["saved_bytes"] is None and train[0]["bytes_read"] is None
 
 
 def test_a_budget_below_a_measured_need_puts_the_wall_below_that_point():

@@ -9,6 +9,7 @@ from attn import charts, tasks, variants
 from attn.cost import Cost
 from attn.maps import maps_json
 from attn.masks import pooled_mask
+from attn.profiles import roofline_intensity
 from attn.sources import InputSource, input_spec
 from attn.spec import AttentionSpec
 from attn.sweep import analytic_curve
@@ -35,26 +36,27 @@ def map_work(spec: AttentionSpec) -> int:
 
 @st.cache_data(max_entries=64, show_spinner=False)
 def _maps(spec_json: str, variant: str, head: int, size: int, reduce: str, temperature: float,
-          source: InputSource | None) -> dict:
+          source: InputSource | None, mode: str = "forward") -> dict:
     return maps_json(AttentionSpec.from_dict(json.loads(spec_json)), variant, head, size, reduce,
-                     temperature, source)
+                     temperature, source, mode)
 
 
 def maps(spec: AttentionSpec, variant: str, head: int, size: int, reduce: str, temperature: float,
-         source: InputSource | None = None) -> dict:
-    return _maps(spec_key(spec), variant, head, size, reduce, temperature, source)
+         source: InputSource | None = None, mode: str = "forward") -> dict:
+    return _maps(spec_key(spec), variant, head, size, reduce, temperature, source, mode)
 
 
 @st.cache_data(max_entries=16, show_spinner="running the model on the text")
-def _input_spec(spec_json: str, source: InputSource) -> dict:
-    return input_spec(AttentionSpec.from_dict(json.loads(spec_json)), source).to_dict()
+def _input_spec(spec_json: str, source: InputSource, mode: str) -> dict:
+    return input_spec(AttentionSpec.from_dict(json.loads(spec_json)), source, mode).to_dict()
 
 
-def effective_spec(spec: AttentionSpec, source: InputSource) -> AttentionSpec:
-    """The spec of the inputs: the sidebar's, or a captured layer's shape with its parameters."""
+def effective_spec(spec: AttentionSpec, source: InputSource, mode: str = "forward") -> AttentionSpec:
+    """The spec of the inputs: the sidebar's, or a captured layer's shape with its parameters (in
+    decode: the text is the cache, and its last spec.seq tokens are the new ones)."""
     if source.kind == "random":
         return spec
-    return AttentionSpec.from_dict(_input_spec(spec_key(spec), source))
+    return AttentionSpec.from_dict(_input_spec(spec_key(spec), source, mode))
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -74,14 +76,23 @@ def mask_density(spec: AttentionSpec, variant: str, q_edges: tuple, k_edges: tup
 
 @st.cache_resource(max_entries=64, show_spinner=False)
 def _map_views(spec_json: str, variant: str, head: int, size: int, reduce: str, temperature: float,
-               source: InputSource | None, log_scale: bool) -> dict:
+               source: InputSource | None, log_scale: bool, mode: str) -> dict:
     import pandas as pd
 
-    spec = AttentionSpec.from_dict(json.loads(spec_json))
-    m = _maps(spec_json, variant, head, size, reduce, temperature, source)
+    m = _maps(spec_json, variant, head, size, reduce, temperature, source, mode)
+    spec = AttentionSpec.from_dict(m["spec"])  # the inputs' (a model's text changes the shape)
     q_edges, k_edges = m["map"]["q_edges"], m["map"]["k_edges"]
     kind = "exact" if m["map"]["exact"] else reduce + "-pooled"
     density = mask_density(spec, variant, tuple(q_edges), tuple(k_edges))
+    if mode == "decode":  # the new tokens' rows over the whole cache: a strip, not a square
+        offset = spec.kv_seq - spec.seq
+        return {
+            "map": charts.cache_strip(m["map"]["values"], q_edges, k_edges, offset, log_scale=log_scale,
+                                      title=f"head {head} · {kind} · the new tokens over the cache"),
+            "mask": charts.cache_strip(density, q_edges, k_edges, offset, title=mask_title(variant),
+                                       mask=True),
+            "stats": pd.DataFrame(m["head_stats"]).drop(columns=["batch"], errors="ignore"),
+        }
     return {
         "map": charts.attention_heatmap(m["map"]["values"], q_edges, k_edges,
                                         title=f"head {head} · {kind}", log_scale=log_scale),
@@ -91,23 +102,37 @@ def _map_views(spec_json: str, variant: str, head: int, size: int, reduce: str, 
 
 
 def map_views(spec: AttentionSpec, variant: str, head: int, size: int, reduce: str, temperature: float,
-              source: InputSource | None, log_scale: bool) -> dict:
-    """The map figure, the mask figure and the head statistics of one variant. The figures are
-    built once per view and reused on reruns (a cached rerun must not rebuild 65k-cell maps)."""
-    return _map_views(spec_key(spec), variant, head, size, reduce, temperature, source, log_scale)
+              source: InputSource | None, log_scale: bool, mode: str = "forward") -> dict:
+    """The map figure, the mask figure and the head statistics of one variant (in decode: strips
+    of the new tokens over the cache). The figures are built once per view and reused on reruns
+    (a cached rerun must not rebuild 65k-cell maps)."""
+    return _map_views(spec_key(spec), variant, head, size, reduce, temperature, source, log_scale, mode)
+
+
+# the small curve under each variant: what grows in each regime, from the cost model
+SMALL_CURVES = {
+    "forward": ("flops", "useful FLOPs across lengths (analytic)", "seq"),
+    "train": ("saved_bytes", "saved for the backward across lengths (analytic)", "seq"),
+    "decode": ("bytes_read", "bytes one step reads across contexts (analytic)", "context"),
+}
 
 
 @st.cache_resource(max_entries=64, show_spinner=False)
-def _flops_curve(spec_json: str, variant: str):
+def _small_curve(spec_json: str, variant: str, mode: str):
     spec = AttentionSpec.from_dict(json.loads(spec_json))
+    metric, title, axis = SMALL_CURVES[mode]
+    here = spec.kv_seq if axis == "context" else spec.seq
+    xs = [x for x in seq_grid(here) if x >= spec.seq] if axis == "context" else seq_grid(here)
     points = [{"variant": variant, "status": "ok", **p}
-              for p in analytic_curve(spec, variant, seq_grid(spec.seq))]
-    return charts.metric_curve(points, "flops", title="useful FLOPs across lengths (analytic)",
-                               current_x=spec.seq, height=260)
+              for p in analytic_curve(spec, variant, xs, axis, mode)]
+    return charts.metric_curve(points, metric, title=title, current_x=here, height=260,
+                               x_label="context (cached keys)" if axis == "context" else "sequence length")
 
 
-def flops_curve(spec: AttentionSpec, variant: str):
-    return _flops_curve(spec_key(spec), variant)
+def small_curve(spec: AttentionSpec, variant: str, mode: str = "forward"):
+    """Forward: useful FLOPs against length; train: what the forward saves for the backward;
+    decode: the bytes a step reads against the context."""
+    return _small_curve(spec_key(spec), variant, mode)
 
 
 def mask_title(variant: str) -> str:
@@ -134,31 +159,35 @@ def _profiles() -> dict:
     return st.session_state.setdefault("profiles", {})
 
 
-def cached_profile(spec: AttentionSpec, variant: str, source: InputSource | None = None) -> dict | None:
-    return _profiles().get((spec_key(spec), variant, source))
+def cached_profile(spec: AttentionSpec, variant: str, source: InputSource | None = None,
+                   mode: str = "forward") -> dict | None:
+    return _profiles().get((spec_key(spec), variant, source, mode))
 
 
 def profile_job(spec: AttentionSpec, name: str, budget_s: float = PROFILE_BUDGET_S,
-                source: InputSource | None = None) -> follow.Job:
-    """Profile one variant in the worker; its tag is what keep() needs to save the result."""
+                source: InputSource | None = None, mode: str = "forward") -> follow.Job:
+    """Profile one variant in the worker in a regime (decode: `spec` is the step's); its tag is
+    what keep() needs to save the result."""
+    where = f"context {spec.kv_seq}, {spec.seq} new" if mode == "decode" else f"seq {spec.seq}"
     return follow.job(tasks.profile_task, spec.to_dict(), name, budget_s,
-                      source.__dict__ if source else None, kind="profile",
-                      title=f"{name} at seq {spec.seq}", tag=("profile", spec, name, source))
+                      source.__dict__ if source else None, mode, kind="profile",
+                      title=f"{name} ({mode}) at {where}" if mode != "forward" else f"{name} at {where}",
+                      tag=("profile", spec, name, source, mode))
 
 
 def sweep_job(spec: AttentionSpec, names: list[str], xs: list[int], axis: str, budget_s: float,
-              title: str) -> follow.Job:
-    """A sweep in the worker; it streams its points as partial items."""
+              title: str, mode: str = "forward") -> follow.Job:
+    """A sweep in the worker in a regime; it streams its points as partial items."""
     return follow.job(tasks.sweep_task, spec.to_dict(), list(names), list(xs), axis, float(budget_s),
-                      kind="sweep", title=title, tag=("sweep", spec, None, None))
+                      mode, kind="sweep", title=title, tag=("sweep", spec, None, None, mode))
 
 
 def keep(tag: tuple, result: dict) -> int | None:
     """Save the result of a profile_job or a sweep_job as a run (a profile is also kept for the
     Playground's cards); returns the run's id."""
-    kind, spec, name, source = tag
+    kind, spec, name, source, mode = tag
     if kind == "profile":
-        _profiles()[(spec_key(spec), name, source)] = result
+        _profiles()[(spec_key(spec), name, source, mode)] = result
         return save_run("profile", spec, result, name)
     return save_run("sweep", spec, result, ",".join(result["variants"]))
 
@@ -169,11 +198,21 @@ def keep_all(view: follow.JobView | None) -> list[int]:
     return [run_id for run_id in ids if run_id is not None]
 
 
+def cannot_run(spec: AttentionSpec, variant: str, mode: str = "forward") -> list[str]:
+    """Why a variant cannot run the spec in this regime on this device, in words (none: it can).
+    A regime the variant cannot run at all is the one reason given (linformer in decode), since
+    the spec's own reasons (a decode step is causal) would only follow from it."""
+    var = variants.get(variant)
+    if mode in var.cannot:
+        return [var.cannot[mode]]
+    return var.unsupported(spec, device())
+
+
 def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE_BUDGET_S,
-                source: InputSource | None = None) -> None:
+                source: InputSource | None = None, mode: str = "forward") -> None:
     """Queue a profile of each variant that can run the spec; follow_profiles() shows them."""
-    todo = [n for n in names if not variants.get(n).unsupported(spec, device())]
-    follow.start(PROFILING, *(profile_job(spec, n, budget_s, source) for n in todo))
+    todo = [n for n in names if not cannot_run(spec, n, mode)]
+    follow.start(PROFILING, *(profile_job(spec, n, budget_s, source, mode) for n in todo))
 
 
 def follow_profiles() -> None:
@@ -193,7 +232,7 @@ def save_run(kind: str, spec: AttentionSpec | dict, result: dict, variant: str |
         return None
 
 
-def _cards(cards: list[tuple], per_row: int) -> None:
+def metric_cards(cards: list[tuple], per_row: int) -> None:
     """st.metric cards, `per_row` to a row: (label, value, help) each."""
     for i in range(0, len(cards), per_row):
         for col, (label, value, help_text) in zip(st.columns(per_row), cards[i:i + per_row]):
@@ -202,7 +241,7 @@ def _cards(cards: list[tuple], per_row: int) -> None:
 
 def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
     """Analytic numbers always; measured ones once the variant was profiled."""
-    _cards([
+    metric_cards([
         ("useful FLOPs", fmt.si(cost.flops),
          "4·B·H·D per unmasked (query, key) pair; approximations: the work they do"),
         ("pairs computed", f"{cost.density:.1%}", f"{cost.pairs:,} of {cost.full_pairs:,} pairs that "
@@ -211,9 +250,9 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          f"inputs + output + workspace ({fmt.nbytes(cost.extra_bytes)}), analytic"),
     ], per_row)
     if prof is None:
-        st.caption("Not profiled yet on this device: press :material/play_arrow: **Profile**.")
+        not_profiled()
         return
-    _cards([
+    metric_cards([
         ("latency (median)", fmt.ms(prof["latency_ms"]),
          f"p10 {fmt.ms(prof['p10_ms'])} · p90 {fmt.ms(prof['p90_ms'])} · {prof['repeats']} repeats · "
          f"{prof['timing_method']}"),
@@ -224,18 +263,35 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
         ("roofline", fmt.pct(prof.get("roofline_pct")),
          "share of min(peak matmul rate, intensity × bandwidth) measured on this device; — until "
          "the device is calibrated (Overview)"),
+        *error_cards(prof),
+    ], per_row)
+    st.caption(profile_caption(prof))
+
+
+def not_profiled() -> None:
+    st.caption("Not profiled yet on this device: press :material/play_arrow: **Profile**.")
+
+
+def error_cards(prof: dict) -> list[tuple]:
+    """The kernel's and the approximation's error, as cards, in every regime."""
+    return [
         ("kernel error", fmt.ratio(prof["kernel_error"]),
          "‖out − ref‖/‖ref‖ against this variant's own math in float64"),
         ("approx error", fmt.ratio(prof["approx_error"]),
          "‖out − full‖/‖full‖ against exact attention with the same causal flag"),
-    ], per_row)
+    ]
+
+
+def profile_caption(prof: dict) -> str:
+    """The line under a profile's cards: the backend (and why auto chose it), the spread, the
+    energy, the inputs."""
     energy = (f"energy {prof['energy_j']:.3g} J/call" if prof.get("energy_j")
               else "energy: needs an NVIDIA GPU's energy counter")
     backend = prof["backend"]
     if prof.get("backend_reasons"):
         backend = f"{backend} (auto: " + "; ".join(prof["backend_reasons"].values()) + ")"
-    st.caption(f"backend: {backend} · p10–p90 {fmt.ms(prof['p10_ms'])}–{fmt.ms(prof['p90_ms'])}"
-               f" · {energy}" + (f" · inputs: {prof['inputs']}" if prof.get("inputs") else ""))
+    return (f"backend: {backend} · p10–p90 {fmt.ms(prof['p10_ms'])}–{fmt.ms(prof['p90_ms'])}"
+            f" · {energy}" + (f" · inputs: {prof['inputs']}" if prof.get("inputs") else ""))
 
 
 
@@ -263,14 +319,16 @@ def run_store():
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
-def _roofline_points(kind: str, newest: int, count: int) -> list[dict]:
+def _roofline_points(path: str, kind: str, newest: int, count: int) -> list[dict]:
     store = run_store()
     points = []
     for summary in store.list(kind="profile", device=kind, limit=500):
         run = store.get(summary.id)
         r = run.results
-        if r.get("achieved_tflops") and r.get("cost"):
-            points.append({"variant": run.variant, "intensity": r["cost"]["arithmetic_intensity"],
+        intensity = roofline_intensity(r)
+        if r.get("achieved_tflops") and intensity:
+            points.append({"variant": run.variant, "intensity": intensity,
+                           "mode": r.get("mode") or "forward",  # saved before the regimes: forward
                            "achieved_tflops": r["achieved_tflops"],
                            "dtype": run.spec.get("dtype", "float32"),
                            "label": f"#{run.id} {summary.spec_short}"})
@@ -282,5 +340,5 @@ def roofline_points(device: str) -> list[dict]:
     every rerun of the page)."""
     store = run_store()
     newest = store.list(kind="profile", limit=1)
-    return _roofline_points("cuda" if device.startswith("cuda") else "cpu",
+    return _roofline_points(str(store.path), "cuda" if device.startswith("cuda") else "cpu",
                             newest[0].id if newest else 0, store.count("profile"))

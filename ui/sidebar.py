@@ -6,9 +6,10 @@ import streamlit as st
 from attn import variants
 from attn.device import device_summary
 from attn.params import Param
+from attn.regimes import decode_spec
 from attn.spec import DTYPE_BYTES, AttentionSpec, divisors
 from ui import format as fmt
-from ui.state import spec_values
+from ui.state import decode_values, spec_values
 
 
 _SPEC_DEFAULTS = AttentionSpec()
@@ -51,10 +52,12 @@ def _chosen(values: dict, name: str, choices: list[str], notes: list[str]) -> in
     return choices.index(default)
 
 
-def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
+def spec_editor(params_for: list[str] | None = None, mode: str = "forward") -> AttentionSpec | None:
     """Edit the shared spec in the sidebar. Returns it, or None after showing why it is invalid.
 
     params_for: the variants whose parameters to show (all when None).
+    mode: in decode, the fields are the step's (context and new_tokens instead of seq, kv_seq
+    and causal) and the spec returned is the step's (regimes.decode_spec).
     """
     values = spec_values()
     notes: list[str] = []
@@ -64,8 +67,14 @@ def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
     c1, c2 = sb.columns(2)
     values["batch"] = c1.number_input("batch", 1, 4096, _fitted(values, "batch", 1, 4096, notes),
                                       key="w_batch")
-    values["seq"] = c2.number_input("seq (queries)", 1, 1 << 20,
-                                    _fitted(values, "seq", 1, 1 << 20, notes), step=128, key="w_seq")
+    decode = decode_values() if mode == "decode" else None
+    if decode is None:
+        values["seq"] = c2.number_input("seq (queries)", 1, 1 << 20,
+                                        _fitted(values, "seq", 1, 1 << 20, notes), step=128, key="w_seq")
+    else:  # a decode step's queries are its new tokens and its keys the cache: asked for as such
+        decode["context"] = c2.number_input(
+            "context (cached keys)", 1, 1 << 20, _fitted(decode, "context", 1, 1 << 20, notes),
+            step=1024, key="w_context", help="the keys and values in the cache, the new tokens' included")
     values["heads"] = c1.number_input("heads", 1, 512, _fitted(values, "heads", 1, 512, notes),
                                       key="w_heads")
     values["head_dim"] = c2.number_input("head_dim", 1, 1024,
@@ -78,6 +87,33 @@ def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
     dtypes = list(DTYPE_BYTES)
     values["dtype"] = c2.selectbox("dtype", dtypes, index=_chosen(values, "dtype", dtypes, notes),
                                    key="w_dtype")
+    if decode is not None:
+        decode["new_tokens"] = c1.number_input(
+            "new_tokens", 1, 1 << 20, _fitted(decode, "new_tokens", 1, 1 << 20, notes),
+            key="w_new_tokens", help="the newest tokens, the last of the cache, whose queries one step "
+                                     "computes (1: plain decoding; more: a speculative or chunked step)")
+        sb.caption("A decode step is causal from the bottom right: each new token sees the cache up "
+                   "to itself.")
+    else:
+        _shape_fields(values, notes)
+    _variant_params(values, params_for, notes)
+    for note in notes:
+        note_slot.warning(note)
+    spec = None
+    try:
+        spec = AttentionSpec(**values)
+        if decode is not None:
+            spec = decode_spec(spec, int(decode["context"]), int(decode["new_tokens"]))
+    except ValueError as err:
+        sb.error(str(err))
+        st.error(f"The spec is not valid: {err}")
+        spec = None
+    return spec
+
+
+def _shape_fields(values: dict, notes: list[str]) -> None:
+    """causal, and the keys' length when it is not the queries'."""
+    sb = st.sidebar
     values["causal"] = sb.toggle("causal", bool(values["causal"]), key="w_causal")
     same = sb.checkbox("kv_seq = seq", values.get("kv_seq") in (None, values["seq"]), key="w_kv_same")
     if same:
@@ -92,16 +128,6 @@ def spec_editor(params_for: list[str] | None = None) -> AttentionSpec | None:
                                           key="w_align",
                                           help="bottom_right: the last query sees every key (decoding "
                                                "with a KV cache); top_left: torch's is_causal")
-    _variant_params(values, params_for, notes)
-    for note in notes:
-        note_slot.warning(note)
-    spec = None
-    try:
-        spec = AttentionSpec(**values)
-    except ValueError as err:
-        sb.error(str(err))
-        st.error(f"The spec is not valid: {err}")
-    return spec
 
 
 def _variant_params(values: dict, names: list[str] | None, notes: list[str]) -> None:

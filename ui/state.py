@@ -6,9 +6,13 @@ from typing import Any
 import streamlit as st
 
 from attn import params as declared_params
+from attn.regimes import MODES
 from attn.spec import SHARED_FIELDS, AttentionSpec
 
 SPEC_KEY = "spec"
+MODE_KEY = "mode"  # the regime of the pages that have a regime selector (Playground, Scaling)
+DECODE_KEY = "decode"  # the decode step's context and new_tokens, beside the spec
+DECODE_DEFAULTS = {"context": 4096, "new_tokens": 1}
 _DEFAULT = AttentionSpec(seq=512, heads=8, head_dim=64, causal=True, device="auto")
 
 
@@ -43,6 +47,44 @@ def spec_values() -> dict[str, Any]:
                     pass  # a hand-edited URL; the default stands and the editor shows it
         st.session_state[SPEC_KEY] = values
     return st.session_state[SPEC_KEY]
+
+
+def current_mode() -> str:
+    """The regime of this session: from the session, else from the URL's `mode=`, else forward.
+    It lives in the session like the spec, so the Playground and the Scaling page share it and
+    the sidebar (drawn before the page) knows it."""
+    if MODE_KEY not in st.session_state:
+        asked = st.query_params.get("mode", "forward")
+        st.session_state[MODE_KEY] = asked if asked in MODES else "forward"
+        if asked not in MODES:
+            st.session_state["mode_note"] = (f"mode {asked!r} from the link is not one of "
+                                             f"{', '.join(MODES)}: using forward")
+    return st.session_state[MODE_KEY]
+
+
+def set_mode(mode: str) -> None:
+    st.session_state[MODE_KEY] = mode if mode in MODES else "forward"
+
+
+def decode_values() -> dict[str, int]:
+    """The decode step's `context` and `new_tokens` of this session: from the session, else from
+    the URL, else 4096 cached keys and one new token."""
+    if DECODE_KEY not in st.session_state:
+        values = dict(DECODE_DEFAULTS)
+        for name in values:
+            try:
+                values[name] = int(st.query_params.get(name, values[name]))
+            except ValueError:
+                pass  # a hand-edited URL; the default stands
+        st.session_state[DECODE_KEY] = values
+    return st.session_state[DECODE_KEY]
+
+
+def regime_url(mode: str) -> dict[str, Any]:
+    """The URL keys of a regime: `mode` (none for forward), and in decode context and new_tokens."""
+    if mode == "forward":
+        return {}
+    return {"mode": mode, **(decode_values() if mode == "decode" else {})}
 
 
 def current_spec() -> AttentionSpec | None:

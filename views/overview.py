@@ -4,6 +4,7 @@ import streamlit as st
 
 from attn.cost import USEFUL_FLOPS_NOTE
 from ui import calibration, results
+from ui.state import set_mode
 
 st.title(":material/flashlight_on: attn — the cost of attention, made visible")
 st.markdown(
@@ -38,6 +39,7 @@ with c2:
                 f"2^{demo['lo']}…2^{demo['hi']}, sized for this device.")
     if st.button("Run the demo sweep", type="primary", icon=":material/play_arrow:"):
         st.session_state["demo_sweep"] = {**demo, "start": True}
+        set_mode("forward")  # the demo is a forward sweep; the sidebar reads the regime first
         st.switch_page("views/scaling.py")
 
 st.subheader("Latest runs")

@@ -1,4 +1,5 @@
-"""Playground: one spec, several variants side by side: maps, mask, head stats, cost cards."""
+"""Playground: one spec, several variants side by side: maps, mask, head stats, cost cards, in a
+regime (forward, train, or one decode step against a KV cache)."""
 import streamlit as st
 
 from attn import variants
@@ -7,10 +8,12 @@ from attn.sources import InputSource
 from ui.plot import show
 from ui import results
 from ui.errors import shown_as_error
-from ui.state import current_spec, sync_url, url_list, url_value
+from ui.regimes import mode_selector, regime_cards
+from ui.state import current_spec, regime_url, sync_url, url_list, url_value
 
 st.title(":material/science: Playground")
 st.caption("One spec, several attention variants side by side. " + USEFUL_FLOPS_NOTE + ".")
+mode = mode_selector("pg_mode")  # before the spec: a spec that is not valid must not hide it
 spec = current_spec()
 if spec is None:
     st.stop()
@@ -37,11 +40,13 @@ with st.expander("Inputs: random, or q and k from a real model", expanded=url_va
         layer = st.slider("layer", 0, 5, url_value("layer", 0), key="pg_layer")
         st.caption("The shape comes from the model (12 heads of 32, one row per token, not causal); the "
                    "sidebar's variant parameters, dtype and device still apply. On real inputs an "
-                   "approximation's error says what it loses on real attention, not on noise.")
+                   "approximation's error says what it loses on real attention, not on noise."
+                   + (" In decode the text is the cache and its last new_tokens tokens are the new "
+                      "ones." if mode == "decode" else ""))
 source = InputSource(kind=kind, temperature=float(temperature), text=text or "", layer=layer or 0)
-sync_url(variants=chosen, head=head, cells=size, src=kind, text=text, layer=layer)
+sync_url(variants=chosen, head=head, cells=size, src=kind, text=text, layer=layer, **regime_url(mode))
 with shown_as_error("The inputs"):
-    spec = results.effective_spec(spec, source)
+    spec = results.effective_spec(spec, source, mode)
 if source.kind == "model" and spec.heads <= head:
     head = 0
 
@@ -54,7 +59,7 @@ draw = not big or st.button("Draw the maps", help="this spec takes a while on th
 profile_now = st.button("Profile", type="primary", key="pg_profile", icon=":material/play_arrow:",
                         help="time, memory and error of each variant on this device (runs in the worker)")
 if profile_now:
-    results.profile_all(spec, chosen, source=source)
+    results.profile_all(spec, chosen, source=source, mode=mode)
 results.follow_profiles()
 
 columns = st.columns(min(len(chosen), 3))
@@ -64,18 +69,19 @@ for i, name in enumerate(chosen):
     with col:
         st.subheader(var.title)
         st.caption(("exact" if var.exact else "approximation") + " · " + var.summary)
-        reasons = var.unsupported(spec, results.device())
+        reasons = results.cannot_run(spec, name, mode)
         if reasons:
-            st.warning("Cannot run this spec: " + "; ".join(reasons))
+            st.warning(("Cannot run this spec: " if mode == "forward" else f"Cannot run in {mode}: ")
+                       + "; ".join(reasons))
             continue
         with shown_as_error(f"{name}: cost"):
-            cost = attention_cost(spec, name)
-            results.cost_cards(cost, results.cached_profile(spec, name, source),
-                               per_row=2 if len(columns) == 3 else 3)
+            cost = attention_cost(spec, name, mode)
+            regime_cards(cost, results.cached_profile(spec, name, source, mode), mode,
+                         per_row=2 if len(columns) == 3 else 3)
         if draw:
             with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
                 views = results.map_views(spec, name, int(head), int(size), reduce, float(temperature),
-                                          source, log_scale)
+                                          source, log_scale, mode)
                 tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
                 with tab_w:
                     show(views["map"], key=f"map_{name}")
@@ -85,4 +91,5 @@ for i, name in enumerate(chosen):
                     st.dataframe(views["stats"], hide_index=True, width="stretch")
         else:
             st.info("Maps of this size take a while here: press **Draw the maps**.")
-        show(results.flops_curve(spec, name), key=f"curve_{name}")
+        with shown_as_error(f"{name}: curve"):
+            show(results.small_curve(spec, name, mode), key=f"curve_{name}")

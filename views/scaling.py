@@ -1,50 +1,88 @@
-"""Scaling: a sweep over sequence lengths (or batch, heads, head_dim) whose curves grow point by
-point while it runs, with fitted exponents, crossovers and the memory wall."""
+"""Scaling: a sweep over sequence lengths (or batch, heads, head_dim; in decode the context) whose
+curves grow point by point while it runs, with fitted exponents, crossovers and the memory wall,
+in a regime: train adds what the forward saves for the backward, decode the bandwidth floor."""
 import streamlit as st
 
 from attn import charts, variants
 from attn.cost import USEFUL_FLOPS_NOTE
-from attn.sweep import AXES, Point, analyse
+from attn.sweep import Point, analyse
 from ui.plot import show
 from ui import format as fmt
 from ui import follow, results
 from ui.errors import shown_as_error
-from ui.state import current_spec, sync_url, url_list, url_value
+from ui.regimes import mode_selector
+from ui.state import current_spec, regime_url, sync_url, url_list, url_value
 
 SWEEP = "sc_sweep"  # the sweep, running or last finished, under this key of the session (ui.follow)
+# the axes a sweep can take in each regime: a decode step's length is its context
+AXES = {"forward": ["seq", "batch", "heads", "head_dim"], "train": ["seq", "batch", "heads", "head_dim"],
+        "decode": ["context", "batch", "heads", "head_dim"]}
+# the tabs of each regime: (title, metric); decode's latency tab carries the bandwidth floor
+TABS = {
+    "forward": [("latency", "latency_ms"), ("peak memory", "peak_bytes"), ("FLOPs", "flops")],
+    "train": [("step latency", "latency_ms"), ("saved memory", "saved_bytes"),
+              ("peak memory", "peak_bytes"), ("FLOPs", "flops")],
+    "decode": [("latency and floor", "latency_ms"), ("bytes read", "bytes_read"),
+               ("peak memory", "peak_bytes"), ("FLOPs", "flops")],
+}
+LABELS = {"seq": "sequence length", "context": "context (cached keys)"}
 
 st.title(":material/show_chart: Scaling")
-st.caption("How latency, memory and FLOPs grow with the sequence. Log-log axes: a slope of 2 is "
+st.caption("How latency, memory and FLOPs grow with the sequence (in decode: the context). Log-log axes: a slope of 2 is "
            "quadratic, 1 is linear. " + USEFUL_FLOPS_NOTE + ".")
+demo = st.session_state.pop("demo_sweep", None) or {}
+mode = mode_selector("sc_mode")
+st.caption({
+    "forward": "One call over the whole sequence.",
+    "train": "Forward and backward: **saved memory** is what the forward keeps for the backward. "
+             "Eager attention (dense) keeps the S×S weights, a wall that grows as S²; a fused kernel "
+             "(sdpa on flash or efficient) keeps its output and a log-sum-exp per row, a line. On "
+             "`backend=auto` sdpa runs the fastest backend at each length, and math keeps the "
+             "weights too.",
+    "decode": "One step against a cache of `context` keys (`new_tokens` from the sidebar). A step "
+              "is memory-bound: the dashed line is its **bandwidth floor**, the bytes it reads over "
+              "this device's calibrated copy bandwidth.",
+}[mode])
 spec = current_spec()
 if spec is None:
     st.stop()
 
 names = variants.names()
-demo = st.session_state.pop("demo_sweep", None) or {}
 if demo:  # the Overview's demo button: its choices win over what the widgets held
     st.session_state.update(sc_variants=demo["variants"], sc_lo=demo["lo"], sc_hi=demo["hi"])
 chosen = st.multiselect("Variants", names, key="sc_variants",
                         default=demo.get("variants") or [v for v in url_list("variants", ["sdpa", "sliding_window", "linear"]) if v in names])
 c1, c2, c3, c4 = st.columns(4)
-axis = c1.selectbox("axis", AXES, index=AXES.index(url_value("axis", "seq")), key="sc_axis")
+axes = AXES[mode]
+asked_axis = url_value("axis", axes[0])
+axis = c1.selectbox("axis", axes, index=axes.index(asked_axis) if asked_axis in axes else 0,
+                    key=f"sc_axis_{mode}")  # one widget a regime: their choices differ
 lo_exp = c2.number_input("from 2^", 0, 24, demo.get("lo", url_value("lo", 8)), key="sc_lo")
 hi_exp = c3.number_input("to 2^", 0, 24, demo.get("hi", url_value("hi", 12)), key="sc_hi")
 budget = c4.number_input("seconds per point", 0.05, 5.0, 0.2, step=0.05, key="sc_budget")
 xs = [2**e for e in range(int(lo_exp), int(hi_exp) + 1)]
-sync_url(variants=chosen, axis=axis, lo=lo_exp, hi=hi_exp)
+sync_url(variants=chosen, axis=axis, lo=lo_exp, hi=hi_exp, **regime_url(mode))
 st.caption(f"{axis} ∈ {xs}; the rest of the spec comes from the sidebar. A variant stops at its first "
            "out-of-memory; the others go on.")
 
 if hi_exp < lo_exp:
     st.error("'to' must be at least 'from'")
     st.stop()
+if axis == "context" and xs[0] < spec.seq:
+    st.error(f"The context must hold the {spec.seq} new tokens: start the sweep at 2^"
+             f"{(spec.seq - 1).bit_length()} or more, or lower new_tokens in the sidebar.")
+    st.stop()
+cannot = {n: variants.get(n).cannot[mode] for n in chosen if mode in variants.get(n).cannot}
+for reason in cannot.values():
+    st.warning(f"Not in this {mode} sweep: {reason}")
+chosen = [n for n in chosen if n not in cannot]
 
 start = st.button("Run sweep", type="primary", disabled=not chosen, key="sc_run",
                   icon=":material/play_arrow:") or demo.get("start", False)
 if start:
     with shown_as_error("The sweep"):
-        follow.start(SWEEP, results.sweep_job(spec, chosen, xs, axis, budget, f"{','.join(chosen)} over {axis}"))
+        follow.start(SWEEP, results.sweep_job(spec, chosen, xs, axis, budget,
+                                              f"{','.join(chosen)} over {axis} ({mode})", mode))
         st.session_state.pop("sweep_result", None)
 
 
@@ -57,11 +95,18 @@ def _draw(points: list[dict], final: dict | None) -> None:
         fit_objs, cross_objs = analyse([Point(**p) for p in pts], names_seen)
         fits = {n: {m: f.__dict__ for m, f in fs.items()} for n, fs in fit_objs.items()}
         crossings, walls = [c.__dict__ for c in cross_objs], []
-    label = "sequence length" if axis == "seq" else axis
-    tabs = st.tabs(["latency", "peak memory", "FLOPs"])
-    for tab, metric in zip(tabs, ("latency_ms", "peak_bytes", "flops")):
+    # a sweep is drawn in the regime it ran in (its points say which), whatever the selector says now
+    shown = next((p.get("mode") for p in pts), None) or (final or {}).get("mode") or mode
+    swept = (final or {}).get("axis", axis)
+    label = LABELS.get(swept, swept)
+    tabs = st.tabs([title for title, _ in TABS[shown]])
+    for tab, (_, metric) in zip(tabs, TABS[shown]):
         with tab:
-            fig = charts.metric_curve(pts, metric, x_label=label, fits=fits, crossovers=crossings, walls=walls)
+            if shown == "decode" and metric == "latency_ms":
+                fig = charts.latency_with_floor(pts, x_label=label, fits=fits, crossovers=crossings)
+            else:
+                fig = charts.metric_curve(pts, metric, x_label=label, fits=fits, crossovers=crossings,
+                                          walls=walls)
             event = show(fig, key=f"sweep_{metric}", on_select="rerun", selection_mode="points")
             sel = (event or {}).get("selection", {}).get("points", []) if event else []
             if sel and "customdata" in sel[0]:
@@ -104,17 +149,27 @@ if pick and final:
     if point and point["status"] == "ok":
         from attn.spec import AttentionSpec
 
-        st.subheader(f"{variant} at {axis} {x}")
+        swept, ran = final.get("axis", axis), point.get("mode") or "forward"
+        st.subheader(f"{variant} at {swept} {x}" + ("" if ran == "forward" else f" ({ran})"))
         c1, c2 = st.columns([3, 2])
         with c2:
             st.metric("latency (median)", fmt.ms(point["latency_ms"]))
+            if ran == "train":
+                st.metric("forward · backward", f"{fmt.ms(point['forward_ms'])} · {fmt.ms(point['backward_ms'])}")
+                st.metric("saved memory", fmt.nbytes(point["saved_bytes"]))
+            if ran == "decode":
+                st.metric("bandwidth floor", fmt.ms(point["floor_ms"]),
+                          help=f"{fmt.nbytes(point['bytes_read'])} read at the calibrated copy bandwidth")
             st.metric("peak memory", fmt.nbytes(point["peak_bytes"]))
             st.metric("approx error", fmt.ratio(point["approx_error"]))
         with c1, shown_as_error("The map"):
             pspec = AttentionSpec.from_dict(point["spec"])
-            m = results.maps(pspec, variant, 0, 256, "mean", 1.0)
-            show(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
-                                                     title=f"head 0, {variant}, {axis} {x}", log_scale=True),
-                            key="sweep_pick_map")
+            m = results.maps(pspec, variant, 0, 256, "mean", 1.0, mode=ran)
+            values, q_edges, k_edges = m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"]
+            title = f"head 0, {variant}, {swept} {x}"
+            fig = (charts.cache_strip(values, q_edges, k_edges, pspec.kv_seq - pspec.seq, title=title,
+                                      log_scale=True) if ran == "decode"
+                   else charts.attention_heatmap(values, q_edges, k_edges, title=title, log_scale=True))
+            show(fig, key="sweep_pick_map")
 elif final:
     st.caption("Click a point on a curve to see that run's attention map here.")

@@ -4,10 +4,11 @@ Every figure that shows FLOPs says they are useful FLOPs (see attn.cost). The bu
 page family: `maps.py` (attention maps and masks), `curves.py` (sweeps, the roofline, telemetry,
 bars), `economics.py`, `models.py`; `style.py` holds the colours, margins and layout they share.
 """
-from attn.charts.curves import FLOPS_AXIS, METRIC_LABELS, bars, metric_curve, roofline, telemetry_chart
+from attn.charts.curves import (FLOPS_AXIS, METRIC_LABELS, MODE_SYMBOLS, bars, latency_with_floor,
+                               metric_curve, roofline, telemetry_chart)
 from attn.charts.economics import (DOMINATED_COLOR, ERROR_FLOOR, context_fit_bars, decode_cost_chart,
                                    frontier_chart, per_token_curve)
-from attn.charts.maps import LABELLED_TOKENS, MAX_CELLS, attention_heatmap, mask_heatmap
+from attn.charts.maps import LABELLED_TOKENS, MAX_CELLS, attention_heatmap, cache_strip, mask_heatmap
 from attn.charts.models import (COST_PARTS, KV_LINES, MOSAIC_GAP, MOSAIC_LEVELS, MOSAIC_LOG_FLOOR,
                                 clicked_head, head_grids, implementation_bars, kv_cache_chart,
                                 layer_cost_bars, model_view, module_time_bars, mosaic_levels)
@@ -15,10 +16,11 @@ from attn.charts.style import (CHAR_PX, COLORBAR_MARGIN, GREYS, INFERNO, LEGEND_
                                VIRIDIS, color_of, fitted_margin)
 
 __all__ = [
-    "FLOPS_AXIS", "METRIC_LABELS", "bars", "metric_curve", "roofline", "telemetry_chart",
+    "FLOPS_AXIS", "METRIC_LABELS", "MODE_SYMBOLS", "bars", "latency_with_floor", "metric_curve",
+    "roofline", "telemetry_chart",
     "DOMINATED_COLOR", "ERROR_FLOOR", "context_fit_bars", "decode_cost_chart", "frontier_chart",
     "per_token_curve",
-    "LABELLED_TOKENS", "MAX_CELLS", "attention_heatmap", "mask_heatmap",
+    "LABELLED_TOKENS", "MAX_CELLS", "attention_heatmap", "cache_strip", "mask_heatmap",
     "COST_PARTS", "KV_LINES", "MOSAIC_GAP", "MOSAIC_LEVELS", "MOSAIC_LOG_FLOOR", "clicked_head",
     "head_grids", "implementation_bars", "kv_cache_chart", "layer_cost_bars", "model_view",
     "module_time_bars", "mosaic_levels",

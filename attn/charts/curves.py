@@ -9,6 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from attn.charts.style import _layout, color_of
+from attn.readable import nbytes
 
 FLOPS_AXIS = "useful FLOPs"
 METRIC_LABELS = {
@@ -16,7 +17,12 @@ METRIC_LABELS = {
     "peak_bytes": "peak memory above baseline (bytes)",
     "flops": FLOPS_AXIS,
     "footprint_bytes": "inputs + peak (bytes)",
+    "saved_bytes": "saved for the backward (bytes)",
+    "bytes_read": "bytes read per step",
+    "floor_ms": "bandwidth floor (ms)",
 }
+# how a roofline point says its regime (attn.regimes), beside its variant's colour
+MODE_SYMBOLS = {"forward": "circle", "train": "diamond", "decode": "triangle-up"}
 
 
 def metric_curve(points: Iterable[dict], metric: str, title: str = "", current_x: int | None = None,
@@ -89,8 +95,36 @@ def _vmark(fig: go.Figure, x: float, log: bool, line: dict, text: str, position:
                        xanchor="right" if "left" in position else "left", text=text, showarrow=False)
 
 
+def latency_with_floor(points: Iterable[dict], x_label: str = "context (cached keys)",
+                       fits: dict | None = None, crossovers: Iterable[dict] = (),
+                       height: int = 360) -> go.Figure:
+    """A decode sweep: each variant's step latency, and beside it (dashed, same colour) its
+    bandwidth floor, the bytes the step reads over the device's calibrated copy bandwidth. The
+    gap between the two lines is what the step loses to anything but reading its cache."""
+    points = list(points)
+    fig = metric_curve(points, "latency_ms", title="latency of one decode step, and its bandwidth floor",
+                       x_label=x_label, fits=fits, crossovers=crossovers, height=height)
+    by_variant: dict[str, list[dict]] = {}
+    for p in points:
+        if p.get("status", "ok") == "ok" and p.get("floor_ms"):
+            by_variant.setdefault(p["variant"], []).append(p)
+    for variant, pts in by_variant.items():
+        pts.sort(key=lambda p: p["x"])
+        fig.add_trace(go.Scatter(
+            x=[p["x"] for p in pts], y=[p["floor_ms"] for p in pts], mode="lines",
+            name=f"{variant} floor", line=dict(color=color_of(variant), dash="dash", width=1.5),
+            customdata=[[nbytes(p.get("bytes_read"))] for p in pts],
+            hovertemplate=(f"{variant} floor<br>x %{{x}}<br>%{{customdata[0]}} read: "
+                           "%{y:.4g} ms at the copy bandwidth<extra></extra>")))
+    return fig
+
+
 def roofline(calibration: dict | None, runs: Iterable[dict], dtype: str = "float32") -> go.Figure:
-    """Runs placed by arithmetic intensity and achieved TFLOP/s under the measured roof."""
+    """Runs placed by arithmetic intensity and achieved TFLOP/s under the measured roof, one
+    colour a variant and one symbol a regime (a run without a `mode` is a forward one).
+
+    A decode run's intensity is its useful FLOPs over the bytes it reads, so it lands on the
+    bandwidth slope; forward and train runs use the cost model's minimum bytes."""
     fig = go.Figure()
     runs = list(runs)
     xs = [r["intensity"] for r in runs if r.get("intensity")] or [1.0]
@@ -108,17 +142,21 @@ def roofline(calibration: dict | None, runs: Iterable[dict], dtype: str = "float
                                      hovertemplate="intensity %{x:.3g} FLOP/B<br>attainable %{y:.3g} TFLOP/s<extra></extra>"))
             fig.add_annotation(x=math.log10(ridge), y=math.log10(peak), text=f"ridge {ridge:.3g} FLOP/B",
                                showarrow=False, yshift=10)
-    by_variant: dict[str, list[dict]] = {}
+    groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
-        by_variant.setdefault(r["variant"], []).append(r)
-    for variant, rs in by_variant.items():
+        groups.setdefault((r["variant"], r.get("mode") or "forward"), []).append(r)
+    several = len({mode for _, mode in groups}) > 1  # name the regime only where there is a choice
+    for (variant, mode), rs in groups.items():
+        name = f"{variant} · {mode}" if several else variant
         fig.add_trace(go.Scatter(
             x=[r["intensity"] for r in rs], y=[r["achieved_tflops"] for r in rs], mode="markers",
-            name=variant, marker=dict(size=10, color=color_of(variant)),
+            name=name, legendgroup=variant,
+            marker=dict(size=10, color=color_of(variant), symbol=MODE_SYMBOLS.get(mode, "circle")),
             text=[r.get("label", "") for r in rs],
-            hovertemplate="%{text}<br>intensity %{x:.3g} FLOP/B<br>%{y:.3g} TFLOP/s<extra>" + variant + "</extra>",
+            hovertemplate="%{text}<br>intensity %{x:.3g} FLOP/B<br>%{y:.3g} TFLOP/s<extra>" + name + "</extra>",
         ))
-    fig.update_xaxes(title="arithmetic intensity (useful FLOPs / minimum bytes)", type="log")
+    fig.update_xaxes(title="arithmetic intensity (useful FLOPs / minimum bytes; decode: / bytes read)",
+                     type="log")
     fig.update_yaxes(title="achieved TFLOP/s (useful FLOPs)", type="log")
     return _layout(fig, "Roofline", height=480)
 

@@ -75,3 +75,38 @@ def mask_heatmap(density: np.ndarray, q_edges: Sequence[int], k_edges: Sequence[
     fig.update_yaxes(autorange="reversed", title="query", type="category", showticklabels=False)
     fig.update_xaxes(title="key", type="category", showticklabels=False)
     return _layout(fig, title, height=420)
+
+
+def cache_strip(values: np.ndarray, q_edges: Sequence[int], k_edges: Sequence[int], offset: int,
+                title: str = "the new tokens over the cache", log_scale: bool = False,
+                mask: bool = False) -> go.Figure:
+    """A decode step's map: the new tokens' rows (one for plain decoding) over every cached key,
+    as a strip as wide as the cache. `offset` is the first new token's position in the cache
+    (context - new_tokens), so the rows are named by position. With `mask`, the values are the
+    share of pairs visible (a pooled mask), drawn light on dark as mask_heatmap draws them.
+
+    Key ranges are category labels like the square maps' (so z stays a binary float32 array);
+    a few of them are ticked, by the key each starts at."""
+    values = _check_size(values)
+    y = _ranges([int(e) + offset for e in q_edges])
+    x = _ranges(k_edges)
+    if mask:
+        trace = go.Heatmap(z=values, x=x, y=y, zmin=0, zmax=1, colorscale=GREYS[::-1],
+                           colorbar=dict(title="visible"),
+                           hovertemplate="token %{y} × keys %{x}<br>%{z:.0%} of pairs visible<extra></extra>")
+    else:
+        z = np.log10(np.maximum(values, 1e-6)).astype(np.float32) if log_scale else values
+        what = "log10 weight" if log_scale else "weight"
+        trace = go.Heatmap(z=z, x=x, y=y, colorscale=INFERNO, colorbar=dict(title=what),
+                           hovertemplate=f"token %{{y}} × keys %{{x}}<br>{what} %{{z:.4g}}<extra></extra>")
+    fig = go.Figure(trace)
+    ticked = _every_nth(x, 6)
+    fig.update_xaxes(title="cached key", type="category", tickmode="array", tickvals=ticked,
+                     ticktext=[label.split("–")[0] for label in ticked], tickangle=0)
+    shown_y = y if len(y) <= 16 else _every_nth(y, 8)
+    fig.update_yaxes(autorange="reversed", title="new token", type="category", tickmode="array",
+                     tickvals=shown_y)
+    height = min(420, 190 + 18 * len(y))
+    margin = fitted_margin(fig, height)
+    margin.update(l=50 + CHAR_PX * max(map(len, shown_y), default=0))
+    return _layout(fig, title, height=height, margin=margin)
