@@ -15,7 +15,7 @@ from attn import charts, variants
 from attn.regime_costs import DecodeCost, TrainCost
 from attn.regimes import decode_spec
 from attn.spec import AttentionSpec
-from ui import follow, regime_jobs, results
+from ui import follow, results
 from ui import format as fmt
 from ui.errors import shown_as_error
 from ui.plot import show
@@ -130,7 +130,7 @@ def _none_saved(mode: str, device: str | None, elsewhere: int, spec: AttentionSp
         with shown_as_error(f"The quick {mode} measurement"):
             follow.start(QUICK[mode], *quick_jobs(mode, spec, names))
     # below its button, after a rerun too; once the runs are saved, the page is drawn again with them
-    if regime_jobs.keep_all(follow.follow(QUICK[mode], f"The quick {mode} measurement")):
+    if results.keep_all(follow.follow(QUICK[mode], f"The quick {mode} measurement")):
         st.rerun()
 
 
@@ -149,7 +149,7 @@ def quick_variants(mode: str, spec: AttentionSpec | None) -> list[str]:
 
 def quick_jobs(mode: str, spec: AttentionSpec, names: list[str]) -> list[follow.Job]:
     run_spec = _spec_of(mode, spec).with_(device=results.device())
-    return [regime_jobs.profile_job(run_spec, n, mode, QUICK_BUDGET_S) for n in names]
+    return [results.profile_job(run_spec, n, QUICK_BUDGET_S, mode=mode) for n in names]
 
 
 def _spec_of(mode: str, spec: AttentionSpec) -> AttentionSpec:

@@ -165,13 +165,13 @@ def cached_profile(spec: AttentionSpec, variant: str, source: InputSource | None
 
 
 def profile_job(spec: AttentionSpec, name: str, budget_s: float = PROFILE_BUDGET_S,
-                source: InputSource | None = None, mode: str = "forward") -> follow.Job:
+                source: InputSource | None = None, mode: str = "forward", title: str = "") -> follow.Job:
     """Profile one variant in the worker in a regime (decode: `spec` is the step's); its tag is
     what keep() needs to save the result."""
     where = f"context {spec.kv_seq}, {spec.seq} new" if mode == "decode" else f"seq {spec.seq}"
+    title = title or (f"{name} ({mode}) at {where}" if mode != "forward" else f"{name} at {where}")
     return follow.job(tasks.profile_task, spec.to_dict(), name, budget_s,
-                      source.__dict__ if source else None, mode, kind="profile",
-                      title=f"{name} ({mode}) at {where}" if mode != "forward" else f"{name} at {where}",
+                      source.__dict__ if source else None, mode, kind="profile", title=title,
                       tag=("profile", spec, name, source, mode))
 
 

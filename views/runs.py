@@ -9,7 +9,7 @@ from attn.regimes import MODES
 from attn.runs import KINDS
 from attn.spec import AttentionSpec
 from ui import format as fmt
-from ui import follow, regime_jobs, results
+from ui import follow, results
 from ui.errors import shown_as_error
 from ui.state import sync_url, url_list, url_value
 
@@ -97,19 +97,18 @@ def rerun_job(run_id: int) -> follow.Job | None:
     here = results.device()
     spec = AttentionSpec.from_dict(run.spec).with_(device=here)
     if run.kind == "profile":
-        var = variants.get(run.variant)
-        reasons = var.unsupported(spec, here) + ([var.cannot[run.mode]] if run.mode in var.cannot else [])
+        reasons = results.cannot_run(spec, run.variant, run.mode)
         if reasons:
             st.warning(f"#{run_id} {run.variant} cannot run here: " + "; ".join(reasons))
             return None
         inputs = str(run.results.get("inputs") or "")
         if inputs and not inputs.startswith("random"):
             st.info(f"#{run_id} ran on {inputs}; the re-run uses seeded random inputs of its shape.")
-        return regime_jobs.profile_job(spec, run.variant, run.mode, title=f"re-run of #{run_id}")
+        return results.profile_job(spec, run.variant, mode=run.mode, title=f"re-run of #{run_id}")
     if run.kind == "sweep":
         r = run.results
-        return regime_jobs.sweep_job(spec, r["variants"], r["xs"], r.get("axis", "seq"), SWEEP_BUDGET_S,
-                                     run.mode, f"re-run of sweep #{run_id}")
+        return results.sweep_job(spec, r["variants"], r["xs"], r.get("axis", "seq"), SWEEP_BUDGET_S,
+                                 f"re-run of sweep #{run_id}", run.mode)
     st.info(f"#{run_id} is a {run.kind} run: re-run it from the Models page or the command line.")
     return None
 
@@ -138,7 +137,7 @@ d.download_button("HTML report", icon=":material/download:",
                   help="one self-contained file (plotly inlined, no network needed): maps beside "
                        "curves, numbers, cost tables and environment; made when you click")
 
-made = regime_jobs.keep_all(follow.follow(RERUN, "The re-run"))  # below the buttons; after a rerun too
+made = results.keep_all(follow.follow(RERUN, "The re-run"))  # below the buttons; after a rerun too
 if made:
     st.session_state["rn_flash"] = "Saved as " + ", ".join(f"#{i}" for i in made) + "."
     st.session_state["rn_select_next"] = made + selected
