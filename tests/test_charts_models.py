@@ -216,3 +216,11 @@ def test_train_step_chart_puts_time_and_memory_in_two_panels():
     assert list(fig.data[2].y) == [3.84, 7.68] and fig.data[2].error_y.array is not None
     assert list(fig.data[3].y) == [128_000, 256_000] and list(fig.data[4].y) == [512_000, 1_024_000]
     assert {fig.layout.xaxis.type, fig.layout.xaxis2.type, fig.layout.yaxis.type, fig.layout.yaxis2.type} == {"log"}
+
+
+def test_log_ticks_run_one_two_five_across_the_values():
+    assert charts.log_ticks([30.0, 700.0]) == [20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+    assert charts.log_ticks([0.0, None]) == []
+    fig = charts.serving_chart([_serving_point(128), _serving_point(512)])
+    # from the lowest p10 (decode, 1.5 ms) to the highest p90 (TTFT at 512: 512 / 9 ms)
+    assert list(fig.layout.yaxis.tickvals) == charts.log_ticks([1.5, 512 / 9]) == [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]

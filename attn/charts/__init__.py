@@ -10,7 +10,7 @@ from attn.charts.economics import (DOMINATED_COLOR, ERROR_FLOOR, context_fit_bar
 from attn.charts.maps import LABELLED_TOKENS, MAX_CELLS, attention_heatmap, mask_heatmap
 from attn.charts.models import (CACHE_LINES, COST_PARTS, KV_LINES, MOSAIC_GAP, MOSAIC_LEVELS, MOSAIC_LOG_FLOOR,
                                 SERVING_LINES, TRAIN_LINES, clicked_head, head_grids, implementation_bars,
-                                kv_cache_chart, kv_cache_measured_chart, layer_cost_bars, model_view,
+                                kv_cache_chart, kv_cache_measured_chart, layer_cost_bars, log_ticks, model_view,
                                 module_time_bars, mosaic_levels, serving_chart, train_step_chart)
 from attn.charts.style import (CHAR_PX, COLORBAR_MARGIN, GREYS, INFERNO, LEGEND_BELOW, LEGEND_PX,
                                VIRIDIS, color_of, fitted_margin)
@@ -22,7 +22,8 @@ __all__ = [
     "COST_PARTS", "KV_LINES", "MOSAIC_GAP", "MOSAIC_LEVELS", "MOSAIC_LOG_FLOOR", "clicked_head",
     "head_grids", "implementation_bars", "kv_cache_chart", "layer_cost_bars", "model_view",
     "module_time_bars", "mosaic_levels",
-    "CACHE_LINES", "SERVING_LINES", "TRAIN_LINES", "kv_cache_measured_chart", "serving_chart", "train_step_chart",
+    "CACHE_LINES", "SERVING_LINES", "TRAIN_LINES", "kv_cache_measured_chart", "log_ticks", "serving_chart",
+    "train_step_chart",
     "CHAR_PX", "COLORBAR_MARGIN", "GREYS", "INFERNO", "LEGEND_BELOW", "LEGEND_PX", "VIRIDIS",
     "color_of", "fitted_margin",
 ]

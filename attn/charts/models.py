@@ -288,6 +288,21 @@ def _spread(rows: list[dict], name: str) -> dict:
                 array=[r[f"{name}_p90"] - r[name] for r in rows], arrayminus=[r[name] - r[f"{name}_p10"] for r in rows])
 
 
+def log_ticks(values: Sequence[float]) -> list[float]:
+    """1-2-5 ticks across `values` (a little past each end) for a log axis: labelled in full, where
+    plotly's own ticks write the 2s and 5s between decades as single digits ("2", "5")."""
+    kept = [v for v in values if v and v > 0]
+    if not kept:
+        return []
+    lo, hi = min(kept) / 1.5, max(kept) * 1.5
+    return [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+
+
+def _ms_values(rows: list[dict], names: Sequence[str]) -> list[float]:
+    return [r.get(f"{name}{end}") or 0.0 for r in rows for name in names for end in ("", "_p10", "_p90")]
+
+
 SERVING_LINES = (("prefill_ms", "time to first token (prefill + LM head)", "#f59e0b"),
                  ("decode_ms", "decode, per token", "#10b981"))
 
@@ -303,7 +318,8 @@ def serving_chart(points: Sequence[dict], title: str = "time to first token and 
             line=dict(color=colour), error_y=_spread(rows, key),
             hovertemplate=f"{label}<br>context %{{x:,}} tokens<br>%{{y:.4g}} ms (median)<extra></extra>"))
     fig.update_xaxes(title="context (tokens)", type="log")
-    fig.update_yaxes(title="ms (median, p10–p90)", type="log", dtick="D2")  # 2 and 5 between decades, no more
+    fig.update_yaxes(title="ms (median, p10–p90)", type="log", tickmode="array",
+                     tickvals=log_ticks(_ms_values(rows, [key for key, _, _ in SERVING_LINES])))
     return _layout(fig, title, height=340)
 
 
@@ -362,6 +378,7 @@ def train_step_chart(points: Sequence[dict], title: str = "training step of the 
         fig.update_yaxes(title=unit, type="log", row=1, col=col)
     for annotation in fig.layout.annotations:  # the panel titles
         annotation.font = dict(size=13)
-    fig.update_yaxes(dtick="D2", row=1, col=1)
+    fig.update_yaxes(tickmode="array", tickvals=log_ticks(_ms_values(rows, [key for key, *_ in TRAIN_LINES])),
+                     row=1, col=1)
     # the panel titles sit just above the plots: the figure's title needs a row of its own
     return _layout(fig, title, height=380, margin=fitted_margin(fig, 380, top=76))
