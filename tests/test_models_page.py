@@ -279,7 +279,9 @@ def test_browser_measures_serving_and_the_train_step(page, app_url):  # noqa: F8
 
     _open(page, f"{app_url}/models?model=llama-gqa&text=Served%20token%20by%20token.")
     for key, value in (("md_serve_max", "256"), ("md_train_max", "256")):  # small: a quick test
-        box = page.locator(f".st-key-{key}")
+        # below the model's maps and the timing, drawn last; not the copy a rerun is replacing
+        box = page.locator(f".st-key-{key}:not([data-stale='true'])")
+        box.wait_for(timeout=180_000)
         box.scroll_into_view_if_needed()
         box.locator("input").click()  # type the choice into the select's search field
         box.locator("input").fill(value)
