@@ -19,8 +19,9 @@ from attn.models.costs import (CONVENTION, KAPLAN_CONVENTION, LayerCost, ModelFl
 from attn.models.report import model_json
 from attn.models.sources import (DEFAULT_MODEL, IMPLEMENTATIONS, PRESETS, LoadedModel, ModelLoadError,
                                  encode, load_model, model_choices, model_config, preset_config)
+from attn.models.lengths import measured_points
 from attn.models.serving import (CACHE_CONVENTION, DEFAULT_CONTEXTS, SERVING_CONVENTION, cache_bytes,
-                                 decode_unsupported, measured_points, serving_curve)
+                                 decode_unsupported, serving_curve)
 from attn.models.timing import compare_implementations, time_modules
 from attn.models.training import (DEFAULT_SEQ_LENS, TRAIN_STEP_CONVENTION, attention_train_step,
                                   train_step_bytes_estimate)

@@ -18,6 +18,11 @@ from attn.readable import nbytes
 OK = "ok"
 
 
+def measured_points(result: dict) -> list[dict]:
+    """The points of a curve's result (its "points") that have numbers."""
+    return [p for p in result.get("points", []) if p.get("status") == OK]
+
+
 def one_line(exc: BaseException) -> str:
     """`Type: first line of the message`, at most 300 characters: what a point's status says."""
     lines = str(exc).strip().splitlines()

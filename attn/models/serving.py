@@ -28,9 +28,9 @@ import torch
 from attn.device import is_out_of_memory
 from attn.models.capture import switched_implementation
 from attn.models.costs import kv_cache_curve, model_shape
-from attn.models.lengths import OK, measure_lengths, one_line
+from attn.models.lengths import measure_lengths, measured_points, one_line
 from attn.models.sources import LoadedModel
-from attn.models.timing import _Clock
+from attn.models.timing import Clock
 from attn.readable import nbytes
 from attn.timing import summarize
 
@@ -130,7 +130,7 @@ def serving_curve(loaded: LoadedModel, contexts: Sequence[int] = DEFAULT_CONTEXT
         shape = model_shape(config)
     except ValueError:  # a family attn has no cost model for: measured only, nothing predicted
         shape = None
-    clock, cache_arg = _Clock(device), _cache_argument(model)
+    clock, cache_arg = Clock(device), _cache_argument(model)
     generator = torch.Generator().manual_seed(seed)
 
     def predicted(tokens: int) -> int | None:
@@ -196,11 +196,6 @@ def serving_curve(loaded: LoadedModel, contexts: Sequence[int] = DEFAULT_CONTEXT
             "steps": steps, "repeats": repeats, "budget_s": budget_s, "seconds": time.perf_counter() - started,
             "note": note, "convention": SERVING_CONVENTION, "cache_convention": CACHE_CONVENTION,
             "kv_bytes_per_token": predicted(1), "points": points}
-
-
-def measured_points(result: dict) -> list[dict]:
-    """The points of a serving or train-step result that have numbers."""
-    return [p for p in result.get("points", []) if p.get("status") == OK]
 
 
 def cache_summary(result: dict) -> str:

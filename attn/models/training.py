@@ -30,7 +30,7 @@ from attn.models.capture import switched_implementation
 from attn.models.costs import model_shape
 from attn.models.lengths import measure_lengths, one_line
 from attn.models.sources import LoadedModel
-from attn.models.timing import _Clock, block_parts, layer_blocks
+from attn.models.timing import Clock, block_parts, layer_blocks
 from attn.spec import AttentionSpec
 from attn.timing import summarize
 
@@ -118,7 +118,7 @@ def attention_train_step(loaded: LoadedModel, seq_lens: Sequence[int] = DEFAULT_
     seq_lens, note = train_seq_lens(loaded, seq_lens)
     model, config, device = loaded.model, loaded.config, loaded.device
     dtype_bytes = next(model.parameters()).element_size()
-    clock = _Clock(device)
+    clock = Clock(device)
     generator = torch.Generator().manual_seed(seed)
     cuda = device.startswith("cuda")
 
