@@ -78,3 +78,43 @@ def model_implementations_task(source: str, text: str, max_tokens: int | None = 
     # one call for all, so each row's max_abs_diff is against the same reference (the first)
     return compare_implementations(source, text, IMPLEMENTATIONS, repeats=repeats,
                                    max_tokens=max_tokens, device=device)
+
+
+
+def _model_curve_start(source: str, device: str, key: str, first: int, what: str, report):
+    """The model loaded, and an on_point that streams each point and moves the bar."""
+    from attn.models import load_model
+
+    report.progress(0.02, f"loading {source}")
+    loaded = load_model(source, "eager", device)
+
+    def on_point(point: dict, fraction: float) -> None:
+        report.partial(point)
+        report.progress(fraction, f"{key} {point[key]:,}: {point['status']}")
+
+    report.progress(0.05, f"{what} at {key} {first:,} first")
+    return loaded, on_point
+
+
+def model_serving_task(source: str, contexts: list[int], steps: int = 8, budget_s: float = 60.0,
+                       device: str = "cpu", *, report) -> dict:
+    """A decoder's time to first token and per-token decode time against context, with its KV
+    cache's bytes measured and predicted (attn.models.serving_curve)."""
+    from attn.models import serving_curve
+
+    loaded, on_point = _model_curve_start(source, device, "context", min(contexts),
+                                          f"prefill and {steps} decode steps", report)
+    return serving_curve(loaded, contexts, steps=steps, budget_s=budget_s, on_point=on_point,
+                         cancelled=report.cancelled)
+
+
+def model_train_step_task(source: str, seq_lens: list[int], budget_s: float = 60.0, device: str = "cpu",
+                          *, report) -> dict:
+    """Forward + backward through every attention layer of a model at each length: time and peak
+    memory (attn.models.attention_train_step)."""
+    from attn.models import attention_train_step
+
+    loaded, on_point = _model_curve_start(source, device, "seq", min(seq_lens),
+                                          "the attention layers' train step", report)
+    return attention_train_step(loaded, seq_lens, budget_s=budget_s, on_point=on_point,
+                                cancelled=report.cancelled)

@@ -171,3 +171,56 @@ def test_implementation_bars_name_what_could_not_run():
     fig = charts.implementation_bars(rows)
     assert list(fig.data[0].x) == ["eager"]
     assert "no compiler" in fig.layout.annotations[0].text
+
+
+# -- serving and training -------------------------------------------------------------------------
+def _serving_point(context, status="ok", window=None):
+    cached = min(context, window - 1) if window else context
+    return {"context": context, "status": status, "prefill_ms": context / 10, "prefill_ms_p10": context / 11,
+            "prefill_ms_p90": context / 9, "decode_ms": 2.0, "decode_ms_p10": 1.5, "decode_ms_p90": 3.0,
+            "cached_tokens": cached, "cache_bytes": cached * 512, "cache_held_bytes": context * 512,
+            "cache_bytes_predicted": min(context, window or context) * 512}
+
+
+def test_serving_chart_draws_ttft_and_decode_against_context_log_log():
+    points = [_serving_point(128), _serving_point(512), {"context": 2048, "status": "not measured: budget"}]
+    fig = charts.serving_chart(points)
+    assert [t.name for t in fig.data] == [label for _, label, _ in charts.SERVING_LINES]
+    ttft, decode = fig.data
+    assert list(ttft.x) == [128, 512], "a point without numbers is left out"
+    assert list(ttft.y) == [12.8, 51.2] and list(decode.y) == [2.0, 2.0]
+    assert list(decode.error_y.array) == [1.0, 1.0] and list(decode.error_y.arrayminus) == [0.5, 0.5]
+    assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.type == "log"
+
+
+def test_kv_cache_measured_chart_draws_the_held_storage_only_where_it_differs():
+    plain = charts.kv_cache_measured_chart([_serving_point(128), _serving_point(512)])
+    assert [t.name for t in plain.data] == ["measured: the cache's tensors", "predicted (kv_cache_curve)"]
+    measured, predicted = plain.data
+    assert list(measured.y) == list(predicted.y) == [128 * 512, 512 * 512]
+    windowed = charts.kv_cache_measured_chart([_serving_point(64, window=128), _serving_point(512, window=128)])
+    assert len(windowed.data) == 3
+    tensors, held, predicted = (list(t.y) for t in windowed.data)
+    assert tensors == [64 * 512, 127 * 512] and held == [64 * 512, 512 * 512] and predicted == [64 * 512, 128 * 512]
+
+
+def test_train_step_chart_puts_time_and_memory_in_two_panels():
+    points = [{"seq": seq, "status": "ok", "forward_ms": seq / 100, "backward_ms": seq / 50, "step_ms": 3 * seq / 100,
+               "step_ms_p10": 0.9 * 3 * seq / 100, "step_ms_p90": 1.1 * 3 * seq / 100, "peak_bytes": seq * 1000,
+               "estimate_bytes": seq * 4000} for seq in (128, 256)]
+    points.append({"seq": 512, "status": "does not fit: needs ~9 GiB, 4 GiB free on cpu"})
+    fig = charts.train_step_chart(points)
+    assert [t.name for t in fig.data] == [*(label for _, label, _, _ in charts.TRAIN_LINES), "peak, measured",
+                                          "estimate checked before running"]
+    assert [t.xaxis for t in fig.data] == ["x", "x", "x", "x2", "x2"]
+    assert list(fig.data[2].y) == [3.84, 7.68] and fig.data[2].error_y.array is not None
+    assert list(fig.data[3].y) == [128_000, 256_000] and list(fig.data[4].y) == [512_000, 1_024_000]
+    assert {fig.layout.xaxis.type, fig.layout.xaxis2.type, fig.layout.yaxis.type, fig.layout.yaxis2.type} == {"log"}
+
+
+def test_log_ticks_run_one_two_five_across_the_values():
+    assert charts.log_ticks([30.0, 700.0]) == [20.0, 50.0, 100.0, 200.0, 500.0, 1000.0]
+    assert charts.log_ticks([0.0, None]) == []
+    fig = charts.serving_chart([_serving_point(128), _serving_point(512)])
+    # from the lowest p10 (decode, 1.5 ms) to the highest p90 (TTFT at 512: 512 / 9 ms)
+    assert list(fig.layout.yaxis.tickvals) == charts.log_ticks([1.5, 512 / 9]) == [1.0, 2.0, 5.0, 10.0, 20.0, 50.0]

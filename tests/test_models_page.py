@@ -82,6 +82,60 @@ def test_a_long_text_is_pooled_from_q_and_k():
     assert any("q and k captured with hooks" in c.value for c in at.caption)
 
 
+def _figure_titles(at: AppTest) -> list[str]:
+    return [json.loads(chart.proto.spec).get("layout", {}).get("title", {}).get("text", "")
+            for chart in at.get("plotly_chart")]
+
+
+def _jobs(runner, title: str) -> list:
+    return [h for h in runner.jobs() if h.title == title]
+
+
+@pytest.mark.slow
+def test_an_encoder_says_why_it_has_no_decode_curve_and_measures_its_train_step(in_process_jobs):
+    at = open_models(text="A short text for an encoder.")
+    assert "Serving and training" in [h.value for h in at.subheader]
+    assert any("no decode step to time" in i.value for i in at.info), "the reason, in words"
+    assert "md_serve" not in [b.key for b in at.button], "nothing to measure: no button"
+    at.selectbox(key="md_train_max").set_value(256).run()
+    at.button(key="md_train").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    assert len(_jobs(in_process_jobs, "attention layers' train step")) == 1
+    assert any("training step of its 6 attention layers" in t for t in _figure_titles(at))
+    assert any("Convention: batch 1" in c.value and "no optimizer step" in c.value for c in at.caption)
+    at.text_area(key="md_text").set_value("Another text: the result stays for the session.").run()
+    assert any("training step of its 6 attention layers" in t for t in _figure_titles(at))
+    assert len(_jobs(in_process_jobs, "attention layers' train step")) == 1, "kept, not measured again"
+
+
+@pytest.mark.slow
+def test_a_decoder_shows_ttft_decode_and_its_measured_cache(in_process_jobs):
+    at = open_models(model="llama-gqa", text="A decoder, served token by token.")
+    assert not [i for i in at.info if "no decode step" in i.value]
+    at.selectbox(key="md_serve_max").set_value(256).run()
+    at.button(key="md_serve").click().run()
+    assert not at.exception, at.exception
+    assert not at.error, [e.value for e in at.error]
+    (job,) = _jobs(in_process_jobs, "time to first token · decode")
+    points = job.result(0)["points"]
+    assert [p["context"] for p in points] == [128, 256] and all(p["status"] == "ok" for p in points)
+    assert all(p["cache_bytes"] == p["cache_bytes_predicted"] for p in points), "GQA: 2 K/V heads, as predicted"
+    titles = _figure_titles(at)
+    assert any("TTFT and decode per token" in t for t in titles)
+    assert any("KV cache after the prefill" in t for t in titles)
+    assert any("Cache: measured" in c.value and "at context 256" in c.value for c in at.caption)
+    at.selectbox(key="md_train_max").set_value(128).run()
+    at.button(key="md_train").click().run()
+    assert not at.exception and not at.error
+    assert any("training step of its 4 attention layers" in t for t in _figure_titles(at))
+    at.button(key="md_save").click().run()
+    from attn.runs import RunStore
+
+    run = RunStore().get(RunStore().list(kind="model")[0].id)
+    assert run.results["serving"]["points"] and run.results["train_step"]["points"], "saved with the run"
+
+
 def _broken_directory(tmp_path: Path, what: str) -> str:
     if what == "missing":
         return str(tmp_path / "no-such-model")
@@ -216,6 +270,35 @@ def test_browser_draws_the_model_view_and_a_click_opens_a_head(page, app_url):  
     _settle(page)
     _no_exception(page)
     _shot(page, "models")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_measures_serving_and_the_train_step(page, app_url):  # noqa: F811 (fixtures, imported below)
+    from tests.test_browser import _no_exception, _open, _settle, _shot
+
+    _open(page, f"{app_url}/models?model=llama-gqa&text=Served%20token%20by%20token.")
+    for key, value in (("md_serve_max", "256"), ("md_train_max", "256")):  # small: a quick test
+        # below the model's maps and the timing, drawn last; not the copy a rerun is replacing
+        box = page.locator(f".st-key-{key}:not([data-stale='true'])")
+        box.wait_for(timeout=180_000)
+        box.scroll_into_view_if_needed()
+        box.locator("input").click()  # type the choice into the select's search field
+        box.locator("input").fill(value)
+        page.keyboard.press("Enter")
+        _settle(page)
+    for button, chart in (("md_serve", "md_serve_chart"), ("md_train", "md_train_chart")):
+        page.locator(f".st-key-{button} button").first.click()
+        page.locator(f".st-key-{chart} .scatterlayer").first.wait_for(timeout=180_000)
+        _settle(page)
+    _no_exception(page)
+    assert page.locator(".st-key-md_serve_cache .scatterlayer .trace").count() >= 2, "measured and predicted"
+    grown = page.evaluate("""() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(gd => {
+        const m = gd._fullLayout.margin, s = gd._fullLayout._size;
+        return ['l', 'r', 't', 'b'].filter(k => s[k] > m[k]).map(k => `${k} ${m[k]} -> ${s[k]}`); })""")
+    assert not grown, grown
+    page.locator(".st-key-md_train_chart").scroll_into_view_if_needed()
+    _shot(page, "models_serving")
 
 
 # the browser fixtures, shared with the other browser tests

@@ -203,3 +203,32 @@ def implementations(source: str, text: str, max_tokens: int, device: str, start:
         _results().pop(key, None)
     return job_result(key, tasks.model_implementations_task, source, text, max_tokens, 3, device,
                       title="eager · sdpa · flex_attention", start=start)
+
+
+# -- serving and training, measured on request -------------------------------------------------
+LENGTH_CHOICES = (128, 256, 512, 1024, 2048, 4096, 8192)
+SERVING_STEPS = 8  # decode steps timed at each context, after one warm-up step
+BUDGET_S = 60.0  # each curve stops before a point that would run past this
+
+
+def lengths_up_to(longest: int) -> list[int]:
+    """The doubling lengths from 128 to `longest`: the points of a curve."""
+    return [n for n in LENGTH_CHOICES if n <= longest] or [longest]
+
+
+def serving(source: str, longest: int, device: str, start: bool) -> dict | None:
+    """TTFT, per-token decode and the KV cache's bytes against context (tasks.model_serving_task)."""
+    key = ("serving", source, longest, device)
+    if start:  # measure again; a running job is kept
+        _results().pop(key, None)
+    return job_result(key, tasks.model_serving_task, source, lengths_up_to(longest), SERVING_STEPS, BUDGET_S,
+                      device, title="time to first token · decode", start=start)
+
+
+def train_step(source: str, longest: int, device: str, start: bool) -> dict | None:
+    """The attention layers' training step against length (tasks.model_train_step_task)."""
+    key = ("train_step", source, longest, device)
+    if start:
+        _results().pop(key, None)
+    return job_result(key, tasks.model_train_step_task, source, lengths_up_to(longest), BUDGET_S, device,
+                      title="attention layers' train step", start=start)

@@ -3,9 +3,10 @@ import pandas as pd
 import streamlit as st
 
 from attn import charts
-from attn.models import (CONVENTION, DEFAULT_MODEL, KAPLAN_CONVENTION, PRESETS, kaplan_convention_flops_per_token,
-                         kaplan_flops_per_token, kv_cache_curve, layer_costs, model_choices, model_flops,
-                         model_shape)
+from attn.models import (CONVENTION, DEFAULT_MODEL, KAPLAN_CONVENTION, PRESETS, decode_unsupported,
+                         kaplan_convention_flops_per_token, kaplan_flops_per_token, kv_cache_curve, layer_costs,
+                         measured_points, model_choices, model_flops, model_shape)
+from attn.models.serving import cache_summary
 from attn.models.report import KV_CONTEXTS
 from attn.models.sources import MINILM_DESCRIPTION
 from ui import format as fmt
@@ -23,6 +24,23 @@ DEFAULT_TEXT = ("The animal didn't cross the street because it was too tired. "
 def _md(text: str) -> str:
     """Formulas as written: a * must not start italics."""
     return text.replace("*", "\\*").replace("_", "\\_")
+
+
+def _measured_points_shown(result: dict, key: str) -> None:
+    """A line for the lengths left out and for each point without numbers, saying why."""
+    if result["note"]:
+        st.caption(result["note"] + ".")
+    for point in result["points"]:
+        status = point["status"]
+        if status == "ok":
+            continue
+        line = f"{key} {point[key]:,}: {status}"
+        if status.startswith("does not fit"):
+            st.warning(line)
+        elif status.startswith("failed"):
+            st.error(line)
+        else:
+            st.caption(line)
 
 
 st.title(":material/neurology: Models")
@@ -200,6 +218,62 @@ with shown_as_error("implementations"):
                                "reason": r["reason"]} for r in rows])
         st.dataframe(table, hide_index=True, width="stretch")
 
+# -- serving and training ----------------------------------------------------------------------
+st.subheader("Serving and training")
+st.caption("The whole model served token by token with transformers' own KV cache, and the training step "
+           "of its attention layers, measured in the worker against length on seeded random token ids "
+           "(the text above plays no part: the cost does not depend on which tokens). Each curve stops "
+           f"before a point that would not fit in memory or would run past {um.BUDGET_S:.0f} s.")
+gpu = not device.startswith("cpu")
+serve = train = None
+st.markdown("**Serving: time to first token and decode**")
+no_decode = decode_unsupported(loaded)
+if no_decode:
+    st.info(no_decode)
+else:
+    a, b = st.columns([1, 3], vertical_alignment="bottom")
+    longest = a.selectbox("longest context", um.LENGTH_CHOICES, key="md_serve_max",
+                          index=um.LENGTH_CHOICES.index(8192 if gpu else 2048))
+    asked = b.button("Measure time to first token and decode", key="md_serve", icon=":material/speed:",
+                     help=f"prefill and {um.SERVING_STEPS} decode steps at each context, in the worker")
+    with shown_as_error("serving"):
+        serve = um.serving(source, longest, device, start=asked)
+        if serve:
+            _measured_points_shown(serve, "context")
+            left, right = st.columns(2)
+            with left:
+                show(charts.serving_chart(serve["points"], title=f"{loaded.name}: TTFT and decode per token "
+                                          f"({serve['implementation']}, {serve['device']})"), key="md_serve_chart")
+            with right:
+                show(charts.kv_cache_measured_chart(serve["points"]), key="md_serve_cache")
+            window = getattr(loaded.config, "sliding_window", None)
+            st.caption(f"Convention: {_md(serve['convention'])}; {serve['timer']}. Cache: "
+                       f"{_md(serve['cache_convention'])}; {cache_summary(serve)}." + (
+                           f" transformers' sliding-window layer keeps {window - 1} tokens (the new token "
+                           f"completes the window of {window}) as a view into the step's keys: right after a "
+                           "prefill the whole prompt's keys stay allocated, until the first decode step."
+                           if window else ""))
+
+st.markdown("**Training: the attention layers' step**")
+a, b = st.columns([1, 3], vertical_alignment="bottom")
+longest_train = a.selectbox("longest sequence", um.LENGTH_CHOICES, key="md_train_max",
+                            index=um.LENGTH_CHOICES.index(4096 if gpu else 512))
+asked = b.button("Measure the train step", key="md_train", icon=":material/model_training:",
+                 help="forward + backward through every attention module at each length, in the worker")
+with shown_as_error("train step"):
+    train = um.train_step(source, longest_train, device, start=asked)
+    if train:
+        _measured_points_shown(train, "seq")
+        show(charts.train_step_chart(train["points"], title=f"{loaded.name}: training step of its "
+                                     f"{train['layers']} attention layers ({train['implementation']}, "
+                                     f"{train['device']})"), key="md_train_chart")
+        methods = {p.get("peak_bytes_method") for p in measured_points(train)} - {None}
+        st.caption(f"Convention: {_md(train['convention'])}; {train['timer']}. Peak memory: "
+                   f"{', '.join(sorted(methods)) or 'not measured'}, from a separate untimed step, above what "
+                   "was allocated before it (weights' gradients included). The estimate keeps every layer's "
+                   "S×S scores, as eager attention does: an upper bound, checked against the free memory "
+                   "before each length runs.")
+
 # -- keep it ------------------------------------------------------------------------------------
 st.subheader("Save this run")
 if st.button("Save to the run store", key="md_save", icon=":material/save:",
@@ -211,7 +285,8 @@ if st.button("Save to the run store", key="md_save", icon=":material/save:",
                                  "num_parameters": loaded.num_parameters},
                        "tokens": data["tokens"], "layer_costs": costs or [],
                        "flops": totals.total_flops if totals else None,
-                       "timing": timing or {}, "implementations": rows or []}
+                       "timing": timing or {}, "implementations": rows or [],
+                       "serving": serve or {}, "train_step": train or {}}
         run_id = results.save_run("model", run_spec, run_results, None, maps={"maps": maps})
         if run_id is not None:
             st.success(f"Saved as run #{run_id}: see it on the Runs page.")

@@ -9,9 +9,10 @@ from attn.charts.curves import (FLOPS_AXIS, METRIC_LABELS, MODE_SYMBOLS, bars, l
 from attn.charts.economics import (DOMINATED_COLOR, ERROR_FLOOR, context_fit_bars, decode_cost_chart,
                                    frontier_chart, per_token_curve)
 from attn.charts.maps import LABELLED_TOKENS, MAX_CELLS, attention_heatmap, cache_strip, mask_heatmap
-from attn.charts.models import (COST_PARTS, KV_LINES, MOSAIC_GAP, MOSAIC_LEVELS, MOSAIC_LOG_FLOOR,
-                                clicked_head, head_grids, implementation_bars, kv_cache_chart,
-                                layer_cost_bars, model_view, module_time_bars, mosaic_levels)
+from attn.charts.models import (CACHE_LINES, COST_PARTS, KV_LINES, MOSAIC_GAP, MOSAIC_LEVELS, MOSAIC_LOG_FLOOR,
+                                SERVING_LINES, TRAIN_LINES, clicked_head, head_grids, implementation_bars,
+                                kv_cache_chart, kv_cache_measured_chart, layer_cost_bars, log_ticks, model_view,
+                                module_time_bars, mosaic_levels, serving_chart, train_step_chart)
 from attn.charts.style import (CHAR_PX, COLORBAR_MARGIN, GREYS, INFERNO, LEGEND_BELOW, LEGEND_PX,
                                VIRIDIS, color_of, fitted_margin)
 
@@ -24,6 +25,8 @@ __all__ = [
     "COST_PARTS", "KV_LINES", "MOSAIC_GAP", "MOSAIC_LEVELS", "MOSAIC_LOG_FLOOR", "clicked_head",
     "head_grids", "implementation_bars", "kv_cache_chart", "layer_cost_bars", "model_view",
     "module_time_bars", "mosaic_levels",
+    "CACHE_LINES", "SERVING_LINES", "TRAIN_LINES", "kv_cache_measured_chart", "log_ticks", "serving_chart",
+    "train_step_chart",
     "CHAR_PX", "COLORBAR_MARGIN", "GREYS", "INFERNO", "LEGEND_BELOW", "LEGEND_PX", "VIRIDIS",
     "color_of", "fitted_margin",
 ]

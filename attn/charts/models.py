@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from attn.charts.maps import MAX_CELLS
-from attn.charts.style import COLORBAR_MARGIN, INFERNO, VIRIDIS, _layout
+from attn.charts.style import COLORBAR_MARGIN, INFERNO, VIRIDIS, _layout, fitted_margin
 
 COST_PARTS = (  # (key in a layer_costs row, label, colour): stacked bottom to top
     ("attention_core_flops", "attention core (QKᵀ, AV)", "#ef4444"),
@@ -275,3 +275,110 @@ def implementation_bars(rows: Sequence[dict], title: str = "the same model under
                      categoryarray=[r["impl"] for r in rows], categoryorder="array")
     fig.update_yaxes(title="forward ms (median)")
     return _layout(fig, title, height=320)
+
+
+# -- serving and training (attn.models.serving_curve, attention_train_step) ----------------------
+def _measured(points: Sequence[dict], key: str) -> list[dict]:
+    return sorted((p for p in points if p.get("status") == "ok"), key=lambda p: p[key])
+
+
+def _spread(rows: list[dict], name: str) -> dict:
+    """p10–p90 as asymmetric error bars around the median `name`."""
+    return dict(type="data", symmetric=False, thickness=1,
+                array=[r[f"{name}_p90"] - r[name] for r in rows], arrayminus=[r[name] - r[f"{name}_p10"] for r in rows])
+
+
+def log_ticks(values: Sequence[float]) -> list[float]:
+    """1-2-5 ticks across `values` (a little past each end) for a log axis: labelled in full, where
+    plotly's own ticks write the 2s and 5s between decades as single digits ("2", "5")."""
+    kept = [v for v in values if v and v > 0]
+    if not kept:
+        return []
+    lo, hi = min(kept) / 1.5, max(kept) * 1.5
+    return [m * 10.0 ** e for e in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
+            for m in (1, 2, 5) if lo <= m * 10.0 ** e <= hi]
+
+
+def _ms_values(rows: list[dict], names: Sequence[str]) -> list[float]:
+    return [r.get(f"{name}{end}") or 0.0 for r in rows for name in names for end in ("", "_p10", "_p90")]
+
+
+SERVING_LINES = (("prefill_ms", "time to first token (prefill + LM head)", "#f59e0b"),
+                 ("decode_ms", "decode, per token", "#10b981"))
+
+
+def serving_chart(points: Sequence[dict], title: str = "time to first token and per-token decode") -> go.Figure:
+    """TTFT and per-token decode time against context, log-log, medians with p10–p90 bars
+    (`serving_curve` points; those without numbers are left out)."""
+    rows = _measured(points, "context")
+    fig = go.Figure()
+    for key, label, colour in SERVING_LINES:
+        fig.add_trace(go.Scatter(
+            x=[r["context"] for r in rows], y=[r[key] for r in rows], mode="lines+markers", name=label,
+            line=dict(color=colour), error_y=_spread(rows, key),
+            hovertemplate=f"{label}<br>context %{{x:,}} tokens<br>%{{y:.4g}} ms (median)<extra></extra>"))
+    fig.update_xaxes(title="context (tokens)", type="log")
+    fig.update_yaxes(title="ms (median, p10–p90)", type="log", tickmode="array",
+                     tickvals=log_ticks(_ms_values(rows, [key for key, _, _ in SERVING_LINES])))
+    return _layout(fig, title, height=340)
+
+
+CACHE_LINES = (("cache_bytes", "measured: the cache's tensors", "#10b981", "solid"),
+               ("cache_held_bytes", "measured: storage they keep alive", "#ef4444", "dot"),
+               ("cache_bytes_predicted", "predicted (kv_cache_curve)", "#f8fafc", "dash"))
+
+
+def kv_cache_measured_chart(points: Sequence[dict], title: str = "KV cache after the prefill: measured "
+                            "and predicted") -> go.Figure:
+    """The cache's bytes after the prefill against context, log-log: its tensors, the storage they
+    hold (drawn only where it differs) and the prediction at the model's dtype (`serving_curve`)."""
+    rows = _measured(points, "context")
+    fig = go.Figure()
+    for key, label, colour, dash in CACHE_LINES:
+        if key == "cache_held_bytes" and all(r[key] == r["cache_bytes"] for r in rows):
+            continue
+        if key == "cache_bytes_predicted" and all(r[key] is None for r in rows):
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r["context"] for r in rows], y=[r[key] for r in rows], mode="lines+markers", name=label,
+            line=dict(color=colour, dash=dash), customdata=[r["cached_tokens"] for r in rows],
+            hovertemplate=f"{label}<br>context %{{x:,}}<br>%{{y:,}} B<br>%{{customdata:,}} tokens a layer"
+                          "<extra></extra>"))
+    fig.update_xaxes(title="context (tokens)", type="log")
+    fig.update_yaxes(title="bytes (keys + values, every layer)", type="log")
+    return _layout(fig, title, height=340)
+
+
+TRAIN_LINES = (("forward_ms", "forward", "#3b82f6", "dot"), ("backward_ms", "backward", "#ef4444", "dot"),
+               ("step_ms", "forward + backward", "#f8fafc", "solid"))
+
+
+def train_step_chart(points: Sequence[dict], title: str = "training step of the attention layers") -> go.Figure:
+    """Two panels against sequence length, log-log: the step's time (forward, backward, the two
+    together with p10–p90 bars) and its peak memory beside the estimate checked before it ran
+    (`attention_train_step` points)."""
+    rows = _measured(points, "seq")
+    fig = make_subplots(rows=1, cols=2, horizontal_spacing=0.12,
+                        subplot_titles=["time (median)", "peak memory of the step"])
+    seqs = [r["seq"] for r in rows]
+    for key, label, colour, dash in TRAIN_LINES:
+        fig.add_trace(go.Scatter(
+            x=seqs, y=[r[key] for r in rows], mode="lines+markers", name=label, line=dict(color=colour, dash=dash),
+            error_y=_spread(rows, key) if key == "step_ms" else None,
+            hovertemplate=f"{label}<br>seq %{{x:,}}<br>%{{y:.4g}} ms<extra></extra>"), row=1, col=1)
+    for key, label, colour, dash in (("peak_bytes", "peak, measured", "#10b981", "solid"),
+                                     ("estimate_bytes", "estimate checked before running", "#a3a3a3", "dash")):
+        kept = [r for r in rows if r.get(key)]
+        fig.add_trace(go.Scatter(
+            x=[r["seq"] for r in kept], y=[r[key] for r in kept], mode="lines+markers", name=label,
+            line=dict(color=colour, dash=dash), hovertemplate=f"{label}<br>seq %{{x:,}}<br>%{{y:.3s}}B<extra></extra>"),
+            row=1, col=2)
+    for col, unit in ((1, "ms"), (2, "bytes")):
+        fig.update_xaxes(title="sequence length (tokens)", type="log", row=1, col=col)
+        fig.update_yaxes(title=unit, type="log", row=1, col=col)
+    for annotation in fig.layout.annotations:  # the panel titles
+        annotation.font = dict(size=13)
+    fig.update_yaxes(tickmode="array", tickvals=log_ticks(_ms_values(rows, [key for key, *_ in TRAIN_LINES])),
+                     row=1, col=1)
+    # the panel titles sit just above the plots: the figure's title needs a row of its own
+    return _layout(fig, title, height=380, margin=fitted_margin(fig, 380, top=76))

@@ -6,6 +6,8 @@ their cost layer by layer.
     qkv = capture_qkv(loaded, long_text)                 # q, k, v + AttentionSpec per layer
     # attn.maps.pooled_map(layer.q, layer.k, layer.spec, layer.variant, 0, head, 512) for any layer
     costs = layer_costs(loaded.config, seq_len=cap.seq_len)
+    serving = serving_curve(load_model("llama-gqa"), contexts=[128, 512])  # TTFT, decode, KV cache
+    train = attention_train_step(loaded, seq_lens=[128, 256])  # the attention layers' train step
 
 transformers is imported only when a model or config is first needed.
 """
@@ -17,7 +19,12 @@ from attn.models.costs import (CONVENTION, KAPLAN_CONVENTION, LayerCost, ModelFl
 from attn.models.report import model_json
 from attn.models.sources import (DEFAULT_MODEL, IMPLEMENTATIONS, PRESETS, LoadedModel, ModelLoadError,
                                  encode, load_model, model_choices, model_config, preset_config)
+from attn.models.lengths import measured_points
+from attn.models.serving import (CACHE_CONVENTION, DEFAULT_CONTEXTS, SERVING_CONVENTION, cache_bytes,
+                                 decode_unsupported, serving_curve)
 from attn.models.timing import compare_implementations, time_modules
+from attn.models.training import (DEFAULT_SEQ_LENS, TRAIN_STEP_CONVENTION, attention_train_step,
+                                  train_step_bytes_estimate)
 
 __all__ = [
     "Capture", "LayerQKV", "QKVCapture", "attention_modules", "capture_attention", "capture_qkv",
@@ -28,5 +35,8 @@ __all__ = [
     "model_json",
     "DEFAULT_MODEL", "IMPLEMENTATIONS", "PRESETS", "LoadedModel", "ModelLoadError", "encode",
     "load_model", "model_choices", "model_config", "preset_config",
+    "CACHE_CONVENTION", "DEFAULT_CONTEXTS", "SERVING_CONVENTION", "cache_bytes", "decode_unsupported",
+    "measured_points", "serving_curve",
     "compare_implementations", "time_modules",
+    "DEFAULT_SEQ_LENS", "TRAIN_STEP_CONVENTION", "attention_train_step", "train_step_bytes_estimate",
 ]

@@ -43,7 +43,7 @@ def block_parts(block: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
     return attention, mlp
 
 
-class _Clock:
+class Clock:
     """Start/stop marks on one device; elapsed milliseconds once all work is done."""
 
     def __init__(self, device: str) -> None:
@@ -95,7 +95,7 @@ def time_modules(loaded: LoadedModel, text_or_ids, repeats: int = 5, warmup: int
     ids = _as_ids(loaded, text_or_ids, max_tokens)
     n_layers = loaded.config.num_hidden_layers
     parts = [block_parts(b) for b in layer_blocks(loaded.model, n_layers)]
-    clock = _Clock(loaded.device)
+    clock = Clock(loaded.device)
     marks: dict[tuple[int, str, int], list] = {}
     handles = []
 
@@ -181,7 +181,7 @@ def compare_implementations(source: str, text: str, impls: Sequence[str] = IMPLE
     """
     loaded = load_model(source, "eager", device)
     ids = encode(loaded, text, max_tokens)[0]
-    clock = _Clock(loaded.device)
+    clock = Clock(loaded.device)
     rows, reference = [], None
     for impl in impls:
         row = {"impl": impl, "ok": False, "reason": "", "first_ms": None, "median_ms": None,
