@@ -160,6 +160,20 @@ def run(q, k, v, spec: AttentionSpec):
         return _call(q, k, v, spec)
 
 
+def decoder(q, k, v, spec: AttentionSpec):
+    """A decode step. With GQA and one new token, a group's query heads are packed into the rows
+    of their key/value head (FlashDecoding's trick): one call per KV head reads its cache once.
+    Unpacked, torch's CPU kernel widens k and v to every query head, reading and writing the
+    cache `groups` times (measured: 8 KV heads against 2 at context 32k was 2.0x, not 4x)."""
+    if spec.groups == 1 or spec.seq != 1:
+        return lambda: run(q, k, v, spec)
+    b, h, _, d = q.shape
+    packed = q.reshape(b, spec.kv_heads, spec.groups, d)  # query head kvh*groups + j -> row j
+    # one new token sees every cached key: no mask among the packed rows
+    as_mqa = spec.with_(heads=spec.kv_heads, seq=spec.groups, causal=False, d_model=spec.d_model)
+    return lambda: run(packed, k, v, as_mqa).reshape(b, h, 1, d)
+
+
 def unsupported(spec: AttentionSpec, device: str) -> list[str]:
     return [] if spec.backend == "auto" else static_reasons(spec, device, spec.backend)
 
@@ -215,6 +229,7 @@ VARIANT = register(Variant(
     saves_output=lambda spec: spec.backend != "math",
     kernel_reasons=kernel_reasons,
     resolved=lambda spec, kernel: spec.with_(backend=kernel) if kernel in BACKENDS else spec,
+    decoder=decoder,
     fused_on_cpu=True,
     unsupported=unsupported,
     mask=dense.causal_mask,
