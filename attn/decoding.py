@@ -19,6 +19,7 @@ from attn.device import device_name
 from attn.environment import environment
 from attn.inputs import random_qkv
 from attn.memory import cpu_peak_bytes, cuda_peak_bytes
+from attn.nvml import gpu_energy_per_call
 from attn.profiles import Profile, add_roofline
 from attn.spec import AttentionSpec
 from attn.timing import time_cpu, time_cuda
@@ -54,6 +55,7 @@ def profile_decode(spec: AttentionSpec, variant: str, device: str, budget_s: flo
             memory_method = "torch profiler memory events (CPU allocator) during one step"
         # on a GPU the L2 cache is flushed before each step: a server's cache does not stay in it
         timing = time_cuda(step, budget_s) if on_cuda else time_cpu(step, budget_s, warmup=0)
+        energy = gpu_energy_per_call(step, q.device)
         kernel_err = approx_err = None
         rows = 0
         if check_errors:
@@ -70,7 +72,8 @@ def profile_decode(spec: AttentionSpec, variant: str, device: str, budget_s: flo
         timing_s=first_s + timing.elapsed_s, mode="decode", flops_convention=cost.flops_convention,
         context=spec.kv_seq, new_tokens=spec.seq, bytes_read=cost.bytes_read,
         achieved_gbps=cost.bytes_read / median_s / 1e9, floor_ms=floor_ms(cost.bytes_read, device),
-        per_token_ms=timing.median_ms / spec.seq)
+        per_token_ms=timing.median_ms / spec.seq, energy_j=energy,
+        energy_per_token_j=None if energy is None else energy / (spec.batch * spec.seq))
     add_roofline(prof, spec, device)
     prof.wall_s = time.perf_counter() - started
     return prof

@@ -19,7 +19,7 @@ from attn.environment import environment
 from attn.flopcheck import flops_note
 from attn.inputs import random_qkv
 from attn.memory import DoesNotFit, check_fits, cpu_peak_bytes, cuda_peak_bytes
-from attn.nvml import energy_per_call, open_nvml
+from attn.nvml import gpu_energy_per_call
 from attn.decoding import profile_decode
 from attn.profiles import Profile, add_roofline
 from attn.regimes import check_mode
@@ -94,11 +94,7 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
                 memory_method = "torch profiler memory events (CPU allocator) during one call"
             counted = int(counter.get_total_flops())
             timing = time_cuda(fn, budget_s) if on_cuda else time_cpu(fn, budget_s, warmup=0)
-            energy = None
-            if on_cuda:
-                reader, _ = open_nvml(q.device.index or 0)
-                if reader is not None:
-                    energy = energy_per_call(fn, reader, torch.cuda.synchronize)
+            energy = gpu_energy_per_call(fn, q.device)
             useful = var.flops(spec)
             kernel_err = approx_err = None
             rows = 0

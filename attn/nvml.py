@@ -132,3 +132,15 @@ def energy_per_call(fn: Callable[[], object], reader: GpuReader, sync: Callable[
     if after is None or after < before:
         return None
     return (after - before) / 1e3 / calls
+
+
+def gpu_energy_per_call(fn: Callable[[], object], device) -> float | None:
+    """Joules per call of `fn` on a CUDA device from its energy counter; None where there is no
+    counter (the CPU, no driver, a GPU without one)."""
+    import torch  # the sampler imports this module without torch
+
+    device = torch.device(device)
+    if device.type != "cuda":
+        return None
+    reader, _ = open_nvml(device.index or 0)
+    return None if reader is None else energy_per_call(fn, reader, torch.cuda.synchronize)

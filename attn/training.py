@@ -21,6 +21,7 @@ from attn.device import device_name
 from attn.environment import environment
 from attn.inputs import random_qkv
 from attn.memory import cpu_peak_bytes, cuda_peak_bytes
+from attn.nvml import gpu_energy_per_call
 from attn.profiles import Profile, add_roofline
 from attn.spec import AttentionSpec
 from attn.timing import Timing, settle_then_repeat
@@ -143,6 +144,7 @@ def profile_train(spec: AttentionSpec, variant: str, device: str, budget_s: floa
         return ms
 
     bwd = settle_then_repeat(backward_once, budget_s / 2, max_warmup_s, method)
+    energy = gpu_energy_per_call(step, q.device)  # a whole step, forward + backward
     kernel_err = approx_err = grad_err = None
     rows = 0
     if check_errors:
@@ -165,7 +167,8 @@ def profile_train(spec: AttentionSpec, variant: str, device: str, budget_s: floa
         cost=cost.to_dict(), environment=environment(device),
         timing_s=first_s + fwd.elapsed_s + bwd.elapsed_s, mode="train",
         flops_convention=cost.flops_convention, flops_executed=cost.flops_executed,
-        **_split(fwd, "forward"), **_split(bwd, "backward"), saved_bytes=kept, grad_error=grad_err)
+        **_split(fwd, "forward"), **_split(bwd, "backward"), saved_bytes=kept, grad_error=grad_err,
+        energy_j=energy, energy_per_token_j=None if energy is None else energy / (spec.batch * spec.seq))
     add_roofline(prof, spec, device)
     prof.wall_s = time.perf_counter() - started
     return prof

@@ -215,3 +215,21 @@ def test_the_cli_measures_every_regime(capsys):
     assert data["mode"] == "decode" and data["axis"] == "context" and data["xs"] == [64, 128]
     assert {p["status"] for p in data["points"]} == {"ok"}
     assert all(p["floor_ms"] > 0 for p in data["points"])
+
+
+def test_gpu_energy_per_call_reads_the_counter_on_cuda_only(monkeypatch):
+    from types import SimpleNamespace
+
+    from attn import nvml
+
+    assert nvml.gpu_energy_per_call(lambda: None, "cpu") is None  # no counter on the CPU
+    counter = iter(range(0, 10**9, 1000))  # 1 J more at every read
+
+    class Reader:
+        def read(self):
+            return SimpleNamespace(energy_mj=next(counter))
+
+    monkeypatch.setattr(nvml, "open_nvml", lambda index: (Reader(), "ok"))
+    monkeypatch.setattr("torch.cuda.synchronize", lambda: None)
+    joules = nvml.gpu_energy_per_call(lambda: None, "cuda:0")
+    assert joules is not None and joules > 0
