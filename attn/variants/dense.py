@@ -1,13 +1,15 @@
 """dense: eager softmax(q k^T / sqrt(d) + mask) v that materialises the weights. The reference."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from attn.masks import Mask, causal_key_range, causal_pairs, generate_causal
 from attn.spec import AttentionSpec
 from attn.variants.gqa import repeat_kv
 from attn.variants.registry import Variant, register
-from attn.variants.softmax import softmax_weights
+from attn.variants.softmax import select_rows, softmax_weights
 
 
 def causal_mask(spec: AttentionSpec) -> Mask | None:
@@ -37,6 +39,26 @@ def weights(q, k, spec: AttentionSpec, rows=None):
 
 def run(q, k, v, spec: AttentionSpec):
     return weights(q, k, spec) @ repeat_kv(v, spec.groups)  # (B, H, S, D)
+
+
+def activated_weights(q, k, spec: AttentionSpec, rows, activation: Callable[[torch.Tensor], torch.Tensor],
+                      scale: float, shift: float = 0.0):
+    """activation(scale * q k^T + shift) with masked pairs 0, for some query rows: the weights of
+    an attention that activates each score on its own instead of a softmax over the row
+    (sigmoid, relu). (B, H, rows, KV); rows need not sum to 1.
+
+    Masked scores are set to -inf before the activation, which both take to exactly 0 (with a
+    zero gradient): one fewer B*H*S*KV copy than masking after it, and autograd keeps only the
+    activation's output (which the product with v shares) and the boolean mask."""
+    q, rows = select_rows(q, rows)
+    scores = (q @ repeat_kv(k, spec.groups).transpose(-1, -2)) * scale
+    mask = causal_mask(spec)
+    if mask is not None:
+        allowed = mask.fn(rows[:, None], torch.arange(k.shape[-2], device=q.device)[None, :])
+        scores = scores.masked_fill(~allowed, float("-inf"))
+    if shift:
+        scores = scores + shift
+    return activation(scores)
 
 
 def useful_flops(spec: AttentionSpec, pairs: int) -> int:
