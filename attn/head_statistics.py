@@ -23,13 +23,17 @@ class HeadStats:
     """What one head does, as averages over its query rows.
 
     Only rows that see at least one key count (with bottom-right causal and seq > kv_seq the
-    first queries see none; their weights are all 0 and say nothing about the head).
-    entropy_bits: mean of -sum_j w_ij log2 w_ij.
+    first queries see none; their weights are all 0 and say nothing about the head), and of the
+    variants whose rows need not sum to 1 (sigmoid, relu) only rows of some weight (a relu row
+    whose scores are all negative weighs nothing and has no distribution).
+    Entropy, distance and keys_for_90 read a row as a distribution: p_ij = w_ij / sum_j w_ij
+    (the same as w for a softmax row). sink_mass and diagonal_mass are the weights as drawn.
+    entropy_bits: mean of -sum_j p_ij log2 p_ij.
     entropy_normalised: mean of entropy / log2(visible keys of the row), in [0, 1]: 1 is uniform
         over what the row may see. A row that sees one key has no choice to make and counts as 0.
         Visible keys are those the variant's mask allows (all keys when it has none; top-k's
         choice is not a mask, so its rows are measured against the keys it chose among).
-    mean_distance: mean of sum_j w_ij |pos_i - j|, pos_i = i + spec.position_offset, the
+    mean_distance: mean of sum_j p_ij |pos_i - j|, pos_i = i + spec.position_offset, the
         query's position on the key axis.
     sink_mass: mean weight on key 0 (attention sinks).
     diagonal_mass: mean w[i, pos_i], over the rows whose own position is a key (0 <= pos_i <
@@ -110,12 +114,15 @@ def block_sums(w: Tensor, positions: Tensor, visible: Tensor) -> StatSums:
         return StatSums()
     if not bool(seen.all()):
         w, positions, visible = w[seen], positions[seen], visible[seen]
-    entropy = -torch.special.xlogy(w, w).sum(-1) / math.log(2)
+    # entropy and distance are of a distribution over keys: a row that does not sum to 1
+    # (sigmoid, relu) is normalised for them only; for a softmax row this divides by ~1
+    p = w / w.sum(-1, keepdim=True)
+    entropy = -torch.special.xlogy(p, p).sum(-1) / math.log(2)
     log_visible = visible.to(w.dtype).clamp(min=1).log2()
     normalised = torch.where(visible > 1, entropy / log_visible.clamp(min=1e-30),
                              torch.zeros_like(entropy))
     keys = torch.arange(kv, device=w.device, dtype=w.dtype)
-    distance = (positions.to(w.dtype)[:, None] - keys[None, :]).abs_().mul_(w).sum(-1)
+    distance = (positions.to(w.dtype)[:, None] - keys[None, :]).abs_().mul_(p).sum(-1)
     on_diagonal = (positions >= 0) & (positions < kv)
     diagonal = w.gather(1, positions.clamp(0, kv - 1)[:, None])[:, 0][on_diagonal]
     return StatSums(

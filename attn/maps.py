@@ -7,9 +7,11 @@ time, one batch item and one head, so extra memory stays O(rows_block * kv_seq).
 
 Mean pooling. A cell is the mean over its query rows of the total weight on its key run:
     cell[r, c] = 1/|Q_r| * sum_{i in Q_r} sum_{j in K_c} w[i, j]
-(a mean over queries, a sum over keys). Every pooled row is then still a distribution: it sums to
-1 when its queries see any key, and the picture reads like the exact one ("this query run puts
-30% of its attention on keys 0-31"). A plain mean over the cell's pairs would shrink with the
+(a mean over queries, a sum over keys). Every pooled row of a softmax variant is then still a
+distribution: it sums to 1 when its queries see any key, and the picture reads like the exact
+one ("this query run puts 30% of its attention on keys 0-31"). Variants whose rows are not
+normalised (sigmoid, relu) are drawn as they are, never rescaled; each map row's total weight
+comes with the map (`row_sums`). A plain mean over the cell's pairs would shrink with the
 width of the key run and rows would no longer sum to 1.
 Max pooling: the largest single weight in the cell, which shows thin lines (a sink, a diagonal)
 that the mean washes out.
@@ -66,6 +68,10 @@ class PooledMap:
     kv_head: int
     batch: int
     spec: dict
+    # each map row's total weight, pooled over its query rows as the cells are (the mean of the
+    # rows' sums, or the largest): 1 for softmax rows that see a key, anything >= 0 for a
+    # variant whose rows are not normalised (sigmoid, relu), whose cells are drawn as they are
+    row_sums: np.ndarray | None = None
 
     @property
     def q_start(self) -> np.ndarray:
@@ -101,6 +107,7 @@ class PooledMap:
             "kv_head": self.kv_head,
             "batch": self.batch,
             "spec": self.spec,
+            "row_sums": None if self.row_sums is None else self.row_sums.tolist(),
         }
 
 
@@ -116,8 +123,8 @@ def stats_from_weights(w: Tensor | np.ndarray, positions: Tensor | np.ndarray | 
     """HeadStats of an explicit (rows x kv) weight matrix, e.g. a hand-made one.
 
     positions: each row's position on the key axis (default 0, 1, 2, ...). visible: keys each
-    row may see (default: its keys of nonzero weight). Rows are taken as given; they should sum
-    to 1.
+    row may see (default: its keys of nonzero weight). Rows are taken as given and need not sum
+    to 1 (entropy and distance normalise each row for themselves; see HeadStats).
     """
     w = torch.as_tensor(w)
     if not w.is_floating_point():
@@ -205,6 +212,7 @@ class _Pooler:
         self.row_cell = torch.bucketize(torch.arange(spec.seq), self.q_edges[1:], right=True).to(device)
         self.col_cell = torch.bucketize(torch.arange(spec.kv_seq), self.k_edges[1:], right=True).to(device)
         self.acc = torch.zeros(self.n_rows, self.n_cols, dtype=dtype, device=device)
+        self.row_acc = torch.zeros(self.n_rows, dtype=dtype, device=device)
 
     def _pool_keys(self, w: Tensor) -> Tensor:  # (rows, kv) -> (rows, n_cols)
         if self.n_cols == self.kv_seq:
@@ -222,16 +230,25 @@ class _Pooler:
     def add(self, lo: int, hi: int, w: Tensor) -> None:
         pooled = self._pool_keys(w)
         cells = self.row_cell[lo:hi]
+        sums = w.sum(-1)
         if self.reduce == "mean":
             self.acc.index_add_(0, cells, pooled)
+            self.row_acc.index_add_(0, cells, sums)
         else:
             self.acc.scatter_reduce_(0, cells[:, None].expand(-1, self.n_cols), pooled, "amax")
+            self.row_acc.scatter_reduce_(0, cells, sums, "amax")
+
+    def _per_query(self, acc: Tensor) -> Tensor:
+        if self.reduce == "mean":
+            counts = (self.q_edges[1:] - self.q_edges[:-1]).to(acc)
+            return acc / (counts[:, None] if acc.dim() == 2 else counts)
+        return acc
 
     def values(self) -> Tensor:
-        if self.reduce == "mean":
-            counts = (self.q_edges[1:] - self.q_edges[:-1]).to(self.acc)
-            return self.acc / counts[:, None]
-        return self.acc
+        return self._per_query(self.acc)
+
+    def row_sums(self) -> Tensor:
+        return self._per_query(self.row_acc)
 
 
 def _scan_head(q: Tensor, k: Tensor, spec: AttentionSpec, variant: Variant, batch: int, head: int,
@@ -262,6 +279,7 @@ def _map_from(pooler: _Pooler, spec: AttentionSpec, variant: Variant, batch: int
         kv_head=head // spec.groups,
         batch=batch,
         spec=spec.to_dict(),
+        row_sums=pooler.row_sums().float().cpu().numpy(),
     )
 
 
