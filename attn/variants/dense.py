@@ -61,6 +61,22 @@ def activated_weights(q, k, spec: AttentionSpec, rows, activation: Callable[[tor
     return activation(scores)
 
 
+def activated_saved_bytes(spec: AttentionSpec) -> int:
+    """What autograd keeps through activated_weights @ v beyond the inputs: the activation's
+    output (the same tensor the product with v keeps), the boolean causal mask, and under GQA
+    the widened k and v the matmuls saw."""
+    widened = 0 if spec.groups == 1 else 2 * spec.batch * spec.heads * spec.kv_seq * spec.head_dim * spec.dtype_bytes
+    return weights_bytes(spec) + (spec.seq * spec.kv_seq if spec.causal else 0) + widened
+
+
+def activated_fields() -> dict:
+    """Variant fields shared by the attentions built on activated_weights (sigmoid, relu):
+    every pair under the causal mask, useful FLOPs, dense's memory, an eager torch kernel."""
+    return dict(exact=False, pairs=causal_pairs, flops=lambda spec: useful_flops(spec, causal_pairs(spec)),
+                extra_bytes=extra_bytes, kernel=lambda q, k, v, spec: "eager (torch)",
+                saved_bytes=activated_saved_bytes, backward_bytes=backward_bytes, mask=causal_mask)
+
+
 def useful_flops(spec: AttentionSpec, pairs: int) -> int:
     """4 * B * H * D per unmasked pair: q k^T and weights @ v, a multiply and an add each."""
     return 4 * spec.batch * spec.heads * spec.head_dim * pairs

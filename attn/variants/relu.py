@@ -14,12 +14,10 @@ import math
 
 import torch
 
-from attn.masks import causal_pairs
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.gqa import repeat_kv
 from attn.variants.registry import Variant, register
-from attn.variants.sigmoid import saved_bytes
 
 
 def weights(q, k, spec: AttentionSpec, rows=None):
@@ -37,15 +35,8 @@ VARIANT = register(Variant(
     name="relu",
     title="ReLU",
     summary="relu(QK^T/sqrt(d)) / kv_seq V: no softmax, rows do not sum to 1.",
-    exact=False,
     run=run,
     weights=weights,
-    pairs=causal_pairs,
-    flops=lambda spec: dense.useful_flops(spec, causal_pairs(spec)),
-    extra_bytes=dense.extra_bytes,
     color="#1e3a8a",
-    kernel=lambda q, k, v, spec: "eager (torch)",
-    saved_bytes=saved_bytes,
-    backward_bytes=dense.backward_bytes,
-    mask=dense.causal_mask,
+    **dense.activated_fields(),
 ))

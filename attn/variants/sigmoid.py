@@ -23,7 +23,6 @@ import math
 
 import torch
 
-from attn.masks import causal_pairs
 from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
@@ -52,27 +51,13 @@ def run(q, k, v, spec: AttentionSpec):
     return weights(q, k, spec) @ repeat_kv(v, spec.groups)  # (B, H, S, D)
 
 
-def saved_bytes(spec: AttentionSpec) -> int:
-    # the sigmoid's output (the same tensor the product with v keeps), the boolean causal mask,
-    # and under GQA the widened k and v the matmuls saw
-    widened = 0 if spec.groups == 1 else 2 * spec.batch * spec.heads * spec.kv_seq * spec.head_dim * spec.dtype_bytes
-    return dense.weights_bytes(spec) + (spec.seq * spec.kv_seq if spec.causal else 0) + widened
-
-
 VARIANT = register(Variant(
     name="sigmoid",
     title="Sigmoid",
     summary="sigmoid(QK^T/sqrt(d) + b) V, b = -log(kv_seq) by default: no softmax, rows do not sum to 1.",
-    exact=False,
     run=run,
     weights=weights,
-    pairs=causal_pairs,
-    flops=lambda spec: dense.useful_flops(spec, causal_pairs(spec)),
-    extra_bytes=dense.extra_bytes,
     color="#b45309",
     params=(BIAS, LOG_N),
-    kernel=lambda q, k, v, spec: "eager (torch)",
-    saved_bytes=saved_bytes,
-    backward_bytes=dense.backward_bytes,
-    mask=dense.causal_mask,
+    **dense.activated_fields(),
 ))
