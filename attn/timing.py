@@ -97,6 +97,23 @@ def settle_then_repeat(timed_once: Callable[[], float], budget_s: float, max_war
     return summarize(times, warmup=len(warm), method=method, elapsed_s=clock() - t0)
 
 
+def cuda_ms(fn: Callable[[], object]) -> float:
+    """Milliseconds of one call between two CUDA events (the host clock would time the launch)."""
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    fn()
+    end.record()
+    end.synchronize()
+    return start.elapsed_time(end)
+
+
+def host_ms(fn: Callable[[], object]) -> float:
+    """Milliseconds of one call on the host clock."""
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
 def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
               max_warmup_s: float = 2.0) -> Timing:
     """CUDA events around each call, after a warm-up that runs until times settle."""
@@ -105,12 +122,7 @@ def time_cuda(fn: Callable[[], object], budget_s: float, flush_l2: bool = True,
     def timed_once() -> float:
         if flush is not None:
             flush.zero_()  # queued before the start event, so its time is not counted
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        return start.elapsed_time(end)
+        return cuda_ms(fn)
 
     return settle_then_repeat(timed_once, budget_s, max_warmup_s,
                               "cuda events" + (", L2 flushed" if flush_l2 else ""))

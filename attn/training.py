@@ -24,7 +24,7 @@ from attn.memory import cpu_peak_bytes, cuda_peak_bytes
 from attn.nvml import gpu_energy_per_call
 from attn.profiles import Profile, add_roofline
 from attn.spec import AttentionSpec
-from attn.timing import Timing, settle_then_repeat
+from attn.timing import Timing, cuda_ms, host_ms, settle_then_repeat
 from attn.variants.gqa import repeat_kv
 
 Tensors = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
@@ -54,23 +54,8 @@ def saved_bytes(forward: Callable[[], torch.Tensor], inputs: Tensors) -> tuple[t
 
 
 def stopwatch(device: str) -> Callable[[Callable[[], object]], float]:
-    """Milliseconds of one call: CUDA events on a GPU (the host clock would time the launch),
-    the host clock on the CPU."""
-    if device.startswith("cuda"):
-        def on_gpu(fn: Callable[[], object]) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            return start.elapsed_time(end)
-        return on_gpu
-
-    def on_cpu(fn: Callable[[], object]) -> float:
-        t0 = time.perf_counter()
-        fn()
-        return (time.perf_counter() - t0) * 1e3
-    return on_cpu
+    """Milliseconds of one call: CUDA events on a GPU, the host clock on the CPU."""
+    return cuda_ms if device.startswith("cuda") else host_ms
 
 
 def grad_error(forward: Callable[[], torch.Tensor], inputs: Tensors, g: torch.Tensor,
