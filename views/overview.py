@@ -10,7 +10,9 @@ st.title(":material/flashlight_on: attn — the cost of attention, made visible"
 st.markdown(
     "Attention is the part of a transformer whose cost grows with the square of the context. "
     "attn runs attention variants and real models **on this machine** and shows what each one "
-    "costs — FLOPs, memory, latency, energy — beside what it attends to.\n\n"
+    "costs — FLOPs, memory, latency, energy — beside what it attends to, in the three regimes "
+    "where attention is paid for: a forward call (a prefill), a training step (forward + "
+    "backward) and a decode step against a KV cache.\n\n"
     "- **Playground**: one spec, several variants: maps, masks, head statistics, cost cards.\n"
     "- **Scaling**: sweeps over length with fitted exponents, crossovers and the memory wall.\n"
     "- **Roofline**: every run against the measured limits of this device.\n"
@@ -20,7 +22,8 @@ st.markdown(
     "- **Economics**: dollars and joules per million tokens, the longest context that fits, the "
     "quality/cost frontier, and what GQA/MQA sharing saves.\n"
     "- **Models**: a real transformers model (MiniLM, shipped offline) or a preset: every head's "
-    "attention, head statistics and the cost of each layer.\n\n"
+    "attention, head statistics, the cost of each layer, a decoder's time to first token and "
+    "per-token decode, and the training step of its attention layers.\n\n"
     f"Every FLOP count is a {USEFUL_FLOPS_NOTE}.")
 
 info = results.device()
