@@ -224,3 +224,21 @@ def test_plan_is_a_run_kind(tmp_path):
     run_id = store.save("plan", {"model": "minilm", "seq": 128}, {"plan": "0-5:full"}, variant="0-5:full")
     assert [s.kind for s in store.list(kind="plan")] == ["plan"] and store.get(run_id).kind == "plan"
     assert isinstance(Plan(()), Plan)
+
+
+def test_the_activations_follow_their_formulas():
+    from attn.models.plan import plan_attention
+
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(1, 2, 5, 4) for _ in range(3))
+    module = torch.nn.Module()
+    module.is_causal = True
+    causal = torch.ones(5, 5, dtype=torch.bool).tril()
+    scores = (q @ k.transpose(2, 3)) * 0.5
+    n = causal.sum(-1, keepdim=True).float()  # the keys each query may see
+    for activation, expected in (("sigmoid", torch.sigmoid(scores - torch.log(n)) * causal),
+                                 ("relu", torch.relu(scores) / n * causal)):
+        module._attn_plan_layer = LayerPlan(activation=activation)
+        out, weights = plan_attention(module, q, k, v, causal[None, None], scaling=0.5)
+        torch.testing.assert_close(weights, expected)
+        torch.testing.assert_close(out, (expected @ v).transpose(1, 2))
