@@ -19,14 +19,13 @@ from attn.runs import RunStore
 TEXT = "The old bridge was built by the Romans almost two thousand years ago and is still in use."
 
 
-@pytest.fixture(scope="module")
-def minilm():
-    return load_model("minilm")
+def _model_fixture(name: str):
+    """A module fixture named after the model (load_model caches it, so it is loaded once)."""
+    return pytest.fixture(scope="module", name=name.replace("-", "_"))(lambda: load_model(name))
 
 
-@pytest.fixture(scope="module")
-def llama_gqa():
-    return load_model("llama-gqa")
+minilm = _model_fixture("minilm")
+llama_gqa = _model_fixture("llama-gqa")
 
 
 def hidden(loaded, text=TEXT):
