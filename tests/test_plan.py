@@ -247,7 +247,7 @@ def test_the_activations_follow_their_formulas():
     module.is_causal = True
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     scores = (q @ k.transpose(2, 3)) * 0.5
-    n = causal.sum(-1, keepdim=True).float()  # the keys each query may see
+    n = torch.tensor(5.0)  # the sequence's keys, as attn.variants' sigmoid and relu take kv_seq
     for activation, expected in (("sigmoid", torch.sigmoid(scores - torch.log(n)) * causal),
                                  ("relu", torch.relu(scores) / n * causal)):
         module._attn_plan_layer = LayerPlan(activation=activation)

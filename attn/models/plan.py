@@ -37,8 +37,8 @@ KIND_ALIASES = {"full": "full", "sdpa": "full", "dense": "full", "eager": "full"
                 "sliding_window": "sliding_window", "window": "sliding_window",
                 "block_sparse": "block_sparse"}
 ACTIVATIONS = ("softmax", "sigmoid", "relu")
-ACTIVATION_NOTE = ("softmax(s); sigmoid(s - log n); relu(s) / n; s the scaled scores, n the keys "
-                   "a query may see under the model's own mask (padding, causality)")
+ACTIVATION_NOTE = ("softmax(s); sigmoid(s - log n); relu(s) / n; s the scaled scores, n the "
+                   "sequence's keys, padding left out")
 PLAN_ATTR = "_attn_plan_layer"  # set on each attention module of a planned copy
 
 
@@ -85,7 +85,7 @@ class Plan:
         return self.kv_heads is None and all(x == LayerPlan() for x in self.layers)
 
     def to_dict(self) -> dict:
-        return {"plan": str(self), "kv_heads": self.kv_heads,
+        return {"plan": str(self), "kv_heads": self.kv_heads, "activation_convention": ACTIVATION_NOTE,
                 "layers": [{"layer": i, "kind": x.kind, "param": x.param, "activation": x.activation}
                            for i, x in enumerate(self.layers)]}
 
@@ -215,8 +215,9 @@ def plan_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
         allowed = attention_mask[..., :kv_len]
     else:  # eager's mask: 0 where visible, the dtype's minimum where not
         allowed = attention_mask[..., :kv_len] > torch.finfo(attention_mask.dtype).min / 2
-    # the model's own visible keys per query, before the plan's mask (sigmoid's and relu's n)
-    n = (allowed.sum(-1, keepdim=True).clamp(min=1).to(scores.dtype) if allowed is not None
+    # sigmoid's and relu's n: the keys of the sequence, padding left out (those the last query
+    # sees under the model's own mask), as attn.variants' sigmoid and relu take kv_seq
+    n = (allowed[..., -1:, :].sum(-1, keepdim=True).clamp(min=1).to(scores.dtype) if allowed is not None
          else torch.full((), kv_len, dtype=scores.dtype, device=scores.device))
     extra = _plan_mask(layer, q_len, kv_len, bool(getattr(module, "is_causal", False)), scores.device)
     if extra is not None:
