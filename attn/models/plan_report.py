@@ -7,6 +7,8 @@ the plan changes and not by a kernel (SDPA would time a fused kernel against an 
 """
 from __future__ import annotations
 
+import statistics
+
 from attn.models.costs import model_shape
 from attn.models.plan import IMPLEMENTATION, apply_plan, plan_for
 from attn.models.plan_costs import KV_CONTEXTS, plan_flops, plan_kv_cache
@@ -18,7 +20,7 @@ from attn.models.timing import time_modules
 
 DEFAULT_TEXT = " ".join(SENTENCES)
 TIMING_CONVENTION = ("median of repeated forward passes over the text (batch 1) with per-module "
-                     "hooks (attn.models.time_modules), base under transformers' eager attention, the "
+                     "hooks (attn.models.time_modules), in rounds where base and plan take turns, base under transformers' eager attention, the "
                      "plan under its registered function (both materialise the scores)")
 PRESET_QUALITY = ("presets have random weights: their embeddings mean nothing, so a plan on a preset "
                   "shows its cost only")
@@ -67,15 +69,26 @@ def quality(base: LoadedModel, planned: LoadedModel) -> dict:
     return {"measured": True, **drift(SENTENCES), "passages": drift(PASSAGES)}
 
 
-def prefill_times(base: LoadedModel, planned: LoadedModel, ids, repeats: int) -> dict:
-    """Measured forward (prefill) time of the text, plan and base, and their attention's share."""
-    rows = {}
-    for name, loaded in (("base", base), ("plan", planned)):
-        with loaded.lock:
-            timed = time_modules(loaded, ids, repeats=repeats, measure_memory=False)
-        rows[name] = {k: timed[k] for k in ("forward_ms", "forward_ms_p10", "forward_ms_p90", "attention_ms")
-                      if k in timed}
-    return {"seq_len": int(ids.shape[1]), "repeats": repeats, "device": base.device,
+def prefill_times(base: LoadedModel, planned: LoadedModel, ids, repeats: int, rounds: int = 3) -> dict:
+    """Measured forward (prefill) time of the text, plan and base, and their attention's share.
+
+    The repeats are split into `rounds`, base and plan taking turns (base first, then plan first),
+    so that a change in the machine's load falls on both: each figure is the median of its
+    rounds' medians, with the rounds' lowest and highest beside it."""
+    rounds = max(1, min(rounds, repeats))
+    per_round = -(-repeats // rounds)
+    seen: dict[str, dict[str, list[float]]] = {n: {"forward_ms": [], "attention_ms": []} for n in ("base", "plan")}
+    for r in range(rounds):
+        order = (("base", base), ("plan", planned))
+        for name, loaded in (order if r % 2 == 0 else order[::-1]):
+            with loaded.lock:
+                timed = time_modules(loaded, ids, repeats=per_round, measure_memory=False)
+            for key in seen[name]:
+                seen[name][key].append(timed[key])
+    rows = {name: {key: statistics.median(values) for key, values in parts.items()}
+            | {"forward_ms_rounds_min": min(parts["forward_ms"]), "forward_ms_rounds_max": max(parts["forward_ms"])}
+            for name, parts in seen.items()}
+    return {"seq_len": int(ids.shape[1]), "repeats": per_round * rounds, "rounds": rounds, "device": base.device,
             "forward_ms": rows["plan"]["forward_ms"], "base_forward_ms": rows["base"]["forward_ms"],
             "attention_ms": rows["plan"]["attention_ms"], "base_attention_ms": rows["base"]["attention_ms"],
             "plan": rows["plan"], "base": rows["base"], "convention": TIMING_CONVENTION}
