@@ -247,10 +247,28 @@ def test_the_activations_follow_their_formulas():
     module.is_causal = True
     causal = torch.ones(5, 5, dtype=torch.bool).tril()
     scores = (q @ k.transpose(2, 3)) * 0.5
-    n = torch.tensor(5.0)  # the sequence's keys, as attn.variants' sigmoid and relu take kv_seq
+    n = causal.sum(-1, keepdim=True).float()  # the keys each query may see: 1, 2, ..., 5
     for activation, expected in (("sigmoid", torch.sigmoid(scores - torch.log(n)) * causal),
                                  ("relu", torch.relu(scores) / n * causal)):
         module._attn_plan_layer = LayerPlan(activation=activation)
         out, weights = plan_attention(module, q, k, v, causal[None, None], scaling=0.5)
         torch.testing.assert_close(weights, expected)
         torch.testing.assert_close(out, (expected @ v).transpose(1, 2))
+
+
+def test_a_decode_step_sees_the_same_window_as_the_whole_forward(llama_gqa):
+    """Queries sit at the last positions of the keys, as the cache places them: one step after a
+    prefill gives the last position of a forward over the whole text."""
+    planned = apply_plan(llama_gqa, plan_for(llama_gqa, "0:sliding_window:4,1:block_sparse:4:relu,2:full:sigmoid",
+                                             kv_heads=1))
+    ids, _ = encode(planned, TEXT)
+    with torch.no_grad():
+        whole = planned.model(input_ids=ids).last_hidden_state[:, -1]
+        prefill = planned.model(input_ids=ids[:, :-1], use_cache=True)
+        step = planned.model(input_ids=ids[:, -1:], cache=prefill.past_key_values, use_cache=True)
+    torch.testing.assert_close(step.last_hidden_state[:, -1], whole, rtol=1e-4, atol=1e-4)
+
+
+def test_block_sparse_on_a_model_with_its_own_window_is_refused(capsys):
+    assert main(["plan", "--model", "mistral-swa", "--layers", "0:block_sparse:16", "--no-timing"]) == EXIT_BAD_INPUT
+    assert "already has a sliding window of 128" in capsys.readouterr().err

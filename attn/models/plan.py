@@ -37,8 +37,8 @@ KIND_ALIASES = {"full": "full", "sdpa": "full", "dense": "full", "eager": "full"
                 "sliding_window": "sliding_window", "window": "sliding_window",
                 "block_sparse": "block_sparse"}
 ACTIVATIONS = ("softmax", "sigmoid", "relu")
-ACTIVATION_NOTE = ("softmax(s); sigmoid(s - log n); relu(s) / n; s the scaled scores, n the "
-                   "sequence's keys, padding left out")
+ACTIVATION_NOTE = ("softmax(s); sigmoid(s - log n); relu(s) / n; s the scaled scores, n the keys "
+                   "a query may see under the model's own mask (padding, causality)")
 PLAN_ATTR = "_attn_plan_layer"  # set on each attention module of a planned copy
 
 
@@ -215,9 +215,10 @@ def plan_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, va
         allowed = attention_mask[..., :kv_len]
     else:  # eager's mask: 0 where visible, the dtype's minimum where not
         allowed = attention_mask[..., :kv_len] > torch.finfo(attention_mask.dtype).min / 2
-    # sigmoid's and relu's n: the keys of the sequence, padding left out (those the last query
-    # sees under the model's own mask), as attn.variants' sigmoid and relu take kv_seq
-    n = (allowed[..., -1:, :].sum(-1, keepdim=True).clamp(min=1).to(scores.dtype) if allowed is not None
+    # sigmoid's and relu's n: the keys each query may see under the model's own mask (padding,
+    # causality), before the plan's. Per row, so that a decoder gives the same outputs over the
+    # whole text at once as token by token with its cache (a fixed n = kv_seq would not)
+    n = (allowed.sum(-1, keepdim=True).clamp(min=1).to(scores.dtype) if allowed is not None
          else torch.full((), kv_len, dtype=scores.dtype, device=scores.device))
     extra = _plan_mask(layer, q_len, kv_len, bool(getattr(module, "is_causal", False)), scores.device)
     if extra is not None:
