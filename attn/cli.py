@@ -10,6 +10,7 @@ from typing import Any, Callable
 from attn.cli_args import (BadInput, int_list, OneLineParser, add_input_flags, add_mode_flags, add_spec_flags,
                            input_source, regime_spec, spec_from_args)
 from attn.regimes import MODES
+from attn.runs.records import KINDS
 from attn.spec import AttentionSpec
 
 EXIT_BAD_INPUT = 2
@@ -190,6 +191,25 @@ def _human_model(d: dict) -> str:
     return "\n".join(lines)
 
 
+def cmd_plan(args: argparse.Namespace) -> None:
+    from attn.models.plan_report import evaluate_plan, human_summary
+
+    for flag, value in (("--max-tokens", args.max_tokens), ("--repeats", args.repeats)):
+        if value < 1:
+            raise BadInput(f"{flag} must be at least 1, got {value}")
+    data = evaluate_plan(args.model, args.layers, kv_heads=args.kv_heads, activation=args.activation,
+                         text=args.text, max_tokens=args.max_tokens, repeats=args.repeats,
+                         measure=not args.no_timing)
+    if args.save:
+        from attn.runs import RunStore
+
+        m = data["model"]
+        spec = {"model": m["name"], "seq": data["seq_len"], "heads": m["heads"],
+                "kv_heads": data["kv_cache"]["kv_heads"], "head_dim": m["head_dim"], "device": "cpu"}
+        data["run_id"] = RunStore().save("plan", spec, data, variant=data["plan"]["plan"])
+    _emit(args, data, human_summary)
+
+
 def cmd_monitor(args: argparse.Namespace) -> None:
     from attn.telemetry import monitor
 
@@ -305,6 +325,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_model)
 
+    p = sub.add_parser("plan", help="a plan for a model's attention: what it saves and what it costs")
+    p.add_argument("--model", default="minilm", help="minilm, a preset name, or a local directory")
+    p.add_argument("--layers", required=True,
+                   help="per layer: LAYERS:KIND[:PARAM][:ACTIVATION], e.g. 0-4:sliding_window:128,5:sdpa "
+                        "(kinds full|sdpa, sliding_window:W, block_sparse:B; unnamed layers are full)")
+    p.add_argument("--kv-heads", dest="kv_heads", type=int, help="key/value heads to keep (mean-pooled groups)")
+    p.add_argument("--activation", help="softmax (default), sigmoid or relu, for layers that name none")
+    p.add_argument("--text", help="the text to time (default: the shipped sentences, joined)")
+    p.add_argument("--max-tokens", dest="max_tokens", type=int, default=128)
+    p.add_argument("--repeats", type=int, default=5, help="timed forward passes of each model")
+    p.add_argument("--no-timing", dest="no_timing", action="store_true", help="costs and quality only")
+    p.add_argument("--save", action="store_true", help="keep the plan in the run store")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_plan)
+
     p = sub.add_parser("monitor", help="sample GPU and CPU counters for some seconds")
     p.add_argument("--seconds", type=float, default=5.0)
     p.add_argument("--interval", type=float, default=0.1)
@@ -314,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("runs", help="the saved runs: list, show, export, delete")
     p.add_argument("action", choices=("list", "show", "export", "delete"))
     p.add_argument("ids", nargs="*")
-    p.add_argument("--kind", choices=("profile", "sweep", "model", "maps"))
+    p.add_argument("--kind", choices=KINDS)
     p.add_argument("--mode", choices=MODES, help="list only runs of this regime (runs saved before the "
                    "regimes are forward)")
     p.add_argument("--limit", type=int, default=50)

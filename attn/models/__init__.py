@@ -8,6 +8,7 @@ their cost layer by layer.
     costs = layer_costs(loaded.config, seq_len=cap.seq_len)
     serving = serving_curve(load_model("llama-gqa"), contexts=[128, 512])  # TTFT, decode, KV cache
     train = attention_train_step(loaded, seq_lens=[128, 256])  # the attention layers' train step
+    report = evaluate_plan("minilm", "0-4:sliding_window:16", kv_heads=1)  # a plan: saved and lost
 
 transformers is imported only when a model or config is first needed.
 """
@@ -23,6 +24,10 @@ from attn.models.lengths import measured_points
 from attn.models.serving import (CACHE_CONVENTION, DEFAULT_CONTEXTS, SERVING_CONVENTION, cache_bytes,
                                  decode_unsupported, serving_curve)
 from attn.models.timing import compare_implementations, time_modules
+from attn.models.plan import LayerPlan, Plan, apply_plan, parse_plan, plan_for
+from attn.models.plan_costs import plan_flops, plan_kv_cache
+from attn.models.plan_quality import embedding_drift, plan_drift, sentence_embeddings
+from attn.models.plan_report import evaluate_plan
 from attn.models.training import (DEFAULT_SEQ_LENS, TRAIN_STEP_CONVENTION, attention_train_step,
                                   train_step_bytes_estimate)
 
@@ -39,4 +44,6 @@ __all__ = [
     "measured_points", "serving_curve",
     "compare_implementations", "time_modules",
     "DEFAULT_SEQ_LENS", "TRAIN_STEP_CONVENTION", "attention_train_step", "train_step_bytes_estimate",
+    "LayerPlan", "Plan", "apply_plan", "parse_plan", "plan_for", "plan_flops", "plan_kv_cache",
+    "embedding_drift", "plan_drift", "sentence_embeddings", "evaluate_plan",
 ]

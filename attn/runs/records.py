@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("profile", "sweep", "model", "maps")
+KINDS = ("profile", "sweep", "model", "maps", "plan")
 # a run saved before the regimes (issue #14) has no mode: it measured one forward call
 MODE_ABSENT = "forward"
 # the key numbers a run list shows, looked up in a run's results (see `_key_number`)
@@ -24,7 +24,7 @@ class Run:
     """One saved run, as `RunStore.get` returns it."""
 
     id: int
-    kind: str  # profile | sweep | model | maps
+    kind: str  # profile | sweep | model | maps | plan
     variant: str | None  # for sweeps: the variants as a comma list
     spec: dict[str, Any]
     results: dict[str, Any]
