@@ -3,6 +3,7 @@ chart draws them (charts.plan_frontier_chart), from hand-made plan results."""
 from __future__ import annotations
 
 from attn import charts
+from attn.charts.plans import BASE_COLOR
 from ui import planner
 
 
@@ -29,7 +30,7 @@ def test_a_plan_worse_on_both_axes_is_dominated_by_the_cheapest_that_beats_it():
     assert not points["w8"]["dominated"] and not points["w4"]["dominated"]
     assert points["w4-bad"]["dominated"] and points["w4-bad"]["dominated_by"] == "w4"
     base = points["m (base)"]
-    assert (base["quality"], base["cost"], base["dominated"]) == (1.0, 100.0, False)
+    assert (base["quality"], base["cost"], base["dominated"], base["base"]) == (1.0, 100.0, False, True)
 
 
 def test_on_the_kv_axis_equal_caches_leave_the_best_cosine_alone_on_the_frontier():
@@ -56,7 +57,8 @@ def test_the_chart_greys_the_dominated_and_joins_the_frontier_with_a_step_line()
     markers = {t.text[0]: t for t in fig.data[1:]}
     assert markers["w4-bad"].marker.color == charts.DOMINATED_COLOR
     assert "dominated by w4" in markers["w4-bad"].hovertemplate
-    assert markers["w4"].marker.color != charts.DOMINATED_COLOR
+    assert markers["w4"].marker.color not in (charts.DOMINATED_COLOR, markers["w8"].marker.color)
+    assert markers["m (base)"].marker.color == BASE_COLOR
     assert fig.layout.xaxis.type == "log" and fig.layout.yaxis.title.text == "mean cosine to the base"
 
 

@@ -62,3 +62,29 @@ def test_a_preset_says_random_weights_cost_only_and_draws_no_frontier():
     assert any("Cost only: presets have random weights" in i.value for i in at.info)
     assert "mean cosine to the base" not in {m.label for m in at.metric}
     assert any("No frontier for llama-gqa" in c.value for c in at.caption)
+
+
+# -- the browser ---------------------------------------------------------------------------------
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_evaluates_a_plan_and_draws_the_maps_and_the_frontier(page, app_url):  # noqa: F811 (fixtures)
+    from tests.test_browser import _no_exception, _open, _settle, _shot, _wait_count
+
+    _open(page, f"{app_url}/planner?plan=0-4:sliding_window:8,5:sdpa&tokens=64")
+    _no_exception(page)
+    page.get_by_role("button", name="Evaluate").click()
+    page.wait_for_selector("text=mean cosine to the base", timeout=240_000)
+    _settle(page)
+    _no_exception(page)
+    assert _wait_count(page, ".js-plotly-plot", 3) >= 3, "two maps and the frontier"
+    text = page.inner_text("body")
+    for words in ("attention FLOPs saved", "prefill, plan / base", "Plans compared", "saved as run #1"):
+        assert words in text, words
+    _shot(page, "planner")
+    page.get_by_text("Plans compared").scroll_into_view_if_needed()
+    page.locator(".js-plotly-plot").nth(2).scroll_into_view_if_needed()
+    _shot(page, "planner-frontier")
+
+
+# the browser fixtures, shared with the other browser tests
+from tests.test_browser import app_url, browser, page  # noqa: E402,F401

@@ -109,7 +109,7 @@ def frontier_points(entries: list[dict], cost: str) -> list[dict]:
     items.append((f"{base['model']['name']} (base)", 1.0, base_cost))
     marked = frontier((name, 1.0 - quality, c) for name, quality, c in items)
     return [{"label": m.label, "quality": 1.0 - m.error, "cost": m.cost, "dominated": m.dominated,
-             "dominated_by": m.dominated_by} for m in marked]
+             "dominated_by": m.dominated_by, "base": i == len(items) - 1} for i, m in enumerate(marked)]
 
 
 def layer_map(maps: dict, which: str, layer: int, head: int | None) -> np.ndarray:

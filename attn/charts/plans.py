@@ -3,10 +3,15 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import plotly.colors
 import plotly.graph_objects as go
 
 from attn.charts.economics import DOMINATED_COLOR, _padded
-from attn.charts.style import _layout, color_of
+from attn.charts.style import _layout
+
+# plans are not variants (charts.color_of): a colour by position, the base in white
+PLAN_COLORS = plotly.colors.qualitative.Set2
+BASE_COLOR = "#f8fafc"
 
 def plan_frontier_chart(plans: Iterable[dict], cost_label: str, quality_label: str = "mean cosine to the base",
                         title: str = "", height: int = 380) -> go.Figure:
@@ -20,9 +25,9 @@ def plan_frontier_chart(plans: Iterable[dict], cost_label: str, quality_label: s
         fig.add_trace(go.Scatter(x=[p["cost"] for p in front], y=[p["quality"] for p in front], mode="lines",
                                  line=dict(color="#e2e8f0", width=1, dash="dot", shape="hv"),
                                  name="frontier", hoverinfo="skip"))
-    for p in points:
+    for i, p in enumerate(points):
         beaten = p["dominated"]
-        color = DOMINATED_COLOR if beaten else color_of(p["label"])
+        color = DOMINATED_COLOR if beaten else BASE_COLOR if p.get("base") else PLAN_COLORS[i % len(PLAN_COLORS)]
         fig.add_trace(go.Scatter(
             x=[p["cost"]], y=[p["quality"]], mode="markers+text", text=[p["label"]], textposition="top center",
             name=p["label"] + (" (dominated)" if beaten else ""), textfont=dict(color=color),
