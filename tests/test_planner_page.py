@@ -64,6 +64,15 @@ def test_a_preset_says_random_weights_cost_only_and_draws_no_frontier():
     assert any("No frontier for llama-gqa" in c.value for c in at.caption)
 
 
+@pytest.mark.slow
+def test_a_missing_local_directory_is_one_error_line(tmp_path):
+    at = open_app(PAGE, model=str(tmp_path / "nowhere"), tokens="16")
+    assert at.selectbox(key="pl_model").value == "local directory…"
+    at = evaluate(at)
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "nowhere" in at.error[0].value
+
+
 # -- the browser ---------------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.slow
@@ -88,3 +97,4 @@ def test_browser_evaluates_a_plan_and_draws_the_maps_and_the_frontier(page, app_
 
 # the browser fixtures, shared with the other browser tests
 from tests.test_browser import app_url, browser, page  # noqa: E402,F401
+

@@ -13,6 +13,7 @@ from ui.state import url_value, write_url
 
 ACTIVATIONS = ("as planned", "softmax", "sigmoid", "relu")
 DEFAULT_PLAN = "0-4:sliding_window:8,5:sdpa"
+LOCAL = "local directory…"
 
 st.title(":material/tune: Planner")
 st.caption("Write a plan for a model's attention, compactly (`0-4:sliding_window:128,5:sdpa`; kinds full, "
@@ -20,18 +21,21 @@ st.caption("Write a plan for a model's attention, compactly (`0-4:sliding_window
            "stay full), evaluate it in the worker, and compare plans on a cost/quality frontier. Every "
            "evaluated plan is saved to the run store (kind plan).")
 
-choices = model_choices()
+choices = [*model_choices(), LOCAL]
 if "pl_model" not in st.session_state:
     wanted = url_value("model", DEFAULT_MODEL)
-    st.session_state["pl_model"] = wanted if wanted in choices else DEFAULT_MODEL
+    st.session_state["pl_model"] = wanted if wanted in choices else LOCAL
+    st.session_state["pl_dir"] = "" if wanted in choices else wanted
     st.session_state["pl_plan"] = url_value("plan", DEFAULT_PLAN)
     st.session_state["pl_kv"] = max(0, url_value("kv_heads", 0))
     wanted = url_value("activation", ACTIVATIONS[0])
     st.session_state["pl_act"] = wanted if wanted in ACTIVATIONS else ACTIVATIONS[0]
     st.session_state["pl_tokens"] = max(1, min(url_value("tokens", 128), 512))
 c1, c2, c3, c4 = st.columns([2, 3, 1, 1])
-source = c1.selectbox("Model", choices, key="pl_model",
-                      format_func=lambda c: f"{c} · {PRESETS.get(c, MINILM_DESCRIPTION)}")
+choice = c1.selectbox("Model", choices, key="pl_model", format_func=lambda c: c if c == LOCAL else (
+    f"{c} · {PRESETS.get(c, MINILM_DESCRIPTION)}"))
+source = choice if choice != LOCAL else c1.text_input(
+    "Model directory", key="pl_dir", placeholder="a directory with config.json and *.safetensors weights").strip()
 layers = c2.text_input("Plan", key="pl_plan", help="LAYERS:KIND[:PARAM][:ACTIVATION], comma-separated; "
                        "LAYERS one layer, a range (0-4) or all")
 kv_heads = int(c3.number_input("KV heads", 0, 128, key="pl_kv",
@@ -46,10 +50,12 @@ max_tokens = int(d1.number_input("max tokens", 1, 512, step=32, key="pl_tokens",
 measure = d2.toggle("time prefill and decode", value=True, key="pl_measure",
                     help="plan and base under eager attention, median of 5 passes; off: costs and quality only")
 asked = d3.button("Evaluate", key="pl_go", icon=":material/play_arrow:", type="primary")
-write_url({}, model=source, plan=layers, kv_heads=kv_heads or None,
+write_url({}, model=source or None, plan=layers, kv_heads=kv_heads or None,
           activation=None if activation == ACTIVATIONS[0] else activation, tokens=max_tokens)
 
-if asked:
+if asked and not source:
+    st.error("Name a local model directory (config.json and *.safetensors) to plan for.")
+elif asked:
     up.evaluate(source, layers, kv_heads or None, None if activation == ACTIVATIONS[0] else activation,
                 None, max_tokens, measure)
 up.follow_evaluation()
