@@ -25,6 +25,10 @@ def test_the_page_opens_with_the_plan_from_the_url_and_nothing_evaluated():
     assert at.text_input(key="pl_plan").value == "0-2:sliding_window:16"
     assert at.number_input(key="pl_kv").value == 3 and at.selectbox(key="pl_act").value == "sigmoid"
     assert any("No plan evaluated yet" in i.value for i in at.info)
+    at = open_app(PAGE, kv_heads="999", tokens="100000", activation="tanh")
+    assert not at.exception, at.exception
+    assert (at.number_input(key="pl_kv").value, at.number_input(key="pl_tokens").value) == (128, 512)
+    assert at.selectbox(key="pl_act").value == "as planned"
 
 
 @pytest.mark.slow

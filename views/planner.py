@@ -27,7 +27,7 @@ if "pl_model" not in st.session_state:
     st.session_state["pl_model"] = wanted if wanted in choices else LOCAL
     st.session_state["pl_dir"] = "" if wanted in choices else wanted
     st.session_state["pl_plan"] = url_value("plan", DEFAULT_PLAN)
-    st.session_state["pl_kv"] = max(0, url_value("kv_heads", 0))
+    st.session_state["pl_kv"] = max(0, min(url_value("kv_heads", 0), 128))
     wanted = url_value("activation", ACTIVATIONS[0])
     st.session_state["pl_act"] = wanted if wanted in ACTIVATIONS else ACTIVATIONS[0]
     st.session_state["pl_tokens"] = max(1, min(url_value("tokens", 128), 512))
