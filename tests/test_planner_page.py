@@ -53,6 +53,12 @@ def test_a_bad_plan_says_what_to_change_in_one_line_and_the_page_keeps_working()
     assert [e.value for e in at.error] == ["Evaluating the plan: layer 9 is out of range: the model has layers 0-5"]
     at = evaluate(at, "all:sliding_window:0")
     assert len(at.error) == 1 and "window" in at.error[0].value
+    at = evaluate(at, "0:full:tanh")
+    assert len(at.error) == 1 and "tanh" in at.error[0].value
+    at.number_input(key="pl_kv").set_value(5)
+    at = evaluate(at, "all:full")
+    assert len(at.error) == 1 and "5" in at.error[0].value
+    at.number_input(key="pl_kv").set_value(0)
     at = evaluate(at, "all:full")
     assert not at.error and at.dataframe[0].value["plan"][0] == "minilm: 0-5:full"
 
