@@ -21,6 +21,7 @@ PAGES = [
     st.Page("views/runs.py", title="Runs", icon=":material/storage:"),
     st.Page("views/economics.py", title="Economics", icon=":material/payments:"),
     st.Page("views/models.py", title="Models", icon=":material/neurology:"),
+    st.Page("views/planner.py", title="Planner", icon=":material/tune:"),
 ]
 
 # metric values at a size that fits three cards across a variant's column

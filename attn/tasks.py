@@ -118,3 +118,21 @@ def model_train_step_task(source: str, seq_lens: list[int], budget_s: float = 60
                                           "the attention layers' train step", report)
     return attention_train_step(loaded, seq_lens, budget_s=budget_s, on_point=on_point,
                                 cancelled=report.cancelled)
+
+
+def plan_task(source: str, layers: str, kv_heads: int | None = None, activation: str | None = None,
+              text: str | None = None, max_tokens: int = 128, repeats: int = 5, measure: bool = True,
+              map_tokens: int = 64, *, report) -> dict:
+    """A plan evaluated (attn.models.plan_report.evaluate_plan: FLOPs and KV cache saved, MiniLM's
+    drift, measured times when `measure`), with every layer's maps before and after under "maps"
+    (attn.models.plan_maps, the text cut to `map_tokens`). A bad plan fails with its one line."""
+    from attn.models.plan_maps import plan_maps
+    from attn.models.plan_report import DEFAULT_TEXT, evaluate_plan
+
+    report.progress(0.05, f"{source}: costs and quality" + (", then prefill and decode timed" if measure else ""))
+    result = evaluate_plan(source, layers, kv_heads, activation, text=text, max_tokens=max_tokens,
+                           repeats=repeats, measure=measure)
+    report.progress(0.85, "attention maps before and after")
+    result["maps"] = plan_maps(source, layers, kv_heads, activation, text or DEFAULT_TEXT, map_tokens)
+    report.progress(1.0, "done")
+    return result

@@ -128,7 +128,7 @@ def _shot(page, name: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("path", ["", "playground", "scaling", "roofline", "monitor", "compare", "runs", "economics", "models"])
+@pytest.mark.parametrize("path", ["", "playground", "scaling", "roofline", "monitor", "compare", "runs", "economics", "models", "planner"])
 def test_every_page_opens_without_an_exception(page, app_url, path):
     _open(page, f"{app_url}/{path}")
     _no_exception(page)

@@ -13,6 +13,7 @@ from attn.charts.models import (CACHE_LINES, COST_PARTS, KV_LINES, MOSAIC_GAP, M
                                 SERVING_LINES, TRAIN_LINES, clicked_head, head_grids, implementation_bars,
                                 kv_cache_chart, kv_cache_measured_chart, layer_cost_bars, log_ticks, model_view,
                                 module_time_bars, mosaic_levels, serving_chart, train_step_chart)
+from attn.charts.plans import plan_frontier_chart
 from attn.charts.style import (CHAR_PX, COLORBAR_MARGIN, GREYS, INFERNO, LEGEND_BELOW, LEGEND_PX,
                                VIRIDIS, color_of, fitted_margin)
 
@@ -27,6 +28,7 @@ __all__ = [
     "module_time_bars", "mosaic_levels",
     "CACHE_LINES", "SERVING_LINES", "TRAIN_LINES", "kv_cache_measured_chart", "log_ticks", "serving_chart",
     "train_step_chart",
+    "plan_frontier_chart",
     "CHAR_PX", "COLORBAR_MARGIN", "GREYS", "INFERNO", "LEGEND_BELOW", "LEGEND_PX", "VIRIDIS",
     "color_of", "fitted_margin",
 ]
