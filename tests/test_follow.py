@@ -16,12 +16,14 @@ WAIT_S = 20.0  # a bound for liveness on a busy machine, not a timing under test
 
 
 def _page() -> None:
-    """A page that runs the jobs named in st.session_state["submit"] when "go" is clicked (or on
-    every run with "auto", as the Models page does) and writes down what it is handed back."""
+    """A page that runs the jobs named in st.session_state["submit"] when "go" is clicked (or, with
+    "auto", on any run that finds nothing under its key yet, as the Models page asks only for a
+    result it does not have) and writes down what it is handed back."""
     import streamlit as st
 
     from tests import jobfns
     from ui import follow
+    from ui.follow import _slot, _store
 
     @st.cache_resource
     def shared() -> dict:
@@ -31,7 +33,9 @@ def _page() -> None:
     key, store = state.get("key", "k"), shared() if state.get("shared") else None
     jobs = [follow.job(getattr(jobfns, name), *args, title=f"{name} job", tag=name)
             for name, args in state.get("submit", [])]
-    if st.button("go", key="go") or state.get("auto"):
+    # auto asks only while the store has nothing under the key: asking on every run would replace
+    # a finished job with a new one before the page could read its result
+    if st.button("go", key="go") or (state.get("auto") and _slot(key) not in _store(store)):
         follow.start(key, *jobs, store=store)
     view = follow.follow(key, "Adding", wait=state.get("wait", True), store=store)
     if view is not None:
