@@ -2,9 +2,7 @@
 
 - a new tab opens the page (the form, before any plan is evaluated);
 - Evaluate on MiniLM at 128 tokens without timing: the job in the worker (cost, the quality of
-  36 sentences and 16 passages against the base, the maps before and after) until the cards show;
-- the frontier's cost axis switched on the page that shows the plan: a rerun that draws the
-  cards, the maps, the table and the frontier again.
+  36 sentences and 16 passages against the base, the maps before and after) until the cards show.
 
     python -m bench.planner_page_browser [--loads N]     (needs Debian's chromium)
 """
@@ -59,8 +57,8 @@ def main(loads: int = 5) -> None:
             page.locator(form).click()
             page.wait_for_selector(cards, timeout=180_000)
             page.close()
-            opened, evaluated, redrawn = [], [], []
-            for i in range(loads):
+            opened, evaluated = [], []
+            for _ in range(loads):
                 page = context.new_page()
                 t0 = time.perf_counter()
                 page.goto(url)
@@ -72,19 +70,9 @@ def main(loads: int = 5) -> None:
                 page.locator(form).click()
                 evaluated.append(_until(page, cards, t0))
                 time.sleep(QUIET_S)
-                axis = page.locator(".st-key-pl_cost label").nth(1 if i % 2 == 0 else 0)
-                before = page.locator(".st-key-pl_frontier .xtitle").first.text_content()
-                t0 = time.perf_counter()
-                axis.click()
-                page.wait_for_function(
-                    "(before) => { const t = document.querySelector('.st-key-pl_frontier .xtitle');"
-                    " return t && t.textContent !== before; }", arg=before, timeout=60_000)
-                redrawn.append(time.perf_counter() - t0)
-                time.sleep(QUIET_S)
                 page.close()
             _summary("new tab, the page's form drawn", opened)
             _summary("Evaluate (the job in the worker) until the cards show", evaluated)
-            _summary("frontier axis switched, the page with a plan redrawn", redrawn)
             browser.close()
     finally:
         proc.terminate()
