@@ -10,6 +10,7 @@ Chromium, on 128 tokens, with the model already loaded in the server:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -20,6 +21,7 @@ import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 from bench.app_cpu import _free_port
 
@@ -71,16 +73,15 @@ def _summary(name: str, seconds: list[float]) -> None:
           f"over {len(seconds)} ({', '.join(f'{s:.2f}' for s in seconds)})")
 
 
-def main(loads: int = 5) -> None:
-    from playwright.sync_api import sync_playwright
-
+@contextlib.contextmanager
+def served_app() -> Iterator[str]:
+    """The app started as `make run` does, on a free port with an empty ATTN_HOME: its address,
+    once it answers; stopped afterwards."""
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.port", str(port),
                              "--server.headless", "true"], cwd=ROOT,
                             env={**os.environ, "ATTN_HOME": tempfile.mkdtemp()},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/models?tokens={TOKENS}&text={urllib.parse.quote(TEXT)}"
-    viewport = {"width": 1500, "height": 1100}
     try:
         while True:
             try:
@@ -88,9 +89,26 @@ def main(loads: int = 5) -> None:
                 break
             except OSError:
                 time.sleep(0.1)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def chromium(p):
+    """Debian's headless chromium through Playwright (no browser download)."""
+    return p.chromium.launch(executable_path=shutil.which("chromium"), args=[
+        "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+
+
+def main(loads: int = 5) -> None:
+    from playwright.sync_api import sync_playwright
+
+    viewport = {"width": 1500, "height": 1100}
+    with served_app() as address:
+        url = f"{address}/models?tokens={TOKENS}&text={urllib.parse.quote(TEXT)}"
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = chromium(p)
             seen = browser.new_context(viewport=viewport)
             page = seen.new_page()  # loads the model and measures it once; not counted
             _goto_drawn(page, url)
@@ -127,9 +145,6 @@ def main(loads: int = 5) -> None:
                 time.sleep(QUIET_S)  # its module timing runs after the maps; let it end
             _summary("new text on the open page", typed)
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 if __name__ == "__main__":

@@ -9,16 +9,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 
-from bench.app_cpu import _free_port
-from bench.models_page_browser import ROOT, _summary
+from bench.models_page_browser import _summary, chromium, served_app
 
 PLAN = "0-4:sliding_window:16"
 QUIET_S = 3
@@ -32,24 +25,12 @@ def _until(page, selector: str, t0: float, limit_s: float = 180) -> float:
 def main(loads: int = 5) -> None:
     from playwright.sync_api import sync_playwright
 
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "ui.serve", "--server.port", str(port),
-                             "--server.headless", "true"], cwd=ROOT,
-                            env={**os.environ, "ATTN_HOME": tempfile.mkdtemp()},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/planner?model=minilm&plan={PLAN}&tokens=128"
-    form = ".st-key-pl_go button"
-    cards = "text=mean cosine to the base"
-    try:
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1)
-                break
-            except OSError:
-                time.sleep(0.1)
+    with served_app() as address:
+        url = f"{address}/planner?model=minilm&plan={PLAN}&tokens=128"
+        form = ".st-key-pl_go button"
+        cards = "text=mean cosine to the base"
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=shutil.which("chromium"), args=[
-                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+            browser = chromium(p)
             context = browser.new_context(viewport={"width": 1500, "height": 1100})
             page = context.new_page()  # loads MiniLM in the server and warms it; not counted
             page.goto(url)
@@ -74,9 +55,6 @@ def main(loads: int = 5) -> None:
             _summary("new tab, the page's form drawn", opened)
             _summary("Evaluate (the job in the worker) until the cards show", evaluated)
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 if __name__ == "__main__":
