@@ -18,7 +18,7 @@ from attn.cost import attention_cost
 from attn.device import device_name
 from attn.environment import environment
 from attn.inputs import random_qkv
-from attn.memory import cpu_peak_bytes, cuda_peak_bytes
+from attn.memory import peak_bytes
 from attn.nvml import gpu_energy_per_call
 from attn.profiles import Profile, add_roofline
 from attn.spec import AttentionSpec
@@ -47,12 +47,7 @@ def profile_decode(spec: AttentionSpec, variant: str, device: str, budget_s: flo
         first_s = time.perf_counter() - t0
         backend, backend_reasons = var.kernel(q, k, v, spec), var.kernel_reasons(q, k, spec)
         cost = attention_cost(var.resolved(spec, backend), variant, "decode")
-        if on_cuda:
-            peak, reserved = cuda_peak_bytes(step)
-            memory_method = "torch.cuda.max_memory_allocated above the baseline, one step"
-        else:
-            peak, reserved = cpu_peak_bytes(step), None
-            memory_method = "torch profiler memory events (CPU allocator) during one step"
+        peak, reserved, memory_method = peak_bytes(step, device, "one step")
         # on a GPU the L2 cache is flushed before each step: a server's cache does not stay in it
         timing = time_cuda(step, budget_s) if on_cuda else time_cpu(step, budget_s, warmup=0)
         energy = gpu_energy_per_call(step, q.device)

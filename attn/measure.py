@@ -18,7 +18,7 @@ from attn.device import device_name, is_out_of_memory, resolve_device
 from attn.environment import environment
 from attn.flopcheck import flops_note
 from attn.inputs import random_qkv
-from attn.memory import DoesNotFit, check_fits, cpu_peak_bytes, cuda_peak_bytes
+from attn.memory import DoesNotFit, check_fits, peak_bytes
 from attn.nvml import gpu_energy_per_call
 from attn.decoding import profile_decode
 from attn.profiles import Profile, add_roofline
@@ -86,12 +86,7 @@ def profile(spec: AttentionSpec, variant: str, device: str | None = None, budget
                     fn()
                 calls_s.append(time.perf_counter() - t1)  # the call alone, not the profiler's set-up
 
-            if on_cuda:
-                peak, reserved = cuda_peak_bytes(counted_call)
-                memory_method = "torch.cuda.max_memory_allocated above the baseline"
-            else:
-                peak, reserved = cpu_peak_bytes(counted_call), None
-                memory_method = "torch profiler memory events (CPU allocator) during one call"
+            peak, reserved, memory_method = peak_bytes(counted_call, device)
             counted = int(counter.get_total_flops())
             timing = time_cuda(fn, budget_s) if on_cuda else time_cpu(fn, budget_s, warmup=0)
             energy = gpu_energy_per_call(fn, q.device)

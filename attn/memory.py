@@ -69,6 +69,16 @@ def cuda_peak_bytes(fn: Callable[[], object]) -> tuple[int, int]:
     return torch.cuda.max_memory_allocated() - before, torch.cuda.memory_reserved()
 
 
+def peak_bytes(fn: Callable[[], object], device: str, during: str = "one call"
+               ) -> tuple[int, int | None, str]:
+    """(peak bytes allocated during fn above what was allocated before it, the CUDA allocator's
+    reserved bytes or None on the CPU, how the peak was measured, in words)."""
+    if str(device).startswith("cuda"):
+        peak, reserved = cuda_peak_bytes(fn)
+        return peak, reserved, f"torch.cuda.max_memory_allocated above the baseline, {during}"
+    return cpu_peak_bytes(fn), None, f"torch profiler memory events (CPU allocator) during {during}"
+
+
 def check_fits(spec: AttentionSpec, variant: str, device: str, mode: str = "forward") -> None:
     """DoesNotFit, before anything is allocated, when the cost model's peak for the regime is
     more than the device has free."""

@@ -20,7 +20,7 @@ from attn.cost import attention_cost
 from attn.device import device_name
 from attn.environment import environment
 from attn.inputs import random_qkv
-from attn.memory import cpu_peak_bytes, cuda_peak_bytes
+from attn.memory import peak_bytes
 from attn.nvml import gpu_energy_per_call
 from attn.profiles import Profile, add_roofline
 from attn.spec import AttentionSpec
@@ -112,12 +112,7 @@ def profile_train(spec: AttentionSpec, variant: str, device: str, budget_s: floa
         forward().backward(g)
         clear()
 
-    if on_cuda:
-        peak, reserved = cuda_peak_bytes(step)
-        memory_method = "torch.cuda.max_memory_allocated above the baseline, forward + backward"
-    else:
-        peak, reserved = cpu_peak_bytes(step), None
-        memory_method = "torch profiler memory events (CPU allocator) during forward + backward"
+    peak, reserved, memory_method = peak_bytes(step, device, "forward + backward")
     watch = stopwatch(device)
     method = ("cuda events" if on_cuda else "host clock") + ", forward and backward timed apart"
     fwd = settle_then_repeat(lambda: watch(forward), budget_s / 2, max_warmup_s, method)

@@ -10,7 +10,6 @@ from ui import format as fmt
 from ui.results import cost_cards, error_cards, metric_cards, not_profiled, profile_caption
 from ui.state import current_mode, set_mode
 
-LABELS = {"forward": "forward", "train": "train", "decode": "decode"}
 HELP = ("forward: one call over the whole sequence (a prefill, an encoder). train: forward and "
         "backward with respect to q, k and v. decode: one serving step, the new tokens' queries "
         "against a cache of context keys; memory-bound, so its floor is the bytes it reads over "
@@ -24,7 +23,7 @@ def mode_selector(key: str) -> str:
     if note:
         st.warning(note)
     st.radio("regime", MODES, index=MODES.index(current_mode()), key=key, horizontal=True,
-             format_func=LABELS.get, help=HELP, on_change=_keep, args=(key,))
+             help=HELP, on_change=_keep, args=(key,))
     return current_mode()
 
 

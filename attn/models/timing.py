@@ -15,7 +15,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from attn.memory import cpu_peak_bytes, cuda_peak_bytes
+from attn.memory import peak_bytes
 from attn.models.capture import switched_implementation
 from attn.models.sources import IMPLEMENTATIONS, LoadedModel, encode, load_model
 
@@ -163,9 +163,8 @@ def _peak_bytes(loaded: LoadedModel, ids: torch.Tensor) -> tuple[int | None, str
     """Peak memory of one forward pass above what was allocated before it."""
     def forward():
         loaded.model(input_ids=ids)
-    if loaded.device.startswith("cuda"):
-        return cuda_peak_bytes(forward)[0], "cuda max_memory_allocated"
-    return cpu_peak_bytes(forward), "torch profiler memory events (CPU tensors)"
+    peak, _, method = peak_bytes(forward, loaded.device, "one forward")
+    return peak, method
 
 
 def compare_implementations(source: str, text: str, impls: Sequence[str] = IMPLEMENTATIONS,

@@ -25,7 +25,7 @@ from typing import Callable, Sequence
 import torch
 
 from attn.cost import attention_cost
-from attn.memory import cpu_peak_bytes, cuda_peak_bytes
+from attn.memory import peak_bytes
 from attn.models.capture import switched_implementation
 from attn.models.costs import model_shape
 from attn.models.lengths import measure_lengths, one_line
@@ -146,10 +146,7 @@ def attention_train_step(loaded: LoadedModel, seq_lens: Sequence[int] = DEFAULT_
         whole = summarize([f + b for f, b in times], 0, "perf")
         peak, method = None, "not measured"
         if measure_memory:
-            if cuda:
-                peak, method = cuda_peak_bytes(lambda: step(calls))[0], "cuda max_memory_allocated"
-            else:
-                peak, method = cpu_peak_bytes(lambda: step(calls)), "torch profiler memory events (CPU tensors)"
+            peak, _, method = peak_bytes(lambda: step(calls), "cuda" if cuda else "cpu", "forward + backward")
         _drop_grads(calls)
         return {"forward_ms": forward.median_ms, "backward_ms": backward.median_ms, "step_ms": whole.median_ms,
                 "step_ms_p10": whole.p10_ms, "step_ms_p90": whole.p90_ms, "peak_bytes": peak,
