@@ -26,7 +26,6 @@ N_RANDOM = Param("n_random", 1, "random key blocks per query block", lo=0, hi=64
 # of booleans, about a second to draw on 2 cores. Past it a spec is refused with the block size
 # that would fit, rather than hang drawing the layout.
 MAX_LAYOUT_CELLS = 1 << 26
-_SLAB_ROWS = 1024  # query blocks drawn at a time: the random scores are a slab x key blocks
 
 
 def layout_blocks(spec: AttentionSpec) -> tuple[int, int]:
@@ -58,6 +57,49 @@ def _hash_scores(qb: torch.Tensor, kb: torch.Tensor, seed: int) -> torch.Tensor:
     return h ^ (h >> 16)
 
 
+def _free_blocks(qb: torch.Tensor, n_g: int, n_kb: int, full: int, causal: bool
+                 ) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """For each query block: how many key blocks the random draw picks from, the local blocks
+    it must skip (ascending), and the end of the range it draws in.
+
+    The draw's candidates are the whole key blocks (a partial last block is never drawn, so
+    that a row's pairs do not depend on the draw: the cost is a closed form) up to the row's
+    own block under a causal mask, less the global blocks and the local band already held.
+    """
+    end = torch.clamp(torch.clamp(qb + 1, max=full), min=0) if causal else torch.full_like(qb, full)
+    skips = [qb + d for d in (-1, 0, 1)]
+    holes = [torch.where((kb >= n_g) & (kb < end), kb, -1) for kb in skips]
+    free = end - torch.minimum(end, torch.tensor(n_g)) - sum((h >= 0).long() for h in holes)
+    return free.clamp(min=0), holes, end
+
+
+def _random_blocks(qb: torch.Tensor, n_g: int, n_kb: int, full: int, causal: bool,
+                   n_random: int, seed: int) -> torch.Tensor:
+    """(query blocks x n_random) key blocks drawn at random, -1 where a row draws fewer.
+
+    Floyd's algorithm, a row's draws uniform among its candidates without replacement, run on
+    every row at once: n_random steps of a hash of (seed, query block, step), so the work is
+    query blocks x n_random^2 whatever the number of key blocks (scoring every key block took
+    17 s for one decode row at 4G tokens of context). A row depends only on its query block
+    and its candidates, so a decode step's one query block sees what that block saw in the
+    whole forward pass.
+    """
+    free, holes, _ = _free_blocks(qb, n_g, n_kb, full, causal)
+    drawn = torch.clamp(free, max=n_random)
+    picks = torch.full((qb.shape[0], n_random), -1, dtype=torch.int64)
+    for i in range(n_random):
+        j = free - drawn + i  # Floyd's j runs over the last `drawn` candidate indices
+        active = i < drawn
+        t = _hash_scores(qb, j, seed) % (j + 1).clamp(min=1)
+        t = torch.where((picks == t[:, None]).any(1), j, t)
+        picks[:, i] = torch.where(active, t, -1)
+    # candidate index -> key block: past the global blocks, then past each held local block
+    blocks = picks + n_g
+    for hole in holes:
+        blocks = blocks + ((hole >= 0)[:, None] & (blocks >= hole[:, None]))
+    return torch.where(picks >= 0, blocks, -1)
+
+
 @functools.lru_cache(maxsize=64)
 def _layout(seq: int, kv_seq: int, offset: int, block: int, n_global: int, n_random: int,
             seed: int, causal: bool) -> tuple[torch.Tensor, int]:
@@ -68,17 +110,10 @@ def _layout(seq: int, kv_seq: int, offset: int, block: int, n_global: int, n_ran
     kb = torch.arange(n_kb)[None, :]
     layout = ((qb - kb).abs() <= 1) | (kb < n_global) | ((qb >= 0) & (qb < n_global))
     if n_random:
-        # each query block draws n_random blocks uniformly among those it could still see: the
-        # candidates with the smallest random scores. A score is a hash of (seed, query block,
-        # key block), so a block's row of the layout is the same in every spec that has it (a
-        # decode step's one query block sees what that block saw in the whole forward), and the
-        # draw is vectorised (a loop of randperm per row took 1.5 s at 1024 query blocks)
-        for lo in range(0, layout.shape[0], _SLAB_ROWS):
-            rows = layout[lo:lo + _SLAB_ROWS]
-            candidates = ~rows & ((kb <= qb[lo:lo + _SLAB_ROWS]) if causal else True)
-            scores = _hash_scores(qb[lo:lo + _SLAB_ROWS], kb, seed).masked_fill_(~candidates, 1 << 32)
-            pick = scores.topk(min(n_random, n_kb), dim=1, largest=False).indices
-            rows |= torch.zeros_like(rows).scatter_(1, pick, candidates.gather(1, pick))
+        drawn = _random_blocks(qb[:, 0], min(n_global, n_kb), n_kb, _full_key_blocks(kv_seq, block),
+                               causal, n_random, seed)
+        rows, slots = (drawn >= 0).nonzero().unbind(1)
+        layout[rows, drawn[rows, slots]] = True
     return layout, first
 
 
@@ -109,22 +144,61 @@ def block_sparse_mask(spec: AttentionSpec) -> Mask:
                 "block_sparse")
 
 
-def block_sparse_pairs(spec: AttentionSpec) -> int:
-    """Pairs of the layout, counted block by block in closed form (no seq x kv_seq matrix)."""
-    layout, first = block_layout(spec)
-    off, bs = spec.position_offset, spec.block
-    # only the cells the layout keeps: a few per query block, not query blocks x key blocks
-    qb, kb = layout.nonzero().unbind(1)
-    qb = qb + first
+def _full_key_blocks(kv_seq: int, block: int) -> int:
+    """Key blocks of a whole `block` keys: the ones random picks come from."""
+    return kv_seq // block
+
+
+def row_counts(spec: AttentionSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    """(pairs, key blocks) of each query block's row of the layout, in closed form.
+
+    Neither depends on which blocks the random draw picks (they are whole blocks, wholly visible
+    even under a causal mask, see _layout), so this never builds the layout: a vector a query
+    block, not a matrix a (query block, key block) cell, and a cost at the layout limit answers
+    in milliseconds where drawing the layout took seconds.
+    """
+    too_large = layout_too_large(spec)
+    if too_large:
+        raise ValueError(too_large)
+    off, bs, kv, causal = spec.position_offset, spec.block, spec.kv_seq, spec.causal
+    n_qb, n_kb = layout_blocks(spec)
+    n_g = min(spec.n_global, n_kb)
+    qb = torch.arange(n_qb, dtype=torch.int64) + off // bs
     q_start = torch.clamp(qb * bs, min=off)
     n_q = torch.clamp((qb + 1) * bs, max=off + spec.seq) - q_start
-    k_start = kb * bs
-    n_k = torch.clamp((kb + 1) * bs, max=spec.kv_seq) - k_start
-    if spec.causal:
-        per_cell = sum_clamped(q_start - k_start + 1, n_q, n_k)
-    else:
-        per_cell = n_q * n_k
-    return int(per_cell.sum())
+
+    def block_pairs(kb: torch.Tensor) -> torch.Tensor:
+        """Pairs between a row's queries and key block kb (zero where kb is not a block)."""
+        real = (kb >= 0) & (kb < n_kb)
+        k_start = kb.clamp(0, n_kb - 1) * bs
+        n_k = torch.clamp(k_start + bs, max=kv) - k_start
+        pairs = sum_clamped(q_start - k_start + 1, n_q, n_k) if causal else n_q * n_k
+        return torch.where(real, pairs, 0)
+
+    # global blocks: whole before any non-global row, so all of them are seen (none by a row
+    # at negative positions, which under a causal mask sees no key at all)
+    global_keys = min(n_g * bs, kv)
+    pairs = torch.where(qb >= 0, n_q * global_keys, 0) if causal else n_q * global_keys
+    blocks = torch.full_like(qb, n_g)
+    for d in (-1, 0, 1):  # the local band, less what the global blocks already hold
+        kb = qb + d
+        extra = (kb >= n_g) & (kb < n_kb)
+        pairs = pairs + torch.where(extra, block_pairs(kb), 0)
+        blocks = blocks + extra
+    # random blocks: n_random of the whole blocks not yet held, each seen whole
+    free, _, _ = _free_blocks(qb, n_g, n_kb, _full_key_blocks(kv, bs), causal)
+    drawn = free.clamp(max=spec.n_random)
+    pairs = pairs + drawn * n_q * bs
+    blocks = blocks + drawn
+    # a global row sees every key
+    is_global = (qb >= 0) & (qb < n_g)
+    every = sum_clamped(q_start + 1, n_q, kv) if causal else n_q * kv
+    return torch.where(is_global, every, pairs), torch.where(is_global, n_kb, blocks)
+
+
+def block_sparse_pairs(spec: AttentionSpec) -> int:
+    """Pairs of the layout, summed over query blocks in closed form (no layout, no matrix)."""
+    return int(row_counts(spec)[0].sum())
 
 
 def weights(q, k, spec: AttentionSpec, rows=None):
@@ -142,14 +216,13 @@ def extra_bytes(spec: AttentionSpec) -> int:
     # the CPU kernel: for a run of query blocks (one batch item), the two partial outputs of
     # its local band and of its other blocks before they are merged into place (one output
     # with GQA), the keys and values gathered for it, and a block's bias
-    layout, _ = block_layout(spec)
-    widest = min(int(layout.sum(1).max()) * spec.block, spec.kv_seq)
+    n_qb, n_kb = layout_blocks(spec)
+    widest = min(int(row_counts(spec)[1].max()) * spec.block, spec.kv_seq)
     rows = min(spec.seq, RUN_ROWS)
-    gathered = max(widest, min(RUN_GATHERED_KEYS, layout.shape[0] * widest))
-    # and the layout itself, a byte a cell, with (while it is drawn) a slab of float32 random
-    # scores, their candidate mask and the picks: about 13 bytes a cell of the slab
-    n_qb, n_kb = layout.shape
-    drawing = n_qb * n_kb + (min(n_qb, _SLAB_ROWS) * n_kb * 13 if spec.n_random else 0)
+    gathered = max(widest, min(RUN_GATHERED_KEYS, n_qb * widest))
+    # and the layout itself, a byte a cell, with (while it is drawn) a few int64 vectors of
+    # n_random picks a query block
+    drawing = n_qb * n_kb + n_qb * spec.n_random * 8 * 4
     return drawing + (2 * spec.heads * rows * spec.head_dim
                       + 2 * spec.kv_heads * gathered * spec.head_dim
                       + min(spec.block, spec.seq) * widest) * spec.dtype_bytes
@@ -157,8 +230,25 @@ def extra_bytes(spec: AttentionSpec) -> int:
 
 def decode_keys(spec: AttentionSpec) -> int:
     """The cached keys a decode step's new tokens can see: those of the blocks their layout
-    rows keep (the kernel gathers just these)."""
-    return int(block_sparse_mask(spec).keys_for(0, spec.seq).numel())
+    rows keep (the kernel gathers just these), found from the rows alone: a decode step at the
+    layout limit would otherwise draw a row of 67M key blocks."""
+    too_large = layout_too_large(spec)
+    if too_large:
+        raise ValueError(too_large)
+    bs, kv = spec.block, spec.kv_seq
+    n_qb, n_kb = layout_blocks(spec)
+    n_g = min(spec.n_global, n_kb)
+    qb = torch.arange(n_qb, dtype=torch.int64) + spec.position_offset // bs
+    stop = min(kv, spec.position_offset + spec.seq) if spec.causal else kv
+    if bool(((qb >= 0) & (qb < n_g)).any()):
+        return stop  # a global row keeps every block
+    held = [torch.arange(n_g), *(qb + d for d in (-1, 0, 1))]
+    if spec.n_random:
+        held.append(_random_blocks(qb, n_g, n_kb, _full_key_blocks(kv, bs), spec.causal,
+                                   spec.n_random, spec.seed).flatten())
+    blocks = torch.cat(held).unique()
+    blocks = blocks[(blocks >= 0) & (blocks < n_kb)]
+    return int((torch.clamp((blocks + 1) * bs, max=stop) - blocks * bs).clamp(min=0).sum())
 
 
 def unsupported(spec: AttentionSpec, device: str) -> list[str]:
