@@ -40,9 +40,11 @@ def test_row_counts_equal_the_drawn_layout():
     for _ in range(250):
         spec = _random_spec(rng)
         pairs, blocks = _from_layout(spec)
-        counted_pairs, counted_blocks = bs.row_counts(spec)
-        assert int(counted_pairs.sum()) == pairs == bs.block_sparse_pairs(spec), spec
-        assert torch.equal(counted_blocks, blocks), spec
+        first = spec.position_offset // spec.block
+        rows = [bs.row_counts(spec, first + i) for i in range(blocks.shape[0])]
+        assert [b for _, b in rows] == blocks.tolist(), spec
+        assert sum(p for p, _ in rows) == pairs == bs.block_sparse_pairs(spec), spec
+        assert bs.layout_totals(spec)[1] == int(blocks.max()), spec
 
 
 def test_decode_keys_equal_the_drawn_rows():
@@ -70,6 +72,28 @@ def test_a_partial_last_block_is_never_drawn():
     spec = AttentionSpec(seq=100, kv_seq=100, heads=1, head_dim=4, block=16, n_global=0, n_random=5)
     layout, _ = bs.block_layout(spec)
     assert not layout[:5, 6].any()  # block 6 holds keys 96..99; rows 0..4 hold it neither locally
+
+
+def test_layout_totals_sum_rows_exactly_at_lengths_past_any_layout():
+    # long enough that the runs between landmarks are long, small enough to count row by row
+    rng = random.Random(2)
+    for _ in range(60):
+        block = rng.randint(1, 8)
+        seq = rng.randint(1, 3000)
+        spec = AttentionSpec(seq=seq, kv_seq=rng.choice([seq, rng.randint(1, 3000)]), heads=1, head_dim=4,
+                             causal=rng.random() < 0.6, causal_align=rng.choice(["bottom_right", "top_left"]),
+                             block=block, n_global=rng.randint(0, 5), n_random=rng.randint(0, 9))
+        first = spec.position_offset // block
+        last = (spec.position_offset + seq - 1) // block
+        rows = [bs.row_counts(spec, qb) for qb in range(first, last + 1)]
+        assert bs.layout_totals(spec) == (sum(p for p, _ in rows), max(b for _, b in rows)), spec
+
+
+def test_cost_at_any_length_is_exact_on_python_ints():
+    spec = AttentionSpec(seq=10 ** 18, heads=64, head_dim=128, causal=True)
+    pairs = bs.block_sparse_pairs(spec)
+    assert isinstance(pairs, int) and pairs > 10 ** 18 * 64 * 2  # at least the local band
+    assert attention_cost(spec, "block_sparse", "forward").flops == 4 * 64 * 128 * pairs
 
 
 @pytest.mark.parametrize("mode", ["forward", "train", "decode"])

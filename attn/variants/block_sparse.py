@@ -50,7 +50,7 @@ def _hash_scores(qb: torch.Tensor, kb: torch.Tensor, seed: int) -> torch.Tensor:
     """A pseudo-random 31-bit score for each (query block, key block) pair, from the seed alone
     (int64 arithmetic that stays below 2^62: 31-bit values times 31-bit odd constants)."""
     mask = (1 << 31) - 1
-    h = (qb * 0x5BD1E995 + kb * 0x1B873593 + (seed % 0x7FFFFFFF) * 0x27D4EB2F) & mask
+    h = ((qb & mask) * 0x5BD1E995 + (kb & mask) * 0x1B873593 + (seed % 0x7FFFFFFF) * 0x27D4EB2F) & mask
     for _ in range(2):
         h = ((h ^ (h >> 15)) * 0x2C1B3C6D) & mask
         h = ((h ^ (h >> 13)) * 0x297A2D39) & mask
@@ -90,7 +90,10 @@ def _random_blocks(qb: torch.Tensor, n_g: int, n_kb: int, full: int, causal: boo
     for i in range(n_random):
         j = free - drawn + i  # Floyd's j runs over the last `drawn` candidate indices
         active = i < drawn
-        t = _hash_scores(qb, j, seed) % (j + 1).clamp(min=1)
+        # 62 random bits (two 31-bit hashes), so that rows of more than 2^31 candidates draw
+        # from all of them
+        bits = (_hash_scores(qb, j, seed) << 31) | _hash_scores(qb, j ^ 0x55555555, seed + 1)
+        t = bits % (j + 1).clamp(min=1)
         t = torch.where((picks == t[:, None]).any(1), j, t)
         picks[:, i] = torch.where(active, t, -1)
     # candidate index -> key block: past the global blocks, then past each held local block
@@ -149,56 +152,72 @@ def _full_key_blocks(kv_seq: int, block: int) -> int:
     return kv_seq // block
 
 
-def row_counts(spec: AttentionSpec) -> tuple[torch.Tensor, torch.Tensor]:
-    """(pairs, key blocks) of each query block's row of the layout, in closed form.
+def row_counts(spec: AttentionSpec, qb: int) -> tuple[int, int]:
+    """(pairs, key blocks) of query block qb's row of the layout, on Python ints.
 
     Neither depends on which blocks the random draw picks (they are whole blocks, wholly visible
-    even under a causal mask, see _layout), so this never builds the layout: a vector a query
-    block, not a matrix a (query block, key block) cell, and a cost at the layout limit answers
-    in milliseconds where drawing the layout took seconds.
+    even under a causal mask, see _random_blocks), so the layout is never drawn for them.
     """
-    too_large = layout_too_large(spec)
-    if too_large:
-        raise ValueError(too_large)
     off, bs, kv, causal = spec.position_offset, spec.block, spec.kv_seq, spec.causal
-    n_qb, n_kb = layout_blocks(spec)
+    n_kb = -(-kv // bs)
+    n_g, full = min(spec.n_global, n_kb), _full_key_blocks(kv, bs)
+    q_start = max(qb * bs, off)
+    n_q = min((qb + 1) * bs, off + spec.seq) - q_start
+    if 0 <= qb < n_g:  # a global row sees every key
+        return (sum_clamped(q_start + 1, n_q, kv) if causal else n_q * kv), n_kb
+
+    def block_pairs(kb: int) -> int:
+        k_start = kb * bs
+        n_k = min(k_start + bs, kv) - k_start
+        return sum_clamped(q_start - k_start + 1, n_q, n_k) if causal else n_q * n_k
+
+    # the global blocks lie wholly before a non-global row (a row at negative positions, under a
+    # causal mask, sees no key at all); then the local band, less what the global blocks hold
+    pairs = n_q * min(n_g * bs, kv) if qb >= 0 or not causal else 0
+    local = [kb for kb in (qb - 1, qb, qb + 1) if n_g <= kb < n_kb]
+    pairs += sum(block_pairs(kb) for kb in local)
+    # random blocks: n_random of the whole blocks not held yet (up to the row's own block under
+    # a causal mask), each seen whole
+    end = max(min(qb + 1, full), 0) if causal else full
+    free = end - min(end, n_g) - sum(1 for kb in local if kb < end)
+    drawn = min(max(free, 0), spec.n_random)
+    return pairs + drawn * n_q * bs, n_g + len(local) + drawn
+
+
+def _segments(spec: AttentionSpec) -> list[tuple[int, int]]:
+    """Runs [a, b) of query blocks over which a row's pairs and blocks are linear in qb.
+
+    A row's counts change shape only where qb meets the layout's landmarks (the first and last
+    query block, block 0, the global blocks, the last and the last whole key block, and where
+    the random draw has enough candidates), give or take the local band; between them a row is
+    the one before it shifted by a block. Three rows either side of each landmark are their own
+    runs, so the sum is a few dozen rows at any length.
+    """
+    first = spec.position_offset // spec.block
+    stop = (spec.position_offset + spec.seq - 1) // spec.block + 1
+    n_kb = -(-spec.kv_seq // spec.block)
     n_g = min(spec.n_global, n_kb)
-    qb = torch.arange(n_qb, dtype=torch.int64) + off // bs
-    q_start = torch.clamp(qb * bs, min=off)
-    n_q = torch.clamp((qb + 1) * bs, max=off + spec.seq) - q_start
+    landmarks = (0, n_g, n_kb, _full_key_blocks(spec.kv_seq, spec.block), n_g + spec.n_random,
+                 first + 1, stop - 1)
+    cuts = sorted({first, stop} | {min(max(m + d, first), stop) for m in landmarks for d in range(-3, 5)})
+    return list(zip(cuts, cuts[1:]))
 
-    def block_pairs(kb: torch.Tensor) -> torch.Tensor:
-        """Pairs between a row's queries and key block kb (zero where kb is not a block)."""
-        real = (kb >= 0) & (kb < n_kb)
-        k_start = kb.clamp(0, n_kb - 1) * bs
-        n_k = torch.clamp(k_start + bs, max=kv) - k_start
-        pairs = sum_clamped(q_start - k_start + 1, n_q, n_k) if causal else n_q * n_k
-        return torch.where(real, pairs, 0)
 
-    # global blocks: whole before any non-global row, so all of them are seen (none by a row
-    # at negative positions, which under a causal mask sees no key at all)
-    global_keys = min(n_g * bs, kv)
-    pairs = torch.where(qb >= 0, n_q * global_keys, 0) if causal else n_q * global_keys
-    blocks = torch.full_like(qb, n_g)
-    for d in (-1, 0, 1):  # the local band, less what the global blocks already hold
-        kb = qb + d
-        extra = (kb >= n_g) & (kb < n_kb)
-        pairs = pairs + torch.where(extra, block_pairs(kb), 0)
-        blocks = blocks + extra
-    # random blocks: n_random of the whole blocks not yet held, each seen whole
-    free, _, _ = _free_blocks(qb, n_g, n_kb, _full_key_blocks(kv, bs), causal)
-    drawn = free.clamp(max=spec.n_random)
-    pairs = pairs + drawn * n_q * bs
-    blocks = blocks + drawn
-    # a global row sees every key
-    is_global = (qb >= 0) & (qb < n_g)
-    every = sum_clamped(q_start + 1, n_q, kv) if causal else n_q * kv
-    return torch.where(is_global, every, pairs), torch.where(is_global, n_kb, blocks)
+def layout_totals(spec: AttentionSpec) -> tuple[int, int]:
+    """(pairs, the widest row's key blocks) of the whole layout: a linear row count summed over
+    each run in closed form, exact at any length (a cost at 10^18 tokens answers in
+    milliseconds; drawing the layout took 2 s at 8192 x 8192 blocks)."""
+    pairs, widest = 0, 0
+    for a, b in _segments(spec):
+        (pa, wa), (pb, wb) = row_counts(spec, a), row_counts(spec, b - 1)
+        pairs += (pa + pb) * (b - a) // 2
+        widest = max(widest, wa, wb)
+    return pairs, widest
 
 
 def block_sparse_pairs(spec: AttentionSpec) -> int:
-    """Pairs of the layout, summed over query blocks in closed form (no layout, no matrix)."""
-    return int(row_counts(spec)[0].sum())
+    """Pairs of the layout, in closed form (no layout, no matrix)."""
+    return layout_totals(spec)[0]
 
 
 def weights(q, k, spec: AttentionSpec, rows=None):
@@ -217,7 +236,7 @@ def extra_bytes(spec: AttentionSpec) -> int:
     # its local band and of its other blocks before they are merged into place (one output
     # with GQA), the keys and values gathered for it, and a block's bias
     n_qb, n_kb = layout_blocks(spec)
-    widest = min(int(row_counts(spec)[1].max()) * spec.block, spec.kv_seq)
+    widest = min(layout_totals(spec)[1] * spec.block, spec.kv_seq)
     rows = min(spec.seq, RUN_ROWS)
     gathered = max(widest, min(RUN_GATHERED_KEYS, n_qb * widest))
     # and the layout itself, a byte a cell, with (while it is drawn) a few int64 vectors of
@@ -228,15 +247,21 @@ def extra_bytes(spec: AttentionSpec) -> int:
                       + min(spec.block, spec.seq) * widest) * spec.dtype_bytes
 
 
+# a decode step's key count is found on int64 tensors: block indices times the block size must
+# stay below 2^63, and its rows' draws are rows x n_random^2 steps
+_DECODE_KEYS_LIMIT = 1 << 62
+_DECODE_DRAWS_LIMIT = 1 << 22
+
+
 def decode_keys(spec: AttentionSpec) -> int:
     """The cached keys a decode step's new tokens can see: those of the blocks their layout
-    rows keep (the kernel gathers just these), found from the rows alone: a decode step at the
-    layout limit would otherwise draw a row of 67M key blocks."""
-    too_large = layout_too_large(spec)
-    if too_large:
-        raise ValueError(too_large)
+    rows keep (the kernel gathers just these), found from the rows alone: a decode step at 4G
+    tokens of context drew a row of 67M key blocks in 17 s."""
     bs, kv = spec.block, spec.kv_seq
     n_qb, n_kb = layout_blocks(spec)
+    if kv >= _DECODE_KEYS_LIMIT or n_qb * max(spec.n_random, 1) ** 2 > _DECODE_DRAWS_LIMIT:
+        raise ValueError(f"block_sparse: a decode step of {spec.seq:,} new tokens on {kv:,} cached "
+                         f"keys is past what attn counts; use fewer new tokens or a larger block")
     n_g = min(spec.n_global, n_kb)
     qb = torch.arange(n_qb, dtype=torch.int64) + spec.position_offset // bs
     stop = min(kv, spec.position_offset + spec.seq) if spec.causal else kv
