@@ -22,6 +22,7 @@ Head statistics summarise every row of a head without drawing it; see `HeadStats
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Iterator
 
@@ -35,7 +36,7 @@ from attn.head_statistics import HeadStats, StatSums, block_sums
 from attn.inputs import random_qkv
 from attn.sources import InputSource, make_inputs
 from attn.memory import DoesNotFit
-from attn.readable import nbytes
+from attn.readable import nbytes, si
 from attn.spec import AttentionSpec
 from attn.variants.registry import Variant
 
@@ -324,10 +325,30 @@ def maps_bytes(spec: AttentionSpec) -> int:
     return io_bytes(spec)[0] + 8 * 8 * SLAB_ELEMENTS
 
 
+# the most weights a map computes: every head's every row over every key (the statistics cover
+# all heads). About 10M weights a second on one core of a small CPU, so the CPU bound is minutes
+# of work, not hours (dense at seq 200,000 and 8 heads was 3.2e11: hours); a GPU does ~1000x more
+MAX_MAP_WEIGHTS = {"cpu": 1 << 30, "cuda": 1 << 38}
+
+
+def maps_weights(spec: AttentionSpec) -> int:
+    """Weights a map computes: heads x seq x kv_seq (one batch item; rows are whole)."""
+    return spec.heads * spec.seq * spec.kv_seq
+
+
 def check_maps_fit(spec: AttentionSpec, variant: str, device: str) -> None:
+    """Refuse, in one line that says what to change, a map that cannot fit or would compute
+    for longer than the bound above (the CLI runs it in the foreground)."""
     reasons = variants.get(variant).unsupported(spec, device)
     if reasons:
         raise ValueError("; ".join(reasons))
+    work, limit = maps_weights(spec), MAX_MAP_WEIGHTS.get(device.split(":")[0], MAX_MAP_WEIGHTS["cpu"])
+    if work > limit:
+        longest = math.isqrt(limit // spec.heads) if spec.seq == spec.kv_seq else limit // (spec.heads * spec.kv_seq)
+        heads = f"{spec.heads} heads, or fewer heads" if spec.heads > 1 else "1 head"
+        raise ValueError(f"maps of {variant} compute heads x seq x kv_seq = {si(work)} weights, past the "
+                         f"{si(limit)} attn computes for a map on {device}; use seq <= {max(longest, 1):,} "
+                         f"at {heads}")
     need, free = maps_bytes(spec), free_bytes(device)
     if need > free:
         raise DoesNotFit(f"does not fit: maps of {variant} at seq {spec.seq} need ~{nbytes(need)}, "
@@ -346,6 +367,7 @@ def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 
     device = resolve_device(spec.device)
     if source is not None and source.kind != "random":
         q, k, _, spec = make_inputs(spec, source, mode)
+        check_maps_fit(spec, variant, device)  # the layer's own shape, before any weight
     else:
         check_maps_fit(spec, variant, device)  # before the inputs are drawn
         q, k, _ = random_qkv(spec, temperature, device)

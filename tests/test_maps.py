@@ -267,3 +267,16 @@ def test_a_decode_map_of_a_models_text_is_its_last_tokens_over_the_whole_text():
     assert (step["spec"]["seq"], step["spec"]["kv_seq"]) == (2, tokens)
     assert step["map"]["exact"] and len(step["map"]["values"]) == 2
     np.testing.assert_allclose(step["map"]["values"], full["map"]["values"][-2:], atol=1e-6)
+
+
+def test_a_map_past_the_compute_bound_is_refused_before_any_input():
+    # issue 16: dense at seq 200,000 computed for hours; the bound counts every head's rows
+    from attn.maps import MAX_MAP_WEIGHTS, check_maps_fit, maps_weights
+
+    spec = AttentionSpec(seq=200_000, heads=8, head_dim=64)
+    assert maps_weights(spec) > MAX_MAP_WEIGHTS["cpu"]
+    with pytest.raises(ValueError, match=r"use seq <= 11,585 at 8 heads"):
+        check_maps_fit(spec, "dense", "cpu")
+    check_maps_fit(AttentionSpec(seq=11_585, heads=8, head_dim=64), "dense", "cpu")  # the length it names
+    # a GPU computes ~1000x more: the same map is within its bound
+    assert maps_weights(spec) <= MAX_MAP_WEIGHTS["cuda"]
