@@ -44,13 +44,15 @@ def cmd_variants(args: argparse.Namespace) -> None:
 def cmd_cost(args: argparse.Namespace) -> None:
     from attn import variants
     from attn.cost import attention_cost
+    from attn.variants.registry import SizeLimit
 
     spec = spec_from_args(args)
     var = variants.get(args.variant)
     # a cost is device-free, so only reasons that hold on every device make the spec bad
-    # (linformer cannot be causal; an unknown backend), not "needs a CUDA GPU"
+    # (linformer cannot be causal; an unknown backend), not "needs a CUDA GPU", and not a size
+    # past what a run draws (the cost model answers at any size)
     on_gpu = set(var.unsupported(spec, "cuda"))
-    reasons = [r for r in var.unsupported(spec, "cpu") if r in on_gpu]
+    reasons = [r for r in var.unsupported(spec, "cpu") if r in on_gpu and not isinstance(r, SizeLimit)]
     if reasons:
         raise BadInput("; ".join(reasons))
     spec = regime_spec(args, spec, args.context)

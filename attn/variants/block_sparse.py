@@ -13,7 +13,7 @@ from attn.params import Param
 from attn.spec import AttentionSpec
 from attn.variants import dense
 from attn.variants.masked import masked_attention, masked_kernel
-from attn.variants.registry import Variant, register
+from attn.variants.registry import SizeLimit, Variant, register
 from attn.variants.softmax import RUN_GATHERED_KEYS, RUN_ROWS, softmax_weights
 
 BLOCK = Param("block", 64, "tokens per block", lo=1, hi=4096, unit="tokens")
@@ -278,7 +278,7 @@ def decode_keys(spec: AttentionSpec) -> int:
 
 def unsupported(spec: AttentionSpec, device: str) -> list[str]:
     too_large = layout_too_large(spec)
-    return [too_large] if too_large else []
+    return [SizeLimit(too_large)] if too_large else []
 
 
 VARIANT = register(Variant(

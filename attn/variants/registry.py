@@ -46,6 +46,12 @@ def output_bytes(spec: AttentionSpec) -> int:
     return spec.batch * spec.heads * spec.seq * spec.head_dim * spec.dtype_bytes
 
 
+class SizeLimit(str):
+    """A reason a spec cannot run that is about its size here, not about the spec: the cost
+    model still answers for it (block_sparse draws no layout past 8192 x 8192 blocks, but its
+    pairs are a closed form at any length)."""
+
+
 @dataclass(frozen=True)
 class Variant:
     """An attention variant.
@@ -62,7 +68,8 @@ class Variant:
     params: the variant's own parameters (read as `spec.NAME`); the spec's validation, the CLI
         flags, the sidebar fields, the URL keys and saved runs all come from these declarations.
     color: its colour on every chart.
-    unsupported(spec, device): reasons, in words, why this variant cannot run the spec there.
+    unsupported(spec, device): reasons, in words, why this variant cannot run the spec there
+        (a `SizeLimit` where only running it at that size is refused: its cost still stands).
     mask(spec): the mask it computes exactly, when it has one.
     kernel(q, k, v, spec): the label of the kernel that ran (after a call), e.g. "flash".
     kernel_reasons(q, k, spec): what it found choosing that kernel, backend by backend.
