@@ -8,6 +8,7 @@ from typing import Callable
 
 import torch
 
+from attn.caches import LRU
 from attn.masks import Mask
 from attn.spec import AttentionSpec
 from attn.variants.softmax import blockwise_attention
@@ -17,7 +18,8 @@ Tensor = torch.Tensor
 # -- FlexAttention (compiled once, block masks cached per shape) --------------------------------
 _flex_lock = threading.Lock()
 _compiled_flex: Callable | None = None
-_block_masks: dict[tuple, object] = {}
+# a BlockMask holds device tensors (its block indices): a few dozen shapes at a time
+_block_masks = LRU("flex block masks", 32)
 
 # FlexAttention runs the masked variants on CUDA, where 128 is its default tile. On the CPU
 # (bench/variants_cpu.py) 64 beat 128 and 256 at window 256, but the blockwise kernel beat all

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from attn.caches import LRU
 from attn.masks import causal_pairs
 from attn.params import Param
 from attn.spec import AttentionSpec
@@ -31,8 +32,9 @@ BACKEND = Param("backend", "auto", "SDPA backend; auto times each one that runs 
                 choices=BACKEND_CHOICES)
 
 _lock = threading.Lock()
-_auto_choice: dict[tuple, str] = {}
-_auto_reasons: dict[tuple, dict[str, str]] = {}
+# one entry a shape timed; a shape forgotten is timed again when it comes back
+_auto_choice = LRU("sdpa auto choice", 512)
+_auto_reasons = LRU("sdpa auto reasons", 512)
 
 
 def _call(q, k, v, spec: AttentionSpec):
