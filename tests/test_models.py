@@ -303,3 +303,18 @@ def test_model_json_is_plain_json(minilm):
     assert sum(x["total_flops"] for x in layers) == data["costs"]["totals"]["total_flops"]
     assert "Kaplan" in data["costs"]["kaplan"]["convention"]
     assert np.array(data["maps"]["attentions"]).shape == (6, 12, data["seq_len"], data["seq_len"])
+
+
+def test_a_capture_that_cannot_fit_is_refused_before_the_forward_pass(monkeypatch):
+    # issue 16: the fit check covers model capture too
+    from attn.memory import DoesNotFit
+    from attn.models import capture
+
+    loaded = capture.load_model(capture.DEFAULT_MODEL)
+    need = capture.capture_bytes(loaded, 16, loaded.config.num_hidden_layers, True)
+    monkeypatch.setattr(capture, "free_bytes", lambda device: need - 1)
+    monkeypatch.setattr(loaded, "model", None)  # a forward pass would fail on None, not refuse
+    with pytest.raises(DoesNotFit, match="use fewer tokens"):
+        capture.capture_attention(loaded, "a few words " * 8, max_tokens=16, with_qk=True)
+    with pytest.raises(DoesNotFit, match="use fewer tokens"):
+        capture.capture_qkv(loaded, "a few words " * 8, max_tokens=16, attn_implementation="eager")

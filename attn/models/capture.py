@@ -26,7 +26,10 @@ import torch
 from torch import nn
 
 from attn import variants
+from attn.device import free_bytes
+from attn.memory import DoesNotFit
 from attn.models.costs import model_shape
+from attn.readable import nbytes
 from attn.models.sources import DEFAULT_MODEL, LoadedModel, encode, load_model
 from attn.spec import AttentionSpec
 
@@ -85,6 +88,25 @@ class QKVCapture:
         raise ValueError(f"layer {index} was not captured; captured: {[x.layer for x in self.layers]}")
 
 
+def capture_bytes(loaded: LoadedModel, tokens: int, layers: int, weights: bool) -> int:
+    """What a capture keeps beyond the model (float32): q, k and v of `layers` layers, and with
+    `weights` every layer's (heads, T, T) weights (twice: the model's, then the stacked copy),
+    plus one layer's activations while the forward pass runs (hidden, 3 projections, 4x MLP)."""
+    shape = model_shape(loaded.config)
+    qkv = layers * (shape.heads + 2 * shape.kv_heads) * tokens * shape.head_dim
+    attention = 2 * shape.layers * shape.heads * tokens * tokens if weights else 0
+    activations = tokens * (8 * shape.d_model + max(shape.ff, 4 * shape.d_model)) + shape.heads * tokens * tokens
+    return 4 * (qkv + attention + activations)
+
+
+def check_capture_fits(loaded: LoadedModel, tokens: int, layers: int, weights: bool) -> None:
+    """DoesNotFit, in one line, before the forward pass, when a capture cannot fit."""
+    need, free = capture_bytes(loaded, tokens, layers, weights), free_bytes(loaded.device)
+    if need > free:
+        raise DoesNotFit(f"does not fit: capturing {loaded.name} on {tokens:,} tokens needs ~{nbytes(need)}, "
+                         f"{nbytes(free)} free on {loaded.device}; use fewer tokens (--max-tokens)")
+
+
 # -- route 1: output_attentions ------------------------------------------------------------------
 def capture_attention(loaded: LoadedModel, text: str, max_tokens: int | None = 128,
                       with_qk: bool = False) -> Capture:
@@ -95,6 +117,7 @@ def capture_attention(loaded: LoadedModel, text: str, max_tokens: int | None = 1
     if loaded.attn_implementation != "eager":
         raise ValueError(WEIGHTS_NEED_EAGER)
     input_ids, tokens = encode(loaded, text, max_tokens)
+    check_capture_fits(loaded, input_ids.shape[1], loaded.config.num_hidden_layers if with_qk else 0, True)
     with loaded.lock, torch.no_grad():
         if with_qk:
             with _QKVRecorder(loaded, range(loaded.config.num_hidden_layers)) as recorder:
@@ -126,6 +149,7 @@ def capture_qkv(loaded: LoadedModel, text: str, max_tokens: int | None = None,
         if not 0 <= index < n_layers:
             raise ValueError(f"layer {index} is out of range: the model has layers 0..{n_layers - 1}")
     input_ids, tokens = encode(loaded, text, max_tokens)
+    check_capture_fits(loaded, input_ids.shape[1], len(wanted), attn_implementation == "eager")
     with loaded.lock, torch.no_grad(), switched_implementation(loaded, attn_implementation):
         with _QKVRecorder(loaded, wanted) as recorder:
             loaded.model(input_ids=input_ids)
