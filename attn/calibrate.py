@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
 from attn.device import attn_home, device_name, resolve_device
+from attn.home import AttnHomeError, write_text_atomic
 
 
 @dataclass
@@ -78,6 +80,10 @@ def _cache_path() -> Path:
     return attn_home() / "calibration.json"
 
 
+class CalibrationWarning(UserWarning):
+    """A calibration that was measured but could not be cached."""
+
+
 def _load_all() -> dict:
     """Every cached calibration; a missing, unreadable or foreign file reads as none."""
     try:
@@ -102,8 +108,12 @@ def cached(device: str) -> Calibration | None:
     return cal if usable else None
 
 
-def calibrate(device: str = "auto", force: bool = False) -> Calibration:
-    """Measure (or load from the cache) this device's matmul rates and memory bandwidth."""
+def calibrate(device: str = "auto", force: bool = False, must_save: bool = True) -> Calibration:
+    """Measure (or load from the cache) this device's matmul rates and memory bandwidth.
+
+    A measurement that cannot be cached (a full disk, ATTN_HOME not a folder) raises
+    AttnHomeError; with ``must_save=False`` (a profile that only needs the figures) it is
+    returned all the same, with a CalibrationWarning that says why it was not kept."""
     device = resolve_device(device)
     if not force and (hit := cached(device)) is not None:
         return hit
@@ -117,9 +127,11 @@ def calibrate(device: str = "auto", force: bool = False) -> Calibration:
                       measured_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
     everything = _load_all()
     everything[cal.device] = cal.to_dict()
-    path = _cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(everything, indent=1))
-    tmp.replace(path)  # atomic: a crash mid-write never leaves half a file
+    try:
+        write_text_atomic(_cache_path(), json.dumps(everything, indent=1))  # whole or not at all
+    except AttnHomeError as error:
+        if must_save:
+            raise
+        warnings.warn(f"the calibration was measured but not cached: {error}", CalibrationWarning,
+                      stacklevel=2)
     return cal

@@ -8,6 +8,7 @@ with EFBIG, as on a full disk), in a subprocess or for a block of this process.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sqlite3
@@ -18,10 +19,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from attn import calibrate
 from attn.cli import main as cli_main
+from attn.home import AttnHomeError
 from attn.runs import RunStore
-from bench.faults import (WORKER_PHASES, kill_store_writer_trials, kill_worker_trials,
+from bench.faults import (WORKER_PHASES, file_size_limit, kill_store_writer_trials, kill_worker_trials,
                           run_with_file_size_limit)
+from tests.conftest import open_app
 
 REPO = Path(__file__).resolve().parent.parent
 ENVIRONMENT = {"device": "fault test", "device_kind": "cpu"}
@@ -115,4 +119,144 @@ def test_the_store_writer_killed_at_random_moments_loses_no_committed_run(tmp_pa
     assert got["runs_committed"] > 8  # the writer got runs in before each kill
     store = RunStore(tmp_path / "runs.sqlite")
     assert store.save("profile", {}, {}, environment=ENVIRONMENT) > 0  # the dead writers' locks went
+
+
+# -- a full disk under ATTN_HOME --------------------------------------------------------------------
+
+SAVE_BIG_RUN = """
+import sys
+import numpy as np
+from attn.runs import RunStore
+from attn.home import AttnHomeError
+maps = {"values": np.random.default_rng(0).random((512, 512), np.float32)}
+try:
+    RunStore(sys.argv[1]).save("maps", {"seq": 512}, {}, maps=maps, environment={"device": "x"})
+except AttnHomeError as error:
+    print(type(error).__name__, error)
+"""
+
+
+def test_a_full_disk_fails_a_save_with_one_message_and_keeps_the_saved_runs() -> None:
+    path = home() / "runs.sqlite"
+    before = store_with_runs(path)
+    # 64 KiB: the store opens (its -shm file is 32 KiB) but a 1 MiB run cannot go into the WAL
+    done = run_with_file_size_limit([sys.executable, "-c", SAVE_BIG_RUN, str(path)], 64 * 1024,
+                                    env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"RunStoreError the disk under ATTN_HOME ({home()}) is full"), done.stdout
+    assert "nothing saved before was lost" in done.stdout and len(done.stdout.splitlines()) == 1
+    assert integrity(path) == "ok"
+    assert saved_runs(path) == before
+    assert RunStore(path).save("profile", {}, {}, environment=ENVIRONMENT) == 4  # with room again
+
+
+@pytest.mark.slow
+def test_the_cli_on_a_full_disk_exits_2_with_one_line_and_keeps_the_runs() -> None:
+    path = home() / "runs.sqlite"
+    before = store_with_runs(path)
+    # 16 KiB: even the store's 32 KiB -shm file cannot be made
+    done = cli_under_limit(16 * 1024, "profile", "--variant", "dense", "--seq", "16", "--heads", "1",
+                           "--head-dim", "8", "--budget", "0.01", "--save")
+    assert done.returncode == 2, done.stderr
+    assert one_error_line(done.stderr).startswith("attn: error: the disk under ATTN_HOME")
+    assert integrity(path) == "ok" and saved_runs(path) == before
+
+
+@pytest.mark.slow
+def test_calibrating_on_a_full_disk_exits_2_and_keeps_the_cached_calibration() -> None:
+    cache = home() / "calibration.json"
+    other = {"device": "another device | torch 0", "torch": "0", "matmul_tflops": {"float32": 1.5},
+             "bandwidth_gbps": 20.0, "sizes": {}, "measured_at": "2026-01-01T00:00:00Z"}
+    cache.write_text(json.dumps({other["device"]: other}, indent=1))
+    old = cache.read_bytes()
+    done = cli_under_limit(len(old) + 64, "calibrate", "--device", "cpu", "--force")
+    assert done.returncode == 2, done.stderr
+    line = one_error_line(done.stderr)
+    assert line.startswith(f"attn: error: the disk under ATTN_HOME ({home()}) is full"), line
+    assert cache.read_bytes() == old
+    assert sorted(p.name for p in home().iterdir()) == ["calibration.json"]  # no half-written file
+
+
+def test_an_export_on_a_full_disk_exits_2_and_leaves_the_old_file(tmp_path: Path) -> None:
+    store_with_runs(home() / "runs.sqlite", side=256)
+    out = tmp_path / "exports" / "runs.json"
+    out.parent.mkdir()
+    out.write_text("an export made before")
+    done = cli_under_limit(256 * 1024, "runs", "export", "1", "2", "--out", str(out))
+    assert done.returncode == 2, done.stderr
+    line = one_error_line(done.stderr)
+    assert line.startswith(f"attn: error: the disk under {out.parent} is full"), line
+    assert "write it elsewhere" in line
+    assert out.read_text() == "an export made before"
+    assert sorted(p.name for p in out.parent.iterdir()) == ["runs.json"]
+
+
+def test_the_app_on_a_full_disk_says_the_run_was_not_saved_and_keeps_serving() -> None:
+    from streamlit.testing.v1 import AppTest
+
+    def page() -> None:
+        import numpy as np
+        import streamlit as st
+
+        from ui import results
+
+        big = {"values": np.random.default_rng(0).random((512, 512), np.float32)}
+        run_id = results.save_run("maps", {"seq": 512}, {"environment": {"device": "x"}}, "dense", maps=big)
+        st.write(f"saved as {run_id}")
+
+    path = home() / "runs.sqlite"
+    before = store_with_runs(path)
+    at = AppTest.from_function(page, default_timeout=60)
+    with file_size_limit(128 * 1024):
+        at.run()
+    assert not at.exception
+    [warning] = at.warning
+    assert warning.value.startswith("the run was measured but not saved: the disk under ATTN_HOME")
+    assert [m.value for m in at.markdown] == ["saved as None"]
+    assert saved_runs(path) == before
+    at.run()  # room again: the same session saves
+    assert not at.exception and not at.warning and [m.value for m in at.markdown] == ["saved as 4"]
+
+
+# -- an ATTN_HOME that cannot be used ---------------------------------------------------------------
+
+@pytest.fixture
+def home_is_a_file(monkeypatch, tmp_path: Path) -> Path:
+    """ATTN_HOME naming a regular file: unusable for every user, root included."""
+    path = tmp_path / "attn-home"
+    path.write_text("not a folder")
+    monkeypatch.setenv("ATTN_HOME", str(path))
+    return path
+
+
+def test_an_attn_home_that_is_a_file_is_one_line_everywhere(home_is_a_file: Path, capsys) -> None:
+    with pytest.raises(AttnHomeError, match=r"ATTN_HOME \(.*\) is a file, not a folder"):
+        RunStore()
+    code, out, err = cli("runs", "list", capsys=capsys)
+    assert code == 2 and out == ""
+    assert "is a file, not a folder; set ATTN_HOME to a folder" in one_error_line(err)
+    code, _, err = cli("runs", "export", "1", capsys=capsys)
+    assert code == 2 and "is a file, not a folder" in one_error_line(err)
+    assert calibrate.cached("cpu") is None  # not calibrated: no number, and no crash
+    assert home_is_a_file.read_text() == "not a folder"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 folder all the same; the "
+                    "ATTN_HOME-is-a-file test covers an unusable ATTN_HOME for root")
+def test_an_unreadable_attn_home_is_one_line(capsys) -> None:
+    store_with_runs(home() / "runs.sqlite")
+    home().chmod(0)
+    try:
+        code, _, err = cli("runs", "list", capsys=capsys)
+    finally:
+        home().chmod(0o755)
+    assert code == 2 and "run store" in one_error_line(err)
+
+
+def test_the_runs_page_says_why_an_unusable_attn_home_cannot_be_opened(home_is_a_file: Path) -> None:
+    at = open_app("views/runs.py")
+    assert not at.exception
+    [error] = at.error
+    assert error.value.startswith("The saved runs cannot be opened: cannot use")
+    assert "is a file, not a folder" in error.value
 
