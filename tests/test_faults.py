@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from attn import calibrate
+from attn.calibrate import CalibrationWarning
 from attn.cli import main as cli_main
 from attn.home import AttnHomeError
 from attn.runs import RunStore
@@ -238,6 +239,8 @@ def test_an_attn_home_that_is_a_file_is_one_line_everywhere(home_is_a_file: Path
     code, _, err = cli("runs", "export", "1", capsys=capsys)
     assert code == 2 and "is a file, not a folder" in one_error_line(err)
     assert calibrate.cached("cpu") is None  # not calibrated: no number, and no crash
+    with pytest.raises(AttnHomeError, match="is a file, not a folder"):
+        calibrate._save(calibrate.Calibration("d", "t", {"float32": 1.0}, 1.0))
     assert home_is_a_file.read_text() == "not a folder"
 
 
@@ -259,4 +262,72 @@ def test_the_runs_page_says_why_an_unusable_attn_home_cannot_be_opened(home_is_a
     [error] = at.error
     assert error.value.startswith("The saved runs cannot be opened: cannot use")
     assert "is a file, not a folder" in error.value
+
+
+# -- a corrupt calibration cache --------------------------------------------------------------------
+
+def entry(**changes) -> dict:
+    cal = {"device": calibrate.device_key("cpu"), "torch": "x", "matmul_tflops": {"float32": 0.5},
+           "bandwidth_gbps": 10.0, "sizes": {}, "measured_at": "2026-01-01T00:00:00Z"}
+    return {**cal, **changes}
+
+
+def entry_file(**changes) -> str:
+    cal = entry(**changes)
+    return json.dumps({cal["device"]: cal})
+
+
+CORRUPT = {
+    "truncated": entry_file()[:40],
+    "not an object": "[1, 2, 3]",
+    "entry not an object": json.dumps({calibrate.device_key("cpu"): "fast"}),
+    "unknown field": entry_file(bandwidth="10"),
+    "bandwidth a string": entry_file(bandwidth_gbps="10"),
+    "rates a list": entry_file(matmul_tflops=[0.5]),
+    "rate a bool": entry_file(matmul_tflops={"float32": True}),
+    "NaN bandwidth": entry_file(bandwidth_gbps=float("nan")),
+    "infinite rate": entry_file(matmul_tflops={"float32": float("inf")}),
+    "negative bandwidth": entry_file(bandwidth_gbps=-10.0),
+    "zero rate": entry_file(matmul_tflops={"float32": 0.0}),
+}
+
+
+@pytest.fixture
+def measured(monkeypatch):
+    """Calibration without its seconds of matmuls and copies: the test is about the cache."""
+    monkeypatch.setattr(calibrate, "matmul_tflops", lambda device, dtype, n: 0.25)
+    monkeypatch.setattr(calibrate, "copy_gbps", lambda device, nbytes: 8.0)
+
+
+UNREADABLE_FILES = ("truncated", "not an object")  # the rest are entries of a readable file
+
+
+@pytest.mark.parametrize("case", CORRUPT)
+def test_a_corrupt_calibration_is_ignored_with_a_warning_and_measured_again(case: str, measured) -> None:
+    text = CORRUPT[case]
+    cache = home() / "calibration.json"
+    cache.write_text(text)
+    with pytest.warns(CalibrationWarning, match="measured again"):
+        assert calibrate.cached("cpu") is None  # never a wrong number used silently
+    with pytest.warns(CalibrationWarning):
+        cal = calibrate.calibrate("cpu")
+    assert cal.bandwidth_gbps == 8.0 and cal.matmul_tflops["float32"] == 0.25
+    assert calibrate.cached("cpu") == cal  # the new measurement is what is cached now
+    # a file that could not be read at all is kept aside, never overwritten
+    aside = [p for p in home().iterdir() if p.name.startswith("calibration.json.unreadable-")]
+    assert [p.read_text() for p in aside] == ([text] if case in UNREADABLE_FILES else [])
+
+
+def test_the_cli_recalibrates_over_a_corrupt_cache(measured, capsys) -> None:
+    (home() / "calibration.json").write_text(CORRUPT["NaN bandwidth"])
+    with pytest.warns(CalibrationWarning, match="bandwidth_gbps is nan"):
+        code, out, _ = cli("calibrate", "--device", "cpu", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out)["bandwidth_gbps"] == 8.0
+
+
+def test_a_decode_floor_is_measured_when_the_calibration_cannot_be_cached(home_is_a_file, measured) -> None:
+    from attn.decoding import floor_ms
+
+    with pytest.warns(CalibrationWarning, match="measured but not cached"):
+        assert floor_ms(8 * 10**6, "cpu") == pytest.approx(1.0)  # 8 MB at 8 GB/s
 
