@@ -23,7 +23,7 @@ from attn import calibrate
 from attn.calibrate import CalibrationWarning
 from attn.cli import main as cli_main
 from attn.home import AttnHomeError
-from attn.runs import RunStore
+from attn.runs import SCHEMA_VERSION, RunStore, RunStoreError
 from bench.faults import (WORKER_PHASES, file_size_limit, kill_store_writer_trials, kill_worker_trials,
                           run_with_file_size_limit)
 from tests.conftest import open_app
@@ -331,3 +331,37 @@ def test_a_decode_floor_is_measured_when_the_calibration_cannot_be_cached(home_i
     with pytest.warns(CalibrationWarning, match="measured but not cached"):
         assert floor_ms(8 * 10**6, "cpu") == pytest.approx(1.0)  # 8 MB at 8 GB/s
 
+
+# -- a run store from a newer attn --------------------------------------------------------------------
+
+@pytest.fixture
+def newer_store() -> tuple[Path, bytes]:
+    path = home() / "runs.sqlite"
+    store_with_runs(path)
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    raw.close()
+    return path, path.read_bytes()
+
+
+def test_a_newer_store_names_both_versions_and_is_not_written(newer_store, capsys) -> None:
+    path, before = newer_store
+    with pytest.raises(RunStoreError) as caught:
+        RunStore(path)
+    message = str(caught.value)
+    assert f"schema version {SCHEMA_VERSION + 1}" in message and f"({SCHEMA_VERSION})" in message
+    assert "upgrade attn" in message
+    for argv in (["runs", "list"], ["runs", "delete", "1"], ["runs", "export", "1"]):
+        code, out, err = cli(*argv, capsys=capsys)
+        assert code == 2 and out == "" and "upgrade attn" in one_error_line(err)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in home().iterdir()) == ["runs.sqlite"]
+
+
+def test_the_runs_page_says_to_upgrade_for_a_newer_store(newer_store) -> None:
+    path, before = newer_store
+    at = open_app("views/runs.py")
+    assert not at.exception
+    [error] = at.error
+    assert "upgrade attn" in error.value and f"schema version {SCHEMA_VERSION + 1}" in error.value
+    assert path.read_bytes() == before

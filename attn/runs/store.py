@@ -313,6 +313,7 @@ class RunStore:
     def _migrate(self) -> None:
         found = self._read(lambda db: db.execute("PRAGMA user_version").fetchone()[0])
         if found > SCHEMA_VERSION:
+            self.close()  # the file is left to the newer attn exactly as it was, -wal and -shm gone
             raise RunStoreError(
                 f"the run store at {self.path} has schema version {found}, newer than this attn"
                 f" ({SCHEMA_VERSION}) understands: upgrade attn, or set ATTN_HOME to another"
