@@ -113,6 +113,20 @@ def test_a_job_sent_to_a_worker_that_died_idle_runs_on_the_restarted_one() -> No
         assert runner.worker_pid not in (None, pid)
 
 
+def test_a_job_sent_into_the_broken_pipe_of_a_worker_that_still_looks_alive_runs() -> None:
+    # killed a moment ago: its pipe is closed while is_alive() still says True
+    from attn.jobs import JobRunner
+    from bench.faults import echo
+
+    with JobRunner() as runner:
+        assert runner.submit(echo, "warm").result(60) == "warm"
+        pid = runner.worker_pid
+        os.kill(pid, signal.SIGKILL)
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, its pipes closed, not yet reaped
+        runner._proc.is_alive = lambda: True
+        assert runner.submit(echo, "after").result(60) == "after"
+
+
 @pytest.mark.slow
 def test_the_store_writer_killed_at_random_moments_loses_no_committed_run(tmp_path: Path) -> None:
     got = kill_store_writer_trials(8, seed=SEED, folder=str(tmp_path))

@@ -237,7 +237,9 @@ class JobRunner:
 
     def _send(self, job: _Job) -> None:
         for attempt in (1, 2):
-            if self._proc is None or not self._proc.is_alive():
+            # a worker killed a moment ago closes its pipe before it stops looking alive, so a
+            # broken pipe restarts it whatever is_alive() says
+            if attempt == 2 or self._proc is None or not self._proc.is_alive():
                 self._restart_worker()
             try:
                 self._to_worker.send((job.id, job.payload))
