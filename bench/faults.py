@@ -155,8 +155,8 @@ def _expected(trial: int, index: int) -> tuple[str, dict]:
 
 
 def write_runs_forever(path: str, trial: int) -> None:
-    """Save runs until killed, printing "ID SIDE" once each is committed (SIDE: the maps' side,
-    0 for none)."""
+    """Save runs until killed, printing "ID INDEX SIDE" once each is committed (SIDE: the maps'
+    side, 0 for none)."""
     import numpy as np
 
     from attn.runs import RunStore
@@ -170,7 +170,7 @@ def write_runs_forever(path: str, trial: int) -> None:
         label, results = _expected(trial, index)
         run_id = store.save("maps", {"seq": side}, results, variant="dense", maps=maps,
                             environment=ENVIRONMENT, label=label)
-        print(run_id, side, flush=True)
+        print(run_id, index, side, flush=True)
 
 
 def kill_store_writer_trials(n: int = 8, seed: int = 16, folder: str | None = None) -> dict:
@@ -187,8 +187,9 @@ def kill_store_writer_trials(n: int = 8, seed: int = 16, folder: str | None = No
         integrity_ok = survived = 0
         lost: set[int] = set()
         for trial in range(n):
-            for index, (run_id, side) in enumerate(_killed_writer(path, seed * 1000 + trial, rng)):
-                committed[run_id] = (seed * 1000 + trial, index, side)
+            writer = seed * 1000 + trial
+            for run_id, index, side in _killed_writer(path, writer, rng):
+                committed[run_id] = (writer, index, side)
             with contextlib.closing(sqlite3.connect(path)) as raw:
                 fine = raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
             store = RunStore(path)
@@ -201,22 +202,23 @@ def kill_store_writer_trials(n: int = 8, seed: int = 16, folder: str | None = No
                 "runs_committed": len(committed), "lost_runs": len(lost), "seed": seed}
 
 
-def _killed_writer(path: Path, trial: int, rng: random.Random) -> list[tuple[int, int]]:
-    writer = subprocess.Popen(
-        [sys.executable, "-m", "bench.faults", "--writer", str(path), str(trial)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent)
-    try:
-        first = writer.stdout.readline().strip()
-        if first != "ready":
-            raise RuntimeError(f"the writer did not start: {first!r} {writer.stderr.read()[-500:]}")
-        time.sleep(rng.uniform(0.0, 0.4))
-        _kill(writer.pid)
-        out, _ = writer.communicate(timeout=JOB_TIMEOUT_S)
-    finally:
-        writer.kill()
-        writer.wait()
+def _killed_writer(path: Path, trial: int, rng: random.Random) -> list[tuple[int, int, int]]:
+    with tempfile.TemporaryFile("w+") as errors, subprocess.Popen(
+            [sys.executable, "-m", "bench.faults", "--writer", str(path), str(trial)],
+            stdout=subprocess.PIPE, stderr=errors, text=True, cwd=Path(__file__).parent.parent) as writer:
+        try:
+            first = writer.stdout.readline().strip()
+            if first != "ready":
+                errors.seek(0)
+                raise RuntimeError(f"the writer did not start: {first!r} {errors.read()[-500:]}")
+            time.sleep(rng.uniform(0.0, 0.4))
+            _kill(writer.pid)
+            writer.wait(JOB_TIMEOUT_S)
+            out = writer.stdout.read()  # not communicate(): it would skip what readline() buffered
+        finally:
+            writer.kill()
     # only whole lines: one cut short by the kill names no run the writer saw committed
-    return [(int(a), int(b)) for a, b in (line.split() for line in out.split("\n")[:-1])]
+    return [(int(a), int(b), int(c)) for a, b, c in (line.split() for line in out.split("\n")[:-1])]
 
 
 def _reads_back(store, run_id: int, want: tuple[int, int, int]) -> bool:
