@@ -332,6 +332,31 @@ def test_a_corrupt_calibration_is_ignored_with_a_warning_and_measured_again(case
     assert [p.read_text() for p in aside] == ([text] if case in UNREADABLE_FILES else [])
 
 
+@pytest.mark.usefixtures("in_process_jobs")
+def test_calibrating_from_the_app_on_a_full_disk_is_a_message_and_the_page_goes_on(measured) -> None:
+    cache = home() / "calibration.json"
+    # other machines' calibrations, over 32 KiB, so that the run store's -shm file still fits
+    others = [entry(device=f"machine {i} | torch 0") for i in range(200)]
+    cache.write_text(json.dumps({cal["device"]: cal for cal in others}, indent=1))
+    old = cache.read_bytes()
+    assert len(old) > 32 * 1024
+    at = open_app("views/overview.py")
+    [button] = [b for b in at.button if b.label == "Calibrate this device"]
+    with file_size_limit(len(old) + 64):  # the job runs on a thread of this process
+        button.click().run()
+        for _ in range(20):
+            if at.error:
+                break
+            at.run()
+    assert not at.exception
+    assert len(at.error) == 1, [e.value for e in at.error]
+    [error] = at.error
+    assert error.value.startswith(f"Calibration: the disk under ATTN_HOME ({home()}) is full"), error.value
+    assert cache.read_bytes() == old
+    at.run()
+    assert not at.exception and at.title
+
+
 def test_the_cli_recalibrates_over_a_corrupt_cache(measured, capsys) -> None:
     (home() / "calibration.json").write_text(CORRUPT["NaN bandwidth"])
     with pytest.warns(CalibrationWarning, match="bandwidth_gbps is nan"):
