@@ -192,6 +192,7 @@ def test_calibrating_on_a_full_disk_exits_2_and_keeps_the_cached_calibration() -
     assert sorted(p.name for p in home().iterdir()) == ["calibration.json"]  # no half-written file
 
 
+@pytest.mark.slow
 def test_an_export_on_a_full_disk_exits_2_and_leaves_the_old_file(tmp_path: Path) -> None:
     store_with_runs(home() / "runs.sqlite", side=256)
     out = tmp_path / "exports" / "runs.json"
