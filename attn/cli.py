@@ -245,8 +245,9 @@ def cmd_runs(args: argparse.Namespace) -> None:
         else:
             text = store.export(ids[0] if len(ids) == 1 else ids, fmt=args.format)
         if args.out:
-            with open(args.out, "w", encoding="utf-8") as f:
-                f.write(text)
+            from attn.home import write_text_atomic
+
+            write_text_atomic(args.out, text)  # whole or not at all: a full disk keeps the old file
             print(f"wrote {args.out}", file=sys.stderr)
         else:
             sys.stdout.write(text)
@@ -369,13 +370,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from attn.home import AttnHomeError
     from attn.measure import DoesNotFit
-    from attn.runs import RunStoreError
 
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)
-    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, RunStoreError) as err:
+    # AttnHomeError: ATTN_HOME (or --out) is full, unreadable or not a folder; the run store's
+    # own RunStoreError is one of them
+    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, AttnHomeError) as err:
         message = err.args[0] if err.args else str(err)
         print(f"attn: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT

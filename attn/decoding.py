@@ -27,7 +27,7 @@ from attn.timing import time_cpu, time_cuda
 
 def floor_ms(bytes_read: int, device: str) -> float | None:
     """bytes_read over this device's calibrated bandwidth (calibrating once if it is not yet)."""
-    cal = calibrate.calibrate(device)
+    cal = calibrate.calibrate(device, must_save=False)  # a full disk must not cost the profile
     return bytes_read / (cal.bandwidth_gbps * 1e9) * 1e3 if cal.bandwidth_gbps > 0 else None
 
 

@@ -7,6 +7,8 @@ from typing import Iterator
 
 import streamlit as st
 
+from attn.home import AttnHomeError
+
 log = logging.getLogger("attn.ui")
 
 
@@ -15,7 +17,7 @@ def shown_as_error(what: str) -> Iterator[None]:
     """Run a block; a failure becomes an st.error naming what failed and why."""
     try:
         yield
-    except (ValueError, KeyError, FileNotFoundError) as err:
+    except (ValueError, KeyError, FileNotFoundError, AttnHomeError) as err:
         st.error(f"{what}: {err.args[0] if err.args else err}")
     except Exception as err:  # the app keeps serving whatever a job throws
         log.exception("%s failed", what)

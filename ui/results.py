@@ -309,11 +309,12 @@ def demo_sweep(gpu: bool) -> dict:
 def run_store():
     """The run store, or — when its file cannot be used — an error saying why and what to do;
     the page stops there and every saved run stays as it was on disk."""
-    from attn.runs import RunStore, RunStoreError
+    from attn.home import AttnHomeError
+    from attn.runs import RunStore
 
     try:
         return RunStore()
-    except (RunStoreError, OSError) as err:
+    except (AttnHomeError, OSError) as err:  # a newer schema, not a folder, a full disk
         st.error(f"The saved runs cannot be opened: {err}")
         st.stop()
 

@@ -22,7 +22,7 @@ Streamlit's AppTest; it cannot isolate faults or kill a job that ignores a cance
 The handle and the report are in `handle.py`, the queue and the worker process in `runner.py`,
 and what runs a job and reports its outcome in `worker.py`.
 
-This package imports nothing outside the standard library (and attn.device, which imports none
+This package imports nothing outside the standard library (and attn.device and attn.home, which import none
 either): torch is only touched in the worker, and only when a job has already imported it.
 """
 

@@ -227,18 +227,29 @@ class JobRunner:
     # process mode
 
     def _run_in_worker(self, job: _Job) -> None:
+        # a worker killed while idle may still look alive for a moment and take the job into its
+        # pipe: the job, never started, goes once more to the restarted worker (only once, so
+        # a job whose loading kills the worker fails instead of killing workers for ever)
         for attempt in (1, 2):
-            if self._proc is None or not self._proc.is_alive():
+            self._send(job)
+            if self._follow(job, may_resend=attempt == 1) != "resend":
+                return
+
+    def _send(self, job: _Job) -> None:
+        for attempt in (1, 2):
+            # a worker killed a moment ago closes its pipe before it stops looking alive, so a
+            # broken pipe restarts it whatever is_alive() says
+            if attempt == 2 or self._proc is None or not self._proc.is_alive():
                 self._restart_worker()
             try:
                 self._to_worker.send((job.id, job.payload))
-                break
+                return
             except OSError:  # it died while idle, between jobs
                 if attempt == 2:
                     raise
-        self._follow(job)
 
-    def _follow(self, job: _Job) -> None:
+    def _follow(self, job: _Job, may_resend: bool = False) -> str | None:
+        """Follow the job to its end; "resend" when its worker died before starting it."""
         proc, conn = self._proc, self._from_worker
         while True:
             if job.hard_deadline is None:
@@ -255,8 +266,7 @@ class JobRunner:
                 if got == "ok":
                     continue
             if ready:  # end of file, or the process is gone
-                self._worker_gone(job, proc, conn)
-                return
+                return self._worker_gone(job, proc, conn, may_resend)
             if job.hard_deadline is not None and time.monotonic() >= job.hard_deadline:
                 proc.kill()
                 proc.join(5.0)
@@ -269,7 +279,7 @@ class JobRunner:
                                    f"killed{again}", kind="cancelled")
                 return
 
-    def _worker_gone(self, job: _Job, proc: Any, conn: Any) -> None:
+    def _worker_gone(self, job: _Job, proc: Any, conn: Any, may_resend: bool) -> str | None:
         with contextlib.suppress(OSError):
             while conn.poll() and self._read(job, conn) == "ok":
                 pass  # what it sent before it died
@@ -277,13 +287,17 @@ class JobRunner:
         if not self._closing:
             self._restart_worker()
         if job.handle.done():  # it died after its last word
-            return
+            return None
+        if (may_resend and job.handle.started_at is None and not self._closing
+                and not job.cancel_event.is_set()):
+            return "resend"
         code = proc.exitcode
         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         when = "while running this job" if job.handle.started_at else "before this job started"
         again = "" if self._closing else "; it was restarted"
         job.handle._finish("failed", error=f"the worker process died ({how}) {when}{again}",
                            kind="worker_died")
+        return None
 
     def _read(self, job: _Job, conn: Any) -> str:
         """Read one message: "last" (the job ended), "ok", or "eof" (the worker is gone)."""

@@ -14,6 +14,7 @@ import traceback
 from typing import Any, Callable
 
 from attn.device import is_out_of_memory, oom_message
+from attn.home import AttnHomeError
 from attn.jobs.handle import JobCancelled, Report
 
 PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -106,8 +107,9 @@ def one_line(exc: BaseException) -> str:
     first = text[0].strip() if text else ""
     if isinstance(exc, KeyError) and len(first) > 1 and first[0] == first[-1] == "'":
         first = f"missing key {first}"
-    # ValueError carries the spec's messages, which are written to be shown as they are
-    line = first if isinstance(exc, ValueError) and first else (
+    # ValueError carries the spec's messages, and AttnHomeError says what to do about ATTN_HOME
+    # (a full disk, not a folder): both are written to be shown as they are
+    line = first if isinstance(exc, (ValueError, AttnHomeError)) and first else (
         f"{type(exc).__name__}: {first}" if first else type(exc).__name__)
     return line if len(line) <= _MESSAGE_CHARS else line[: _MESSAGE_CHARS - 3] + "..."
 

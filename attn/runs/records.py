@@ -8,6 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from attn.home import AttnHomeError
+
 KINDS = ("profile", "sweep", "model", "maps", "plan")
 # a run saved before the regimes (issue #14) has no mode: it measured one forward call
 MODE_ABSENT = "forward"
@@ -15,8 +17,9 @@ MODE_ABSENT = "forward"
 KEY_NUMBERS = ("latency_ms", "flops", "peak_bytes", "achieved_tflops")
 
 
-class RunStoreError(RuntimeError):
-    """The store's file cannot be used as it is (not a database, or from a newer attn)."""
+class RunStoreError(AttnHomeError):
+    """The store's file cannot be used as it is (not a database, from a newer attn, or where
+    there is no room or no access)."""
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, NoReturn, TypeVar
 
 from attn.device import attn_home
 from attn.environment import environment as describe_environment
+from attn.home import disk_full, ensure_folder, sqlite_no_room
 from attn.runs.export import export_runs
 from attn.runs.maps_blob import MAPS_FORMAT, decode_maps, encode_maps
 from attn.runs.records import (KINDS, Run, RunStoreError, RunSummary, from_json, mode_of, summary_from_row,
@@ -51,7 +52,7 @@ class RunStore:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = Path(path).expanduser() if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        ensure_folder(self.path.parent)
         self._local = threading.local()
         self._migrate()
 
@@ -312,6 +313,7 @@ class RunStore:
     def _migrate(self) -> None:
         found = self._read(lambda db: db.execute("PRAGMA user_version").fetchone()[0])
         if found > SCHEMA_VERSION:
+            self.close()  # the file is left to the newer attn exactly as it was, -wal and -shm gone
             raise RunStoreError(
                 f"the run store at {self.path} has schema version {found}, newer than this attn"
                 f" ({SCHEMA_VERSION}) understands: upgrade attn, or set ATTN_HOME to another"
@@ -337,6 +339,8 @@ class RunStore:
     def _raise_explained(self, error: sqlite3.DatabaseError) -> NoReturn:
         """Raise a RunStoreError that says what to do for errors a user can fix, else `error`."""
         message = str(error)
+        if sqlite_no_room(error):
+            raise RunStoreError(str(disk_full(self.path, message))) from error
         if "not a database" in message or "malformed" in message:
             raise RunStoreError(
                 f"the run store at {self.path} is not a SQLite database: move it aside (or set"
