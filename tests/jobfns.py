@@ -100,6 +100,9 @@ def fingerprint(obj, path: str = "") -> list[list[str]]:
     import numpy as np
 
     kind = type(obj).__module__ + "." + type(obj).__qualname__
+    plain = next((t for t in (bool, int, float, str) if isinstance(obj, t)), None)
+    if plain is not None and not isinstance(obj, np.generic):
+        kind = f"builtins.{plain.__name__}"  # a subclass (TorchVersion, an IntEnum) arrives as its base
     if isinstance(obj, dict):
         return [[path, kind, str(len(obj))]] + [row for k, v in obj.items() for row in fingerprint(v, f"{path}/{k!r}")]
     if isinstance(obj, (list, tuple)):

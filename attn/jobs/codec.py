@@ -16,7 +16,8 @@ lacks:
   dataclass or named tuple found there.
 
 NaN and infinities travel as JSON's common extension (NaN, Infinity), as Python's json writes
-them. Anything else (a lambda, an open file, an object array) cannot be encoded: `dumps` raises
+them. A subclass of str, int or float (torch's TorchVersion, an IntEnum) arrives as the plain
+type, equal to what was sent. Anything else (a lambda, an open file, an object array) cannot be encoded: `dumps` raises
 TypeError, and the worker fails that job with the reason.
 
 numpy and torch are imported only when a message holds one of their values.
