@@ -179,3 +179,24 @@ def test_the_planner_refuses_before_queueing(allowed, in_process_jobs):
     assert not at.exception, at.exception
     assert len(at.error) == 1 and OUTSIDE in at.error[0].value
     assert in_process_jobs.jobs() == []
+
+
+def test_a_tokenizer_that_needs_its_own_code_is_replaced_not_asked_about(allowed, monkeypatch):
+    import json
+
+    from transformers import AutoTokenizer
+
+    from tests.test_models import tiny_gpt2_dir
+
+    asked = []  # transformers would ask on the terminal whether to run it: never let it get there
+    real = AutoTokenizer.from_pretrained.__func__
+    monkeypatch.setattr(AutoTokenizer, "from_pretrained",
+                        classmethod(lambda cls, where, *a, **k: asked.append(where) or real(cls, where, *a, **k)))
+
+    path = tiny_gpt2_dir(allowed / "custom-tokenizer")
+    (path / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "OwnTokenizer", "auto_map": {"AutoTokenizer": ["tok.OwnTokenizer", None]}}))
+    (path / "tok.py").write_text("raise SystemExit('the model directory ran its own code')\n")
+    loaded = load_model(str(path))
+    assert loaded.vocab_mod == 1000 and "MiniLM's WordPiece tokenizer" in loaded.tokenizer_note
+    assert [w for w in asked if "custom-tokenizer" in str(w)] == []
