@@ -203,6 +203,8 @@ def _unknown_name_message(name: str) -> str:
 def _checked_directory(source: str) -> Path:
     """The directory as an absolute path, symlinks resolved, after the checks that need no
     parsing. A path outside ATTN_MODEL_DIRS is refused before the disk is touched."""
+    if "\x00" in source:
+        raise ModelLoadError("a model directory's name cannot hold a NUL character")
     outside = refusal(source)
     if not _written_as_path(source) and (outside is not None or not Path(source).exists()):
         # a bare name that is no model's: most likely a typo of one (a folder of that name in the
