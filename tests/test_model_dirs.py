@@ -200,3 +200,28 @@ def test_a_tokenizer_that_needs_its_own_code_is_replaced_not_asked_about(allowed
     loaded = load_model(str(path))
     assert loaded.vocab_mod == 1000 and "MiniLM's WordPiece tokenizer" in loaded.tokenizer_note
     assert [w for w in asked if "custom-tokenizer" in str(w)] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_browser_a_link_to_etc_on_a_served_app_is_one_error_line(browser, tmp_path):  # noqa: F811 (fixture)
+    from tests.test_browser import _no_exception, _open, _settle, _shot, served
+
+    env = {**os.environ, "ATTN_HOME": str(tmp_path / "home"), model_dirs.ENV: str(tmp_path / "models")}
+    context = browser.new_context(viewport={"width": 1500, "height": 900})
+    page = context.new_page()
+    try:
+        with served(env) as url:
+            _open(page, f"{url}/models?model=/etc")
+            page.get_by_text("is outside the folders").wait_for(timeout=120_000)  # after torch loads
+            _settle(page)
+            _no_exception(page)
+            _shot(page, "models_refused_dir")
+            errors = page.locator('[data-testid="stAlertContentError"]')
+            assert errors.count() == 1 and OUTSIDE in errors.inner_text()
+            assert "Model directories come from" in page.inner_text("body")
+    finally:
+        context.close()
+
+
+from tests.test_browser import browser  # noqa: E402,F401 (the chromium fixture)
