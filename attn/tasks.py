@@ -1,5 +1,6 @@
 """Job functions for attn.jobs: profiles and sweeps run in the worker process, never on the UI
-thread. Arguments and results are plain dicts so they cross the process boundary.
+thread. Arguments and results are plain dicts (with numpy arrays for maps) so they cross the
+process boundary as attn.jobs.codec's JSON.
 
 Each function imports what it runs inside itself: the pages import this module only to name the
 jobs they submit, and should not load the profiler or the transformers stack, which only the

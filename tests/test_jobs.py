@@ -206,7 +206,7 @@ def test_what_cannot_reach_the_worker_is_refused_or_fails(runner):
     in_main.__module__ = "__main__"
     with pytest.raises(TypeError, match="main script"):
         runner.submit(in_main, 1, 2)
-    handle = runner.submit(jobfns.unpicklable_partial)
+    handle = runner.submit(jobfns.unsendable_partial)
     with pytest.raises(JobFailed, match="partial item cannot be sent back"):
         handle.result(timeout=WAIT_S)
 

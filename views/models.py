@@ -10,6 +10,7 @@ from attn.models.serving import cache_summary
 from attn.models.report import KV_CONTEXTS
 from attn.models.sources import MINILM_DESCRIPTION
 from ui import format as fmt
+from ui import model_dirs
 from ui import models as um
 from ui import results
 from ui.errors import shown_as_error
@@ -75,9 +76,15 @@ text = st.text_area("Text", key="md_text", height=90)
 sync_url(model=source if source else None, tokens=max_tokens,
          text=text if len(text) <= 500 else None, layer=st.session_state.get(um.LAYER),
          head=st.session_state.get(um.HEAD))
+if choice == LOCAL:
+    st.caption(model_dirs.caption())
 if choice == LOCAL and not source:
     st.info("Name a local model directory (config.json and *.safetensors; attn never loads pickles "
             "nor runs remote code).")
+    st.stop()
+refused = model_dirs.refusal(source) if choice == LOCAL else None
+if refused:  # before anything looks at the path: a link must not probe the server's disk
+    st.error(refused)
     st.stop()
 
 loaded = data = None

@@ -7,6 +7,7 @@ from attn import charts
 from attn.models import DEFAULT_MODEL, PRESETS, model_choices
 from attn.models.sources import MINILM_DESCRIPTION
 from ui import format as fmt
+from ui import model_dirs
 from ui import planner as up
 from ui.plot import show
 from ui.state import url_value, write_url
@@ -53,8 +54,13 @@ asked = d3.button("Evaluate", key="pl_go", icon=":material/play_arrow:", type="p
 write_url({}, model=source or None, plan=layers, kv_heads=kv_heads or None,
           activation=None if activation == ACTIVATIONS[0] else activation, tokens=max_tokens)
 
+refused = model_dirs.refusal(source) if choice == LOCAL and source else None
+if choice == LOCAL:
+    st.caption(model_dirs.caption())
 if asked and not source:
     st.error("Name a local model directory (config.json and *.safetensors) to plan for.")
+elif asked and refused:  # never queued: the worker would not look at the path either
+    st.error(refused)
 elif asked:
     up.evaluate(source, layers, kv_heads or None, None if activation == ACTIVATIONS[0] else activation,
                 None, max_tokens, measure)

@@ -20,7 +20,8 @@ queue carries on. An out-of-memory error is a result ("does not fit: ..."), not 
 Streamlit's AppTest; it cannot isolate faults or kill a job that ignores a cancel.
 
 The handle and the report are in `handle.py`, the queue and the worker process in `runner.py`,
-and what runs a job and reports its outcome in `worker.py`.
+what runs a job and reports its outcome in `worker.py`, and how jobs and results cross (JSON,
+never pickle: a job is a function of attn's modules named by its module and name) in `codec.py`.
 
 This package imports nothing outside the standard library (and attn.device and attn.home, which import none
 either): torch is only touched in the worker, and only when a job has already imported it.

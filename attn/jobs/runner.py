@@ -1,5 +1,10 @@
 """The job runner: one FIFO queue, and the one worker process (or thread) that runs its jobs in
 order; cancelling, restarting a worker that died, and the runner the app shares.
+
+Jobs go to the worker and its messages come back as attn.jobs.codec bytes over the pipes'
+`send_bytes`/`recv_bytes`, never pickled. (multiprocessing's spawn pickles the worker's start
+arguments, two pipe ends, a shared integer and a tuple of module names, by itself: that is the
+standard library's own start-up, not a channel for jobs.)
 """
 from __future__ import annotations
 
@@ -8,7 +13,6 @@ import contextlib
 import itertools
 import multiprocessing
 import multiprocessing.connection
-import pickle
 import sys
 import threading
 import time
@@ -19,18 +23,19 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
+from attn.jobs import codec
 from attn.jobs.handle import JobHandle
-from attn.jobs.worker import PICKLE_PROTOCOL, deliver, one_line, pickled, run_job, worker_main
+from attn.jobs.worker import deliver, encoded, job_frame, one_line, run_job, worker_main
 
 
 @dataclass(eq=False)
 class _Job:
     handle: JobHandle
-    payload: bytes  # pickled (fn, args, kwargs): snapshots the arguments at submit time
+    payload: bytes  # codec.job_payload: snapshots the arguments at submit time
     cancel_event: threading.Event = field(default_factory=threading.Event)
     cancel_requested_at: float | None = None  # time.monotonic()
     hard_deadline: float | None = None  # time.monotonic() after which the worker is killed
-    unreadable: str | None = None  # a message from the worker that could not be unpickled
+    unreadable: str | None = None  # a message from the worker that could not be decoded
 
     @property
     def id(self) -> int:
@@ -61,6 +66,7 @@ class JobRunner:
         self._to_worker: Any = None
         self._from_worker: Any = None
         self._cancel_id: Any = None
+        self._worker_allowed: tuple[str, ...] = ()  # codec.allowed_modules() when it started
         _RUNNERS.add(self)
 
     def __enter__(self) -> JobRunner:
@@ -97,10 +103,11 @@ class JobRunner:
             raise TypeError(f"job function {getattr(fn, '__qualname__', fn)!r} is defined in the "
                             "main script; define it in an importable module")
         try:
-            payload = pickle.dumps((fn, args, kwargs), protocol=PICKLE_PROTOCOL)
+            payload = codec.job_payload(fn, args, kwargs)
         except Exception as exc:
             raise TypeError(f"cannot send this job to the worker: {one_line(exc)} (the function "
-                            "must be defined at module level and its arguments picklable)") from exc
+                            "must be defined at module level, and its arguments JSON, arrays, "
+                            "tensors or attn's dataclasses)") from exc
         with self._lock:
             if self._closing:
                 raise RuntimeError("this JobRunner has been shut down")
@@ -219,8 +226,9 @@ class JobRunner:
 
     def _run_here(self, job: _Job) -> None:
         def post(message: tuple) -> None:
-            # a pickle round trip, so that what could not reach a worker's caller fails here too
-            self._apply(job, pickle.loads(pickled(message)))
+            # the worker's round trip, so that what could not reach a worker's caller fails here
+            # too, and a result is a copy, as it would be from the worker
+            self._apply(job, codec.loads(encoded(message)))
 
         deliver(run_job(job.id, job.payload, post, job.cancel_event.is_set), post)
 
@@ -238,11 +246,13 @@ class JobRunner:
     def _send(self, job: _Job) -> None:
         for attempt in (1, 2):
             # a worker killed a moment ago closes its pipe before it stops looking alive, so a
-            # broken pipe restarts it whatever is_alive() says
-            if attempt == 2 or self._proc is None or not self._proc.is_alive():
+            # broken pipe restarts it whatever is_alive() says; a worker started before a job
+            # module was allowed is restarted too (it learns the allowed modules at start)
+            if (attempt == 2 or self._proc is None or not self._proc.is_alive()
+                    or self._worker_allowed != codec.allowed_modules()):
                 self._restart_worker()
             try:
-                self._to_worker.send((job.id, job.payload))
+                self._to_worker.send_bytes(job_frame(job.id, job.payload))
                 return
             except OSError:  # it died while idle, between jobs
                 if attempt == 2:
@@ -306,7 +316,7 @@ class JobRunner:
         except (EOFError, OSError):
             return "eof"
         try:
-            message = pickle.loads(data)
+            message = codec.loads(data)
         except Exception as exc:
             job.unreadable = f"could not read what the job sent back: {one_line(exc)}"
             return "ok"
@@ -323,7 +333,8 @@ class JobRunner:
                     self._cancel_id.value = self._current.id
         jobs_r, jobs_w = ctx.Pipe(duplex=False)
         results_r, results_w = ctx.Pipe(duplex=False)
-        proc = ctx.Process(target=worker_main, args=(jobs_r, results_w, self._cancel_id),
+        self._worker_allowed = codec.allowed_modules()
+        proc = ctx.Process(target=worker_main, args=(jobs_r, results_w, self._cancel_id, self._worker_allowed),
                            name="attn-jobs-worker")
         with _main_module_hidden():
             proc.start()
@@ -336,7 +347,7 @@ class JobRunner:
         if proc is None:
             return
         with contextlib.suppress(OSError):
-            self._to_worker.send(None)
+            self._to_worker.send_bytes(b"")
         proc.join(2.0)
         if proc.is_alive():
             proc.kill()

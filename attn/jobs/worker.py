@@ -1,13 +1,16 @@
 """The worker's side of a job: run it, turn what it raised into one line a person can read
 (out of memory is a result, "does not fit: ..."), and send its messages back. The same code runs
 in the worker process and, for tests, on a thread of the caller's process.
+
+Jobs and messages cross as bytes of attn.jobs.codec (JSON), sent with `send_bytes` and read with
+`recv_bytes`: a Connection's `send` and `recv` would pickle them.
 """
 from __future__ import annotations
 
 import contextlib
 import gc
-import pickle
 import signal
+import struct
 import sys
 import threading
 import traceback
@@ -15,10 +18,11 @@ from typing import Any, Callable
 
 from attn.device import is_out_of_memory, oom_message
 from attn.home import AttnHomeError
+from attn.jobs import codec
 from attn.jobs.handle import JobCancelled, Report
 
-PICKLE_PROTOCOL = pickle.HIGHEST_PROTOCOL
 _MESSAGE_CHARS = 300
+_JOB_ID = struct.Struct("!q")  # a job's frame to the worker: its id, then codec.job_payload's bytes
 
 
 def run_job(job_id: int, payload: bytes, post: Callable[[tuple], None],
@@ -27,7 +31,7 @@ def run_job(job_id: int, payload: bytes, post: Callable[[tuple], None],
     if is_cancelled():
         return ("cancelled", job_id, "cancelled before it started")
     try:
-        fn, args, kwargs = pickle.loads(payload)
+        fn, args, kwargs = codec.load_job(payload)
     except BaseException as exc:
         return ("failed", job_id, f"could not load the job: {one_line(exc)}",
                 traceback.format_exc(), "exception")
@@ -59,9 +63,9 @@ def run_job(job_id: int, payload: bytes, post: Callable[[tuple], None],
     return outcome
 
 
-def pickled(message: tuple) -> bytes:
+def encoded(message: tuple) -> bytes:
     try:
-        return pickle.dumps(message, protocol=PICKLE_PROTOCOL)
+        return codec.dumps(message)
     except Exception as exc:
         what = {"done": "result", "partial": "partial item"}.get(message[0], "message")
         raise TypeError(f"the job's {what} cannot be sent back: {one_line(exc)}") from exc
@@ -70,28 +74,35 @@ def pickled(message: tuple) -> bytes:
 def deliver(outcome: tuple, post: Callable[[tuple], None]) -> None:
     try:
         post(outcome)
-    except TypeError as exc:  # an unpicklable result fails the job, not the worker
+    except TypeError as exc:  # a result that cannot be encoded fails the job, not the worker
         post(("failed", outcome[1], str(exc), traceback.format_exc(), "exception"))
 
 
-def worker_main(jobs: Any, results: Any, cancel_id: Any) -> None:
+def job_frame(job_id: int, payload: bytes) -> bytes:
+    """What the runner sends the worker for one job (b"" asks it to stop)."""
+    return _JOB_ID.pack(job_id) + payload
+
+
+def worker_main(jobs: Any, results: Any, cancel_id: Any, allowed: tuple[str, ...] = ()) -> None:
     # Ctrl-C in the terminal reaches the whole process group; the parent decides when we stop
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    for module in allowed:  # what the parent allowed beyond attn's modules (tests' job functions)
+        codec.allow_module(module)
     send_lock = threading.Lock()  # a job may report from threads of its own
 
     def post(message: tuple) -> None:
-        data = pickled(message)
+        data = encoded(message)
         with send_lock:
             results.send_bytes(data)
 
     while True:
         try:
-            message = jobs.recv()
+            frame = jobs.recv_bytes()
         except (EOFError, OSError):  # the parent is gone
             return
-        if message is None:
+        if len(frame) < _JOB_ID.size:
             return
-        job_id, payload = message
+        (job_id,), payload = _JOB_ID.unpack_from(frame), frame[_JOB_ID.size:]
         # the cancel check is called only inside run_job, during this job
         outcome = run_job(job_id, payload, post, lambda: cancel_id.value == job_id)  # noqa: B023
         deliver(outcome, post)

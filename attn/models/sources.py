@@ -1,8 +1,14 @@
 """Where a model comes from: the packaged MiniLM, a preset with random weights, or a directory.
 
 Nothing here touches the network: the hub is switched off, every load passes
-`local_files_only=True`, remote code is never trusted and weights are read only from
-safetensors files (a pickle can run code when it is loaded; a safetensors file cannot).
+`local_files_only=True`, and weights are read only from safetensors files (a pickle can run code
+when it is loaded; a safetensors file cannot). Code shipped with a model is never run: a config
+with `auto_map` is refused, and transformers runs such code only when a caller opts in with a
+keyword that attn never passes (its default is off; tests/test_source_safety.py forbids the
+keyword's name in attn's source, so no call can switch it on).
+
+A directory must lie inside ATTN_MODEL_DIRS when that is set (attn.model_dirs): checked from its
+name first, before anything here looks at the disk, then with its symlinks resolved.
 
 Tokenizers: MiniLM and directories that ship tokenizer files use their own. The presets and
 directories without one borrow MiniLM's WordPiece tokenizer (uncased BERT vocabulary, 30522
@@ -26,6 +32,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from attn.device import resolve_device  # noqa: E402
+from attn.model_dirs import ModelDirNotAllowed, checked_model_dir, refusal  # noqa: E402
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -184,8 +191,8 @@ def _borrowed_note(config) -> str:
 
 
 # -- directories ---------------------------------------------------------------------------------
-def _looks_like_path(source: str) -> bool:
-    return os.sep in source or "/" in source or source.startswith((".", "~")) or Path(source).exists()
+def _written_as_path(source: str) -> bool:
+    return os.sep in source or "/" in source or source.startswith((".", "~"))
 
 
 def _unknown_name_message(name: str) -> str:
@@ -194,10 +201,19 @@ def _unknown_name_message(name: str) -> str:
 
 
 def _checked_directory(source: str) -> Path:
-    """The directory as an absolute path, after the checks that need no parsing."""
-    if not _looks_like_path(source):
+    """The directory as an absolute path, symlinks resolved, after the checks that need no
+    parsing. A path outside ATTN_MODEL_DIRS is refused before the disk is touched."""
+    if "\x00" in source:
+        raise ModelLoadError("a model directory's name cannot hold a NUL character")
+    outside = refusal(source)
+    if not _written_as_path(source) and (outside is not None or not Path(source).exists()):
+        # a bare name that is no model's: most likely a typo of one (a folder of that name in the
+        # working directory counts only where model directories may come from)
         raise ModelLoadError(_unknown_name_message(source))
-    directory = Path(source).expanduser().resolve()
+    try:
+        directory = Path(checked_model_dir(source))
+    except ModelDirNotAllowed as exc:
+        raise ModelLoadError(str(exc)) from None
     if not directory.exists():
         raise ModelLoadError(f"model directory {source} does not exist")
     if not directory.is_dir():
@@ -240,7 +256,7 @@ def _directory_config(directory: Path):
         raise ModelLoadError(f"{directory} needs custom code from the model's authors "
                              "(auto_map in config.json); attn never runs remote code")
     try:
-        return AutoConfig.from_pretrained(directory, local_files_only=True, trust_remote_code=False)
+        return AutoConfig.from_pretrained(directory, local_files_only=True)
     except Exception as exc:
         raise ModelLoadError(f"transformers cannot read config.json in {directory}: {exc}") from None
 
@@ -255,8 +271,7 @@ def _load_directory(directory: Path, impl: str, name: str, source: str) -> Loade
     hf_logging.disable_progress_bar()
     try:
         model = AutoModel.from_pretrained(directory, config=config, local_files_only=True,
-                                          use_safetensors=True, trust_remote_code=False,
-                                          attn_implementation=impl)
+                                          use_safetensors=True, attn_implementation=impl)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the weights in {directory} "
                              f"under attn_implementation={impl!r}: {exc}") from None
@@ -275,13 +290,25 @@ def _directory_tokenizer(directory: Path, config):
     from transformers import AutoTokenizer
 
     names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
-    if any((directory / n).is_file() for n in names):
+    # a tokenizer of the model's own code: transformers would ask on the terminal whether to run
+    # it (its default when nobody says), so attn never lets it get that far
+    if any((directory / n).is_file() for n in names) and not _needs_custom_code(directory / "tokenizer_config.json"):
         try:
-            return (AutoTokenizer.from_pretrained(directory, local_files_only=True, trust_remote_code=False),
+            return (AutoTokenizer.from_pretrained(directory, local_files_only=True),
                     "the model's own tokenizer", None)
         except Exception:  # an unusual tokenizer: fall back rather than fail the whole model
             pass
     return _minilm_tokenizer(), _borrowed_note(config), config.vocab_size
+
+
+def _needs_custom_code(path: Path) -> bool:
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return False
+    except (OSError, ValueError):
+        return True  # unreadable: let the borrowed tokenizer serve rather than guess
+    return isinstance(raw, dict) and "auto_map" in raw
 
 
 # -- facts read from a config ----------------------------------------------------------------------
