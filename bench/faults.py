@@ -32,6 +32,10 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+from attn.jobs import codec
+
+codec.allow_module(__name__)  # the jobs below run in the worker, which imports them by name
+
 WORKER_PHASES = ("before start", "mid-job", "sending a result")
 RESULT_BYTES = 32 * 2**20  # big enough that sending it back takes a while to kill inside
 JOB_TIMEOUT_S = 60.0
