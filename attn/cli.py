@@ -370,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from attn.heap import return_freed_memory
     from attn.home import AttnHomeError
     from attn.measure import DoesNotFit
 
@@ -384,4 +385,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # `python -m attn ... | head`
         sys.stderr.close()
+    finally:
+        # a process that calls main() again and again (a notebook, a script, a test) stays at
+        # what it uses (attn.heap)
+        return_freed_memory()
     return 0

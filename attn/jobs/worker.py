@@ -17,6 +17,7 @@ import traceback
 from typing import Any, Callable
 
 from attn.device import is_out_of_memory, oom_message
+from attn.heap import return_freed_memory
 from attn.home import AttnHomeError
 from attn.jobs import codec
 from attn.jobs.handle import JobCancelled, Report
@@ -108,6 +109,8 @@ def worker_main(jobs: Any, results: Any, cancel_id: Any, allowed: tuple[str, ...
         deliver(outcome, post)
         if outcome[0] == "failed" and outcome[4] == "device_fault":
             return
+        del outcome
+        return_freed_memory()  # the worker lives as long as the server: keep it at what it uses
 
 
 # errors: one line a person can read, and which of them break the device for good (which of
