@@ -8,7 +8,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("profile", "sweep", "model", "maps", "plan")
+# a kind is a label, not a constraint of the schema: a new one needs no migration
+KINDS = ("profile", "sweep", "model", "maps", "plan", "selftest")
 # a run saved before the regimes (issue #14) has no mode: it measured one forward call
 MODE_ABSENT = "forward"
 # the key numbers a run list shows, looked up in a run's results (see `_key_number`)
