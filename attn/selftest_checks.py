@@ -236,8 +236,7 @@ def timer_agreement(device: str, quick: bool, rounds: int | None = None) -> Chec
     """attn's median (time_cpu: torch.utils.benchmark; time_cuda: CUDA events) against the
     independent timer on the same call. The two alternate in short rounds, so that a change in
     the machine's load falls on both alike; the medians over the rounds must agree within 5%."""
-    rounds = rounds or (24 if quick else 48)
-    budget = 0.05  # seconds per timer per round: short rounds follow the load closely
+    rounds = rounds or (12 if quick else 24)
     spec = TIMING_SPEC.with_(device=device, dtype="float32" if device == "cpu" else "bfloat16")
     q, k, v = random_qkv(spec)
     var = variants.get("sdpa")
@@ -248,6 +247,10 @@ def timer_agreement(device: str, quick: bool, rounds: int | None = None) -> Chec
             var.run(q, k, v, spec)
 
     fn()  # sdpa auto picks its backend once, outside either timer
+    # each timer gets at least 8 calls a round, so neither median rests on two or three samples
+    # (a mean of two blocks against a median of three read 10% apart on a loaded machine)
+    once = min(timeit.Timer(fn).repeat(repeat=3, number=1))
+    budget = max(0.05, 8 * once)  # seconds per timer per round
     mine, theirs, how = [], [], ""
     for _ in range(rounds):
         t = timing.time_cuda(fn, budget) if on_cuda else timing.time_cpu(fn, budget)
