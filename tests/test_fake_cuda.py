@@ -140,6 +140,7 @@ def _fake_cuda_model(name: str):
     return replace(cpu, model=model, device="cuda")
 
 
+@pytest.mark.slow  # builds a model on fake CUDA: seconds each
 @pytest.mark.parametrize(("first", "rest"), [("sliding_window:4", "block_sparse:4"), ("full", "sliding_window:8")])
 @pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
 def test_planned_model_runs_on_cuda(monkeypatch, first, rest, activation):
@@ -189,6 +190,7 @@ def test_plan_kernels_run_on_cuda(monkeypatch, layer, activation):
     assert (out.device.type, out.dtype, tuple(out.shape)) == ("cuda", torch.bfloat16, (1, 12, 4, 16))
 
 
+@pytest.mark.slow
 def test_capture_qkv_on_cuda(monkeypatch):
     from attn.models import capture_qkv
 
