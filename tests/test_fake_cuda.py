@@ -130,11 +130,13 @@ def _fake_cuda_model(name: str):
     `.to("cuda")` fails: fake parameters cannot be swapped)."""
     from dataclasses import replace
 
+    from torch._subclasses.fake_tensor import unset_fake_temporarily
     from transformers import AutoModel
 
     from attn.models import load_model
 
-    cpu = load_model(name)
+    with unset_fake_temporarily():  # load_model caches the model: a real one, for the other tests
+        cpu = load_model(name)
     with torch.device("cuda"):
         model = AutoModel.from_config(cpu.config, attn_implementation="eager").eval()
     return replace(cpu, model=model, device="cuda")
