@@ -109,11 +109,12 @@ def test_a_timer_reporting_twice_the_time_fails_the_timer_check(monkeypatch):
         return timing.summarize([2 * x for x in t.times_ms], t.warmup, t.method, t.elapsed_s)
 
     monkeypatch.setattr(timing, "time_cpu", doubled)
-    check = selftest_checks.timer_agreement("cpu", quick=True, rounds=1)
+    check = selftest_checks.timer_agreement("cpu", quick=True, rounds=3)
     assert check.status == FAILED
     mine, theirs = (float(check.figure.split(" ms")[0].split()[-1]),
                     float(check.figure.split(" vs ")[1].split(" ms")[0]))
-    assert mine / theirs == pytest.approx(2.0, rel=0.3)  # the figure shows what the timer said
+    # the figure shows what the lying timer said: about twice the other (wide: a loaded machine)
+    assert mine / theirs > 1.4
 
 
 def test_a_wrong_flop_count_fails_the_closed_form_check(monkeypatch):
