@@ -41,6 +41,7 @@ def test_the_section_runs_the_selftest_and_shows_its_table(monkeypatch):
     assert list(table["status"]) == [FAILED, PASSED, NOT_HERE]  # failed first
     assert "attn 2.000 ms vs 1.000 ms" in table["figure"].iloc[0]
     assert table["why / what it compares"].iloc[2] == "needs a CUDA device"
+    assert list(at.dataframe[0].value["kind"]) == ["selftest"]  # Latest runs lists the saved run
 
 
 def test_the_last_saved_selftest_is_shown_on_a_new_visit():

@@ -71,6 +71,7 @@ if st.button("Run the self-test", icon=":material/fact_check:", key="ov_selftest
 view = follow.follow("ov_selftest", "Self-test")
 if view is not None and view.ok:
     st.session_state["ov_selftest_result"] = view.result
+    st.rerun()  # once more, so that Latest runs above lists the run just saved
 shown = st.session_state.get("ov_selftest_result")
 if shown is None:
     latest = results.run_store().list(kind="selftest", limit=1)
