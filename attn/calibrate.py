@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from attn.device import attn_home, device_name, resolve_device
+from attn.device import attn_home, device_name, resolve_device, synchronize
 from attn.home import AttnHomeError, explain_os_error, write_text_atomic
 
 
@@ -44,19 +44,14 @@ class Calibration:
         return asdict(self)
 
 
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def _best_seconds(fn, device: str, repeats: int) -> float:
     fn()
-    _sync(device)
+    synchronize(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        synchronize(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -256,6 +256,17 @@ def cmd_runs(args: argparse.Namespace) -> None:
         print(f"deleted {removed} run(s)", file=sys.stderr)
 
 
+def cmd_selftest(args: argparse.Namespace) -> int:
+    """Exit 0 when every check passed (rows not possible here included), 1 when one failed."""
+    from attn import selftest
+
+    result = selftest.run_selftest(args.device, quick=args.quick)
+    result["run_id"] = selftest.save(result)
+    _emit(args, result, lambda d: "\n".join(selftest.table_lines(d) + [
+        f"saved as run {d['run_id']}: `attn runs export {d['run_id']} --format json --out selftest.json`"]))
+    return 0 if selftest.all_passed(result) else 1
+
+
 def _one_id(ids: list[str]) -> int:
     if len(ids) != 1 or not ids[0].isdigit():
         raise BadInput("give exactly one run id")
@@ -361,6 +372,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_runs)
 
+    p = sub.add_parser("selftest", help="check attn's numbers on this device: accuracy, FLOPs, timers, backends")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    p.add_argument("--quick", action="store_true", help="one shape per check and shorter timings")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(fn=cmd_selftest)
+
     p = sub.add_parser("calibrate", help="measure this device's matmul rates and bandwidth")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")
     p.add_argument("--force", action="store_true", help="measure again even when cached")
@@ -376,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args = build_parser().parse_args(argv)
-        args.fn(args)
+        code = args.fn(args)  # None, or a command's own exit code (selftest: 1 when a check failed)
     # AttnHomeError: ATTN_HOME (or --out) is full, unreadable or not a folder; the run store's
     # own RunStoreError is one of them
     except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, AttnHomeError) as err:
@@ -385,8 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # `python -m attn ... | head`
         sys.stderr.close()
+        return 0
     finally:
         # a process that calls main() again and again (a notebook, a script, a test) stays at
         # what it uses (attn.heap)
         return_freed_memory()
-    return 0
+    return code or 0

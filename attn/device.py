@@ -38,13 +38,20 @@ def cuda_available() -> bool:
 
 def resolve_device(device: str) -> str:
     """'auto' is CUDA when torch sees a GPU, else the CPU."""
-    import torch  # lazy: see the module's docstring
-
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+        return "cuda" if cuda_available() else "cpu"
+    if device.startswith("cuda") and not cuda_available():
         raise ValueError("device cuda was asked for, but torch sees no CUDA GPU here: use cpu or auto")
     return device
+
+
+def synchronize(device: str) -> None:
+    """Wait for the work queued on a CUDA device (a no-op on the CPU). The one place attn waits
+    for a GPU, so the tests can run the CUDA paths on fake CUDA tensors without one."""
+    if str(device).startswith("cuda"):
+        import torch  # lazy: see the module's docstring
+
+        torch.cuda.synchronize(device)
 
 
 @functools.lru_cache(maxsize=1)

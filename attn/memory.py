@@ -11,7 +11,7 @@ from typing import Callable, Iterator
 import torch
 
 from attn.cost import attention_cost
-from attn.device import free_bytes
+from attn.device import free_bytes, synchronize
 from attn.readable import nbytes
 from attn.spec import AttentionSpec
 
@@ -60,12 +60,14 @@ def cpu_peak_bytes(fn: Callable[[], object]) -> int:
     return peak_from_memory_events(events)
 
 
-def cuda_peak_bytes(fn: Callable[[], object]) -> tuple[int, int]:
-    torch.cuda.synchronize()
+def cuda_peak_bytes(fn: Callable[[], object], device: str = "cuda") -> tuple[int, int]:
+    """(peak allocated during fn above the baseline, reserved) from the CUDA allocator's
+    statistics. A seam: the fake-CUDA tests replace it, as they have no allocator to read."""
+    synchronize(device)
     before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     fn()
-    torch.cuda.synchronize()
+    synchronize(device)
     return torch.cuda.max_memory_allocated() - before, torch.cuda.memory_reserved()
 
 
@@ -74,7 +76,7 @@ def peak_bytes(fn: Callable[[], object], device: str, during: str = "one call"
     """(peak bytes allocated during fn above what was allocated before it, the CUDA allocator's
     reserved bytes or None on the CPU, how the peak was measured, in words)."""
     if str(device).startswith("cuda"):
-        peak, reserved = cuda_peak_bytes(fn)
+        peak, reserved = cuda_peak_bytes(fn, device)
         return peak, reserved, f"torch.cuda.max_memory_allocated above the baseline, {during}"
     return cpu_peak_bytes(fn), None, f"torch profiler memory events (CPU allocator) during {during}"
 

@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, fields
 from typing import Callable, Protocol
 
+from attn.device import synchronize
+
 NO_DRIVER_STATUS = "no NVIDIA driver: GPU metrics are off, CPU and memory are sampled"
 
 
@@ -143,4 +145,4 @@ def gpu_energy_per_call(fn: Callable[[], object], device) -> float | None:
     if device.type != "cuda":
         return None
     reader, _ = open_nvml(device.index or 0)
-    return None if reader is None else energy_per_call(fn, reader, torch.cuda.synchronize)
+    return None if reader is None else energy_per_call(fn, reader, lambda: synchronize(str(device)))

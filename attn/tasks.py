@@ -137,3 +137,16 @@ def plan_task(source: str, layers: str, kv_heads: int | None = None, activation:
     result["maps"] = plan_maps(source, layers, kv_heads, activation, text or DEFAULT_TEXT, map_tokens)
     report.progress(1.0, "done")
     return result
+
+
+def selftest_task(device: str = "auto", quick: bool = True, *, report) -> dict:
+    """`attn selftest` in the worker, a progress step per check; the result is saved as a run of
+    kind "selftest" and comes back with its run_id."""
+    from attn import selftest
+
+    def progress(done: int, total: int, name: str) -> None:
+        report.progress(done / max(total, 1), f"check {min(done + 1, total)} of {total}: {name}")
+
+    result = selftest.run_selftest(device, quick, progress=progress, cancelled=report.cancelled)
+    result["run_id"] = selftest.save(result)
+    return result

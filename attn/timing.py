@@ -98,7 +98,9 @@ def settle_then_repeat(timed_once: Callable[[], float], budget_s: float, max_war
 
 
 def cuda_ms(fn: Callable[[], object]) -> float:
-    """Milliseconds of one call between two CUDA events (the host clock would time the launch)."""
+    """Milliseconds of one call between two CUDA events (the host clock would time the launch).
+    Every CUDA timing in attn goes through here (time_cuda, the train regime, sdpa auto's choice):
+    the fake-CUDA tests replace it, as fake tensors have no events to record."""
     start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
     fn()

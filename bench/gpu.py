@@ -1,15 +1,20 @@
-"""The measurement layer on a CUDA GPU: every variant checked and timed, the profiler against
-triton's do_bench, the device's calibration, sdpa auto's choices, and an out-of-memory sweep that
-must leave device memory where it found it.
+"""One command for a lent GPU: `attn selftest --device cuda` first, then the anchor comparisons
+and the regime tables: every variant timed against the anchors, the device's calibration, sdpa
+auto's choices, train and decode, and an out-of-memory sweep that must leave device memory where
+it found it.
 
 Sections (all by default; pick with --sections):
+- selftest: attn.selftest on the device (the same as `attn selftest --device cuda`): every
+  variant's output, gradients and decode step against float64, FLOPs against closed forms and
+  torch's counter, the profiler's median against triton's do_bench on the same call, sdpa auto's
+  choice against each backend, NVML energy, memory after an out-of-memory. Saved as a run of kind
+  selftest; its table heads the report. (It replaces the former fidelity section, whose
+  comparison is its timer row.)
 - timing: every case (variants, sdpa's backends named one by one, two sliding windows) at
   B=4, H=16, D=128, bfloat16, seq 1024..16384, causal and not, through attn.measure.profile:
   median and p10/p90, TFLOP/s, share of the roofline, peak memory, and the kernel error, which
   must be within 1e-2 in bfloat16. A case stops at its first out-of-memory.
 - auto: which backend sdpa's `auto` chose at each shape, and what each backend took.
-- fidelity: profile()'s median against triton.testing.do_bench's median for the same call,
-  measured in alternation; target within 3%.
 - calibration: measured matmul rates and copy bandwidth (attn.calibrate, forced).
 - train: forward + backward (attn.measure.profile, mode "train") for dense, sdpa (auto, and the
   flash, efficient and cuDNN backends where they run) and sliding_window (window 256), causal,
@@ -33,10 +38,10 @@ the anchors hold forward timings only, so the train and decode rows say there is
 --dry-run runs the same code on the CPU with tiny sizes (do_bench is replaced by
 torch.utils.benchmark, the allocator cap by the sweep's memory budget), to check the script.
 
-    python -m bench.gpu [--out results.json] [--anchors PATH] [--sections timing,auto,...]
+    python -m bench.gpu [--out results.json] [--anchors PATH] [--sections selftest,timing,...]
                         [--cases dense,sdpa:flash] [--seqs 1024,4096] [--causal both|true|false]
                         [--train-seqs 1024,8192] [--contexts 4096,131072]
-                        [--budget 0.2] [--dry-run]                     (from the repo root)
+                        [--budget 0.2] [--quick] [--dry-run]           (from the repo root)
 
 --cases names cases of any section (timing, train, decode); each runs those it has.
 
@@ -49,14 +54,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Callable
 
 import torch
 
-from attn import calibrate, variants
+from attn import calibrate
 from attn.device import device_summary
 from attn.environment import environment
 from attn.inputs import random_qkv
@@ -67,8 +70,7 @@ from bench import gpu_regimes
 from bench.gpu_config import Config, dry_run_config, gpu_config
 from bench.tables import f, first_line, markdown
 
-SECTIONS = ("timing", "auto", "fidelity", "calibration", "train", "decode", "oom")
-FIDELITY_TOLERANCE = 0.03
+SECTIONS = ("selftest", "timing", "auto", "calibration", "train", "decode", "oom")
 
 
 # -- what to run (no CUDA here: importable and testable anywhere) -------------------------------
@@ -148,14 +150,6 @@ def with_anchor_ratios(rows: list[dict], anchors: dict | None) -> list[dict]:
     return rows
 
 
-def paired_verdict(profiled: list[float], reference: list[float], tolerance: float) -> dict:
-    p, r = statistics.median(profiled), statistics.median(reference)
-    paired = statistics.median(a / b for a, b in zip(profiled, reference))
-    return {"profile_ms": p, "reference_ms": r, "diff_pct": 100 * (p / r - 1),
-            "paired_diff_pct": 100 * (paired - 1), "within": abs(p / r - 1) <= tolerance,
-            "profile_rounds_ms": profiled, "reference_rounds_ms": reference}
-
-
 # -- the sections (the CUDA calls are here, and only here) ------------------------------------
 def _sync(device: str) -> None:
     if device.startswith("cuda"):
@@ -221,60 +215,17 @@ def auto_choices(cfg: Config, causal_modes: tuple[bool, ...]) -> list[dict]:
     return rows
 
 
-def reference_ms(fn: Callable[[], object], device: str, budget_s: float) -> float:
-    """An independent timer: triton's do_bench on a GPU (L2 flushed, CUDA events, median);
-    torch.utils.benchmark on the CPU (the dry run)."""
-    if device.startswith("cuda"):
-        from triton.testing import do_bench
+def selftest_section(cfg: Config, quick: bool) -> dict:
+    """attn selftest on the device, saved as a run (the dry run: the CPU, quick)."""
+    from attn import selftest
 
-        return float(do_bench(fn, warmup=25, rep=max(100, int(budget_s * 1e3)), return_mode="median"))
-    from torch.utils.benchmark import Timer
+    def progress(done: int, total: int, name: str) -> None:
+        if done < total:
+            print(f"  [{done + 1}/{total}] {name}", flush=True)
 
-    timer = Timer(stmt="fn()", globals={"fn": fn}, num_threads=torch.get_num_threads())
-    return timer.blocked_autorange(min_run_time=budget_s).median * 1e3
-
-
-def fidelity(cfg: Config, causal_modes: tuple[bool, ...], names: tuple[str, ...] = ("sdpa", "dense")
-             ) -> list[dict]:
-    rows = []
-    for causal in causal_modes:
-        for name in names:
-            for seq in cfg.fidelity_seqs:
-                spec = cfg.spec(seq, causal)
-                row = {"variant": name, "seq": seq, "causal": causal}
-                rows.append(row)
-                profiled, reference = [], []
-                try:
-                    q, k, v = random_qkv(spec)
-                    run = variants.get(name).run
-                    with torch.inference_mode():
-                        fn = lambda: run(q, k, v, spec)  # noqa: E731, B023 (called only in this iteration)
-                        fn()
-                        for r in range(cfg.fidelity_rounds):
-                            for side in ("profile", "reference")[:: 1 if r % 2 == 0 else -1]:
-                                if side == "profile":
-                                    profiled.append(profile(spec, name, device=cfg.device,
-                                                            budget_s=cfg.budget_s,
-                                                            check_errors=False).latency_ms)
-                                else:
-                                    reference.append(reference_ms(fn, cfg.device, cfg.budget_s))
-                except DoesNotFit as err:
-                    row.update(status="oom", message=first_line(err))
-                    continue
-                except ImportError as err:  # no triton: nothing to compare with
-                    row.update(status="skipped", message=first_line(err))
-                    return rows
-                except Exception as err:  # noqa: BLE001
-                    row.update(status="error", message=first_line(err))
-                    continue
-                finally:
-                    q = k = v = fn = None
-                    if cfg.device.startswith("cuda"):
-                        torch.cuda.empty_cache()
-                row.update(status="ok", **paired_verdict(profiled, reference, FIDELITY_TOLERANCE))
-                print(f"  fidelity {name} causal={causal} seq {seq}: profile {row['profile_ms']:.4f} ms, "
-                      f"reference {row['reference_ms']:.4f} ms ({row['diff_pct']:+.1f}%)", flush=True)
-    return rows
+    result = selftest.run_selftest(cfg.device, quick=quick, progress=progress)
+    result["run_id"] = selftest.save(result)
+    return result
 
 
 def calibration(cfg: Config, anchors: dict | None) -> dict:
@@ -325,6 +276,13 @@ def oom_sweep(cfg: Config, names: tuple[str, ...] = ("dense", "topk")) -> dict:
 def report(results: dict) -> str:
     out = [f"## {results['environment'].get('device')} ({results['config']['dtype']}), torch "
            f"{results['environment'].get('torch')}, CUDA {results['environment'].get('cuda')}"]
+    if "selftest" in results:
+        from attn.selftest import table_lines
+
+        st = results["selftest"]
+        out += ["", "### Self-test (`attn selftest`)", "```", *table_lines(st), "```",
+                f"saved as run {st['run_id']}: `attn runs export {st['run_id']} --format json "
+                f"--out selftest.json`" + (" — send it with this report" if st["failed"] else "")]
     if "timing" in results:
         rows = results["timing"]
         cols = [("case", "case", str), ("causal", "causal", str), ("seq", "seq", str),
@@ -350,13 +308,6 @@ def report(results: dict) -> str:
              for r in results["auto"]],
             [("causal", "causal", str), ("seq", "seq", str), ("chosen", "chosen", str),
              ("found", "what each backend did", str), ("error", "error", str)])]
-    if "fidelity" in results:
-        rows = results["fidelity"]
-        out += ["", f"### Fidelity against {results['reference_timer']} (target within 3%)", markdown(
-            rows, [("variant", "variant", str), ("causal", "causal", str), ("seq", "seq", str),
-                   ("profile_ms", "profile ms", f(".4f")), ("reference_ms", "reference ms", f(".4f")),
-                   ("diff_pct", "difference %", f("+.1f")), ("paired_diff_pct", "paired %", f("+.1f")),
-                   ("within", "within 3%", str), ("status", "status", str)])]
     if "calibration" in results:
         cal = results["calibration"]
         out += ["", "### Calibration",
@@ -395,6 +346,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--contexts", help="comma-separated cache lengths for the decode section")
     parser.add_argument("--causal", choices=("both", "true", "false"), default="both")
     parser.add_argument("--budget", type=float, help="seconds of repeats per measurement")
+    parser.add_argument("--quick", action="store_true", help="the self-test's quick run (the dry run's)")
     parser.add_argument("--dry-run", action="store_true", help="the same code on the CPU, tiny sizes")
     args = parser.parse_args(argv)
 
@@ -419,15 +371,16 @@ def main(argv: list[str] | None = None) -> dict:
             anchors = json.load(fh)
 
     results: dict = {"config": asdict(cfg), "environment": environment(cfg.device),
-                     "device": device_summary(cfg.device), "sections": sections,
-                     "reference_timer": "triton.testing.do_bench" if cfg.device.startswith("cuda")
-                     else "torch.utils.benchmark (dry run)"}
+                     "device": device_summary(cfg.device), "sections": sections}
     if anchors:
         results["anchors_device"] = anchors.get("device") or args.anchors
         for section in ("train", "decode"):
             if section in sections:
                 results[f"{section}_anchors"] = gpu_regimes.NO_ANCHORS
     started = time.perf_counter()
+    if "selftest" in sections:  # first: whether to trust what follows
+        print("selftest", flush=True)
+        results["selftest"] = selftest_section(cfg, quick=args.quick or args.dry_run)
     if "calibration" in sections:  # first, so the timing rows get their share of the roofline
         print("calibration", flush=True)
         results["calibration"] = calibration(cfg, anchors)
@@ -437,9 +390,6 @@ def main(argv: list[str] | None = None) -> dict:
     if "auto" in sections:
         print("sdpa auto", flush=True)
         results["auto"] = auto_choices(cfg, causal_modes)
-    if "fidelity" in sections:
-        print("fidelity", flush=True)
-        results["fidelity"] = fidelity(cfg, causal_modes)
     if "train" in sections:
         print("train", flush=True)
         results["train"] = gpu_regimes.train(cfg, select_cases(args.cases, gpu_regimes.TRAIN_CASES))

@@ -18,8 +18,6 @@ class Config:
     seqs: tuple[int, ...]
     budget_s: float
     error_tolerance: float
-    fidelity_seqs: tuple[int, ...]
-    fidelity_rounds: int
     # train: forward + backward, causal, at these lengths; the sliding window's width
     train_seqs: tuple[int, ...]
     train_window: int
@@ -44,7 +42,6 @@ def gpu_config(budget_s: float = 0.2) -> Config:
     # float64 copy for the error check 34 GB more.
     return Config(device="cuda", dtype="bfloat16", batch=4, heads=16, head_dim=128,
                   seqs=(1024, 2048, 4096, 8192, 16384), budget_s=budget_s, error_tolerance=1e-2,
-                  fidelity_seqs=(1024, 4096, 16384), fidelity_rounds=3,
                   train_seqs=(1024, 2048, 4096, 8192), train_window=256,
                   decode_contexts=(4096, 8192, 16384, 32768, 65536, 131072), decode_batches=(1, 8),
                   decode_window=4096, gqa_kv_heads=4,
@@ -59,7 +56,6 @@ def dry_run_config(budget_s: float = 0.02) -> Config:
     budget = max(attention_cost(at_128, name).peak_bytes for name in ("dense", "topk"))
     return Config(device="cpu", dtype="bfloat16", batch=1, heads=heads, head_dim=16,
                   seqs=(64, 128), budget_s=budget_s, error_tolerance=1e-2,
-                  fidelity_seqs=(64,), fidelity_rounds=2,
                   train_seqs=(64, 128), train_window=32,
                   decode_contexts=(128, 256), decode_batches=(1, 2), decode_window=64,
                   gqa_kv_heads=2,

@@ -113,3 +113,18 @@ def test_cases_are_chosen_across_sections():
     assert gpu.select_cases("sdpa:gqa", gpu.CASES) == ()
     assert [c.label for c in gpu.select_cases("sdpa:mqa,sdpa", gpu_regimes.DECODE_CASES)] == ["sdpa:mqa", "sdpa"]
     assert {"train", "decode"} <= set(gpu.SECTIONS)  # the default runs every section
+
+
+@pytest.mark.slow
+def test_the_dry_run_starts_with_the_selftest_and_saves_it(capsys):
+    """The lent GPU's one command: the self-test first (the CPU's quick run here), its table at
+    the head of the report, saved as a run; then the anchor comparisons."""
+    from attn.runs import RunStore
+
+    results = gpu.main(["--dry-run", "--sections", "selftest,auto", "--seqs", "64"])
+    st = results["selftest"]
+    assert st["device"] == "cpu" and st["quick"] and st["complete"]
+    assert RunStore().get(st["run_id"]).kind == "selftest"
+    text = capsys.readouterr().out
+    assert text.index("### Self-test") < text.index("### sdpa auto")
+    assert "dense forward against float64" in text and "needs a CUDA device" in text

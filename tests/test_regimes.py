@@ -230,6 +230,6 @@ def test_gpu_energy_per_call_reads_the_counter_on_cuda_only(monkeypatch):
             return SimpleNamespace(energy_mj=next(counter))
 
     monkeypatch.setattr(nvml, "open_nvml", lambda index: (Reader(), "ok"))
-    monkeypatch.setattr("torch.cuda.synchronize", lambda: None)
+    monkeypatch.setattr(nvml, "synchronize", lambda device: None)  # attn's one wait for a GPU
     joules = nvml.gpu_energy_per_call(lambda: None, "cuda:0")
     assert joules is not None and joules > 0

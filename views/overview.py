@@ -2,8 +2,10 @@
 import pandas as pd
 import streamlit as st
 
+from attn import tasks
 from attn.cost import USEFUL_FLOPS_NOTE
-from ui import calibration, results
+from ui import calibration, follow, results
+from ui import selftest as selftest_view
 from ui.state import set_mode
 
 st.title(":material/flashlight_on: attn — the cost of attention, made visible")
@@ -53,3 +55,30 @@ if runs:
                                for r in runs]), hide_index=True, width="stretch")
 else:
     st.caption("No runs saved yet.")
+
+st.subheader("Self-test")
+st.markdown(
+    "attn checks its own numbers on this device: every variant's output, gradients and decode step "
+    "against float64, FLOPs and bytes against closed forms and torch's FLOP counter, the profiler's "
+    "median against an independent timer, and sdpa auto's choice against each backend's own time "
+    "(on a GPU also NVML energy and memory after an out-of-memory). Each check is passed, failed "
+    "with the figure, or not possible here with the reason; the result is saved as a run "
+    "(Runs page: export it to send when something fails). Same as `attn selftest`.")
+quick = st.toggle("Quick (one shape per check, shorter timings)", value=True, key="ov_selftest_quick")
+if st.button("Run the self-test", icon=":material/fact_check:", key="ov_selftest_run"):
+    follow.start("ov_selftest", follow.job(tasks.selftest_task, "auto", quick, kind="selftest",
+                                           title="self-test"))
+view = follow.follow("ov_selftest", "Self-test")
+if view is not None and view.ok:
+    st.session_state["ov_selftest_result"] = view.result
+    st.rerun()  # once more, so that Latest runs above lists the run just saved
+shown = st.session_state.get("ov_selftest_result")
+if shown is None:
+    latest = results.run_store().list(kind="selftest", limit=1)
+    if latest:
+        shown = results.run_store().get(latest[0].id).results
+        st.caption(f"The last self-test saved on this machine ({latest[0].created_at[:19]} UTC):")
+if shown is not None:
+    selftest_view.show(shown)
+else:
+    st.caption("No self-test has run here yet.")

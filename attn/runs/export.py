@@ -1,5 +1,5 @@
 """Runs as text to download: JSON (one object per run, maps as nested lists) or CSV (one row per
-run, one per point for sweeps). Both name each run's mode (forward, train or decode; forward for
+run, one per point for sweeps and one per check for self-tests). Both name each run's mode (forward, train or decode; forward for
 runs saved before the regimes), so a file read later says what regime its numbers are of."""
 from __future__ import annotations
 
@@ -41,7 +41,9 @@ def runs_csv(runs: list[Run]) -> str:
                 "created_at": run.created_at, "device": run.device}
         _flatten(run.spec, "spec", base)
         results = dict(run.results)
-        points = results.pop("points", None) if run.kind == "sweep" else None
+        # a sweep's points and a self-test's checks are a row each
+        points = results.pop({"sweep": "points", "selftest": "checks"}.get(run.kind, "points"), None) \
+            if run.kind in ("sweep", "selftest") else None
         _flatten(results, "", base)
         if isinstance(points, list) and points:
             for index, point in enumerate(points):

@@ -10,7 +10,8 @@ from typing import Any
 
 from attn.home import AttnHomeError
 
-KINDS = ("profile", "sweep", "model", "maps", "plan")
+# a kind is a label, not a constraint of the schema: a new one needs no migration
+KINDS = ("profile", "sweep", "model", "maps", "plan", "selftest")
 # a run saved before the regimes (issue #14) has no mode: it measured one forward call
 MODE_ABSENT = "forward"
 # the key numbers a run list shows, looked up in a run's results (see `_key_number`)

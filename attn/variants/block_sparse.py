@@ -132,7 +132,10 @@ def block_layout(spec: AttentionSpec) -> tuple[torch.Tensor, int]:
                    spec.n_random, spec.seed, spec.causal)
 
 
-def block_sparse_mask(spec: AttentionSpec) -> Mask:
+def block_sparse_mask(spec: AttentionSpec, device: torch.device | str | None = None) -> Mask:
+    """The layout's mask. Its function compares the layout with query and key indices on
+    `device` (the tensors' device: FlexAttention's block mask is built from CUDA indices), so
+    the layout goes there; `keys_for` reads the layout where it was drawn, on the CPU."""
     layout, first = block_layout(spec)
     off, bs = spec.position_offset, spec.block
 
@@ -143,7 +146,8 @@ def block_sparse_mask(spec: AttentionSpec) -> Mask:
         stop = min(spec.kv_seq, hi + off) if spec.causal else spec.kv_seq
         return keys[keys < stop]
 
-    return Mask(generate_block_layout_mask(layout, bs, first, off, spec.causal), keys_for,
+    table = layout if device is None else layout.to(device)
+    return Mask(generate_block_layout_mask(table, bs, first, off, spec.causal), keys_for,
                 "block_sparse")
 
 
@@ -221,13 +225,13 @@ def block_sparse_pairs(spec: AttentionSpec) -> int:
 
 
 def weights(q, k, spec: AttentionSpec, rows=None):
-    return softmax_weights(q, k, spec, rows, block_sparse_mask(spec).fn)
+    return softmax_weights(q, k, spec, rows, block_sparse_mask(spec, q.device).fn)
 
 
 def run(q, k, v, spec: AttentionSpec):
     # chunks of one position block each (query i sits at position i + offset), so that the
     # chunks of a regular layout have alike keys and run as one call
-    return masked_attention(q, k, v, spec, block_sparse_mask(spec), "block_sparse", spec.block,
+    return masked_attention(q, k, v, spec, block_sparse_mask(spec, q.device), "block_sparse", spec.block,
                             phase=-spec.position_offset)
 
 

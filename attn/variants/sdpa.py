@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from attn import timing
 from attn.caches import LRU
 from attn.masks import causal_pairs
 from attn.params import Param
@@ -98,12 +99,7 @@ def _median_ms(fn, device: str, repeats: int = 5) -> float:
     times = []
     for _ in range(repeats + 1):
         if device.startswith("cuda"):
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(start.elapsed_time(end))
+            times.append(timing.cuda_ms(fn))
         else:
             t0 = time.perf_counter()
             fn()
