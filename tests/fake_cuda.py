@@ -191,7 +191,7 @@ def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict]:
     fake_cal = calibrate.Calibration(device="fake GPU", torch=torch.__version__,
                                      matmul_tflops={"float32": 50.0, "bfloat16": 500.0, "float16": 500.0},
                                      bandwidth_gbps=3000.0)
-    monkeypatch.setattr(calibrate, "calibrate", lambda dev="auto", force=False: fake_cal)
+    monkeypatch.setattr(calibrate, "calibrate", lambda dev="auto", force=False, must_save=True: fake_cal)
     monkeypatch.setattr(calibrate, "cached", lambda dev: fake_cal)
     monkeypatch.setattr(torch.Tensor, "backward", _placing_backward)
     # FlexAttention: create_block_mask runs for real on fake CUDA indices (the mask function,

@@ -312,7 +312,7 @@ def test_a_capture_that_cannot_fit_is_refused_before_the_forward_pass(monkeypatc
 
     loaded = capture.load_model(capture.DEFAULT_MODEL)
     need = capture.capture_bytes(loaded, 16, loaded.config.num_hidden_layers, True)
-    monkeypatch.setattr(capture, "free_bytes", lambda device: need - 1)
+    monkeypatch.setattr(capture.memory, "free_bytes", lambda device: need - 1)
     monkeypatch.setattr(loaded, "model", None)  # a forward pass would fail on None, not refuse
     with pytest.raises(DoesNotFit, match="use fewer tokens"):
         capture.capture_attention(loaded, "a few words " * 8, max_tokens=16, with_qk=True)

@@ -25,8 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from attn import variants
-from attn.device import free_bytes
+from attn import memory, variants
 from attn.memory import DoesNotFit
 from attn.models.costs import model_shape
 from attn.readable import nbytes
@@ -101,7 +100,7 @@ def capture_bytes(loaded: LoadedModel, tokens: int, layers: int, weights: bool) 
 
 def check_capture_fits(loaded: LoadedModel, tokens: int, layers: int, weights: bool) -> None:
     """DoesNotFit, in one line, before the forward pass, when a capture cannot fit."""
-    need, free = capture_bytes(loaded, tokens, layers, weights), free_bytes(loaded.device)
+    need, free = capture_bytes(loaded, tokens, layers, weights), memory.free_bytes(loaded.device)
     if need > free:
         raise DoesNotFit(f"does not fit: capturing {loaded.name} on {tokens:,} tokens needs ~{nbytes(need)}, "
                          f"{nbytes(free)} free on {loaded.device}; use fewer tokens (--max-tokens)")

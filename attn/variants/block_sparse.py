@@ -115,8 +115,11 @@ def _layout(seq: int, kv_seq: int, offset: int, block: int, n_global: int, n_ran
     if n_random:
         drawn = _random_blocks(qb[:, 0], min(n_global, n_kb), n_kb, _full_key_blocks(kv_seq, block),
                                causal, n_random, seed)
-        rows, slots = (drawn >= 0).nonzero().unbind(1)
-        layout[rows, drawn[rows, slots]] = True
+        # rows that draw fewer point their empty slots at a spare last column (static shapes:
+        # no nonzero, so the layout is also drawn under torch's FakeTensorMode)
+        picked = torch.zeros(layout.shape[0], n_kb + 1, dtype=torch.bool)
+        picked.scatter_(1, torch.where(drawn >= 0, drawn, n_kb), True)
+        layout |= picked[:, :n_kb]
     return layout, first
 
 
