@@ -177,7 +177,7 @@ def _validate(spec: AttentionSpec) -> None:
     if spec.causal_align not in CAUSAL_ALIGNS:
         raise ValueError(
             f"unknown causal_align {spec.causal_align!r}: choose {' or '.join(CAUSAL_ALIGNS)}")
-    if spec.device not in DEVICES and not spec.device.startswith("cuda:"):
+    if not isinstance(spec.device, str) or (spec.device not in DEVICES and not spec.device.startswith("cuda:")):
         raise ValueError(f"unknown device {spec.device!r}: choose cpu, cuda or auto")
     if not isinstance(spec.causal, bool):
         raise ValueError(f"causal must be true or false, got {spec.causal!r}")

@@ -92,3 +92,9 @@ def test_from_dict_ignores_what_no_variant_declares_and_reads_nested_params():
     spec = AttentionSpec.from_dict({"seq": 64, "window": 8, "gone_variant_knob": 3})
     assert spec == AttentionSpec(seq=64, window=8)
     assert AttentionSpec.from_dict({"seq": 64, "params": {"window": 8}}) == spec
+
+
+def test_a_device_that_is_not_text_is_refused_in_one_line():
+    # found by tests/test_fuzz.py: {"device": 0} raised AttributeError (0 has no startswith)
+    with pytest.raises(ValueError, match="unknown device 0: choose cpu, cuda or auto"):
+        AttentionSpec.from_dict({"device": 0})
