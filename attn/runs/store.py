@@ -163,8 +163,10 @@ class RunStore:
         if row is None:
             raise KeyError(f"no run with id {run_id}")
         return Run(
-            id=row[0], kind=row[1], variant=row[2], spec=from_json(row[3]), results=from_json(row[4]),
-            environment=from_json(row[5]), created_at=row[6], label=row[7], tags=from_json(row[8]),
+            id=row[0], kind=row[1], variant=row[2], spec=from_json(row[3], what=f"run {run_id}'s spec"),
+            results=from_json(row[4], what=f"run {run_id}'s results"),
+            environment=from_json(row[5], what=f"run {run_id}'s environment"), created_at=row[6],
+            label=row[7], tags=from_json(row[8], list, f"run {run_id}'s tags"),
             maps=decode_maps(maps_row[1], maps_row[0]) if maps_row is not None else None,
         )
 
