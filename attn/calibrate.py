@@ -6,6 +6,7 @@ under ATTN_HOME (default ~/.attn), so a profile can report its share of what thi
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass, field
@@ -97,9 +98,17 @@ def cached(device: str) -> Calibration | None:
         cal = Calibration(**entry)
     except TypeError:
         return None
-    usable = (isinstance(cal.matmul_tflops, dict) and isinstance(cal.bandwidth_gbps, (int, float))
-              and all(isinstance(r, (int, float)) for r in cal.matmul_tflops.values()))
+    # a rate is divided by (a decode's floor_ms, the ridge): zero, NaN or a string from a
+    # damaged or hand-edited file would give a division by zero or nonsense downstream
+    usable = (isinstance(cal.matmul_tflops, dict) and _rate(cal.bandwidth_gbps)
+              and all(isinstance(k, str) and _rate(r) for k, r in cal.matmul_tflops.items()))
     return cal if usable else None
+
+
+def _rate(value: object) -> bool:
+    """A measured rate: a number, finite and above zero."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            and value > 0)
 
 
 def calibrate(device: str = "auto", force: bool = False) -> Calibration:
