@@ -21,6 +21,9 @@ from attn.runs import RunStore, RunStoreError
 from attn.runs.maps_blob import decode_maps
 from attn.spec import AttentionSpec
 from tests import fuzz_inputs as F
+from tests.conftest import open_app
+from ui.sidebar import _fitted
+from ui.state import read_url_value, spec_from_query, spec_keys
 
 
 def fuzz(examples: int) -> settings:
@@ -174,3 +177,53 @@ def test_a_maps_blob_with_anything_in_it(blob):
     except RunStoreError as error:
         assert F.one_line(error)
 
+
+# -- links: the URL's query string ------------------------------------------------------------------
+
+@fuzz(200)
+@given(st.dictionaries(st.sampled_from([*spec_keys(), "no_such_key"]),
+                       F.mostly(F.hostile_values.map(str), F.hostile_text, odds=1), max_size=8))
+def test_a_link_with_anything_in_it_fills_the_spec_editor(query):
+    values = spec_from_query(query)  # what the sidebar starts from
+    notes: list[str] = []
+    for name, lo, hi in (("batch", 1, 4096), ("seq", 1, 1 << 20), ("heads", 1, 512), ("head_dim", 1, 1024),
+                         ("seed", 0, 2**31 - 1)):
+        assert lo <= _fitted(values, name, lo, hi, notes) <= hi
+    for name, param in declared_params.declared().items():
+        value = values.get(name, param.default)
+        assert not isinstance(value, float) or math.isfinite(value), (name, value)  # a field can show it
+        if param.lo is not None and param.hi is not None:
+            assert param.lo <= _fitted({name: value}, name, param.lo, param.hi, notes) <= param.hi
+    assert all(F.one_line(ValueError(note)) for note in notes)
+    refused_in_one_line(lambda: AttentionSpec(**{k: v for k, v in values.items()}))
+
+
+@fuzz(300)
+@given(st.one_of(st.none(), F.hostile_text, F.hostile_values.map(str)),
+       st.sampled_from([(0, None, None, None), (0, 0, 7, None), (1.5, 0.1, 1e5, None), (256, None, None, (64, 256)),
+                        ("random", None, None, ("random", "model")), (True, None, None, None), ("x", None, None, None)]))
+def test_a_page_value_from_a_link_fits_its_widget(raw, how):
+    default, lo, hi, choices = how
+    value, note = read_url_value(raw, default, lo, hi, choices)
+    assert type(value) is type(default)
+    assert not isinstance(value, float) or math.isfinite(value)
+    assert lo is None or lo <= value <= hi
+    assert choices is None or value in choices
+    assert note is None or F.one_line(ValueError(note))
+
+
+HOSTILE_LINKS = [("views/playground.py", {"head": "-5", "cells": "7", "src": "evil", "layer": "99"}),
+                 ("views/playground.py", {"seq": "1e999", "heads": "-1", "sigmoid_bias": "inf", "seed": "9" * 30,
+                                          "dtype": "evil", "block": "0", "device": "0"}),
+                 ("views/scaling.py", {"lo": "99", "hi": "-3", "axis": "evil", "mode": "evil"}),
+                 ("views/economics.py", {"gpu_price": "nan", "budget_gib": "-1", "layers": "0", "context": "1e999"})]
+
+
+@pytest.mark.slow
+def test_hostile_links_are_fitted_with_a_warning_not_an_exception():
+    # found by fuzzing by hand (issue #16): each of these raised in the page (a widget refused
+    # its value), and Streamlit showed "This app has encountered an error"
+    for page, params in HOSTILE_LINKS:
+        at = open_app(page, **params)
+        assert not at.exception, (page, params, [e.value for e in at.exception])
+        assert at.warning, (page, params)
