@@ -366,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """The message with its line breaks and control characters escaped: argparse echoes a
+    user's words as given ("unrecognized arguments: a<newline>b"), and the error must stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     from attn.measure import DoesNotFit
     from attn.runs import RunStoreError
@@ -374,8 +380,8 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
         args.fn(args)
     except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, RunStoreError) as err:
-        message = err.args[0] if err.args else str(err)
-        print(f"attn: error: {message}", file=sys.stderr)
+        message = str(err.args[0] if err.args else err)
+        print(f"attn: error: {one_line(message)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # `python -m attn ... | head`
         sys.stderr.close()

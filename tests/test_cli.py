@@ -198,3 +198,12 @@ def test_sweep_over_another_axis(capsys):
     assert data["fits"]["dense"]["flops"]["exponent"] == pytest.approx(1.0, abs=0.01)  # FLOPs ∝ heads
     assert main(["sweep", "--variants", "dense", "--axis", "batch"]) == 2
     assert "needs --values" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("word", ["a\nb", "a\x1db", "a\u2028b", "a\rb"])
+def test_an_error_that_echoes_a_line_break_stays_one_line(capsys, word):
+    # found by bench.fuzz: argparse echoes unrecognized words as given, so a newline or a
+    # control character in one made the error two lines
+    assert main(["variants", word]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("attn: error: unrecognized arguments: a"), repr(err)
