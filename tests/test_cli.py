@@ -207,3 +207,11 @@ def test_an_error_that_echoes_a_line_break_stays_one_line(capsys, word):
     assert main(["variants", word]) == EXIT_BAD_INPUT
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("attn: error: unrecognized arguments: a"), repr(err)
+
+
+@pytest.mark.parametrize("command", ["profile", "maps"])
+@pytest.mark.parametrize("temperature", ["nan", "inf"])
+def test_a_temperature_that_is_not_finite_is_refused(capsys, command, temperature):
+    # found by fuzzing: NaN passed `temperature <= 0` and profiled q full of NaN
+    assert main([command, "--variant", "dense", *TINY, "--temperature", temperature, "--device", "cpu"]) == EXIT_BAD_INPUT
+    assert f"temperature must be a finite number > 0, got {temperature}" in capsys.readouterr().err
