@@ -136,6 +136,7 @@ def _mode_flags(runs: bool) -> list[tuple[str, st.SearchStrategy[str]]]:
 
 _BUDGETS = mostly(st.sampled_from(("0", "0.0", "1e-9", "0.001")),
                   st.one_of(st.sampled_from(("nan", "inf", "-inf", "-1", "x", "")), st.floats(-1, 0).map(str)))
+_TEMPERATURE = ("--temperature", flag_text(mostly(st.floats(0.01, 10), hostile_floats)))
 _SWITCHES = st.lists(st.sampled_from(("--causal", "--json")), unique=True)
 
 
@@ -150,7 +151,7 @@ def cost_argv(draw: Callable) -> list[str]:
 def profile_argv(draw: Callable) -> list[str]:
     """`attn profile` on tiny sizes with a budget of (about) nothing, or values refused at once."""
     return ["profile", "--variant", draw(_variant()), "--budget", draw(_BUDGETS), "--device", "cpu", *TINY,
-            *draw(_flags(_common(True) + _mode_flags(True), 6)), *draw(_SWITCHES)]
+            *draw(_flags(_common(True) + _mode_flags(True) + [_TEMPERATURE], 6)), *draw(_SWITCHES)]
 
 
 @st.composite
@@ -174,8 +175,7 @@ def maps_argv(draw: Callable) -> list[str]:
     owner of maps bounds it), or values refused at once."""
     flags = _common(True) + [("--head", flag_text(hostile_ints)),
                              ("--max-size", flag_text(st.one_of(st.integers(1, 64), hostile_ints))),
-                             ("--reduce", st.one_of(st.sampled_from(("mean", "max")), hostile_text)),
-                             ("--temperature", flag_text(st.one_of(st.floats(0.01, 10), hostile_floats)))]
+                             ("--reduce", st.one_of(st.sampled_from(("mean", "max")), hostile_text)), _TEMPERATURE]
     return ["maps", "--variant", draw(_variant()), "--device", "cpu", *TINY, *draw(_flags(flags, 6)),
             *draw(_SWITCHES)]
 
