@@ -406,3 +406,15 @@ def test_damaged_maps_are_one_line(blob):
 
     with pytest.raises(RunStoreError, match="the saved maps are damaged"):
         decode_maps(blob)
+
+
+def test_an_id_past_sqlites_integers_is_no_run(tmp_path):
+    # found by fuzzing: `attn runs show 9999999999999999999999999` raised OverflowError
+    store = RunStore(tmp_path / "runs.sqlite")
+    huge = 10**25
+    with pytest.raises(KeyError, match=f"no run with id {huge}"):
+        store.get(huge)
+    with pytest.raises(KeyError):
+        store.update(huge, label="x")
+    assert store.delete([huge, -huge]) == 0
+    assert store.list(limit=huge) == []

@@ -123,6 +123,8 @@ class RunStore:
             changes["tags"] = to_json([str(tag) for tag in tags])
         if not changes:
             return
+        if not _storable(run_id):
+            raise KeyError(f"no run with id {run_id}")
         assignments = ", ".join(f"{name} = ?" for name in changes)
 
         def apply(db: sqlite3.Connection) -> int:
@@ -135,7 +137,7 @@ class RunStore:
 
     def delete(self, ids: int | Iterable[int]) -> int:
         """Delete runs (and their maps); ids that do not exist are skipped. Returns how many went."""
-        wanted = _ids(ids)
+        wanted = [run_id for run_id in _ids(ids) if _storable(run_id)]
 
         def remove(db: sqlite3.Connection) -> int:
             gone = 0
@@ -149,6 +151,8 @@ class RunStore:
     # -- reading ---------------------------------------------------------------------------------
     def get(self, run_id: int) -> Run:
         """The run with this id, maps included; KeyError("no run with id N") when there is none."""
+        if not _storable(run_id):
+            raise KeyError(f"no run with id {run_id}")
 
         def fetch(db: sqlite3.Connection) -> tuple[Any, Any]:
             row = db.execute(
@@ -216,7 +220,7 @@ class RunStore:
         sql += " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(int(limit))
+            params.append(min(int(limit), SQLITE_INT_MAX))
         rows = self._read(lambda db: db.execute(sql, params).fetchall())
         return [summary_from_row(row) for row in rows]
 
@@ -350,8 +354,16 @@ class RunStore:
         raise error
 
 
+# SQLite's integers are signed 64-bit: a larger id is no run's (and binding it raises OverflowError)
+SQLITE_INT_MAX = 2**63 - 1
+
+
 def _ids(ids: int | Iterable[int]) -> list[int]:
     return [int(ids)] if isinstance(ids, int) else [int(run_id) for run_id in ids]
+
+
+def _storable(run_id: int) -> bool:
+    return -SQLITE_INT_MAX - 1 <= int(run_id) <= SQLITE_INT_MAX
 
 
 def _like(text: str) -> str:
