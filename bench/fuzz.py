@@ -27,9 +27,10 @@ from hypothesis import strategies as st
 
 from tests import fuzz_inputs as F
 
-# each command's share of the examples: cost is closed-form and takes any size; a valid plan
+# each command's share of the examples (runs: on an empty store, so mostly refusals): cost is closed-form and takes any size; a valid plan
 # loads MiniLM and measures its drift (about 12 s on 2 cores), so plans get few
-SHARES = {"cost": 0.40, "profile": 0.20, "maps": 0.10, "sweep": 0.10, "junk": 0.10, "plan": 0.01}
+SHARES = {"cost": 0.40, "profile": 0.20, "maps": 0.10, "sweep": 0.10, "runs": 0.05, "junk": 0.05,
+          "plan": 0.01}
 
 
 @st.composite
@@ -41,7 +42,7 @@ def plan_argv(draw) -> list[str]:
 
 
 STRATEGIES = {"cost": F.cost_argv(), "profile": F.profile_argv(), "maps": F.maps_argv(),
-              "sweep": F.sweep_argv(), "junk": F.junk_argv(), "plan": plan_argv()}
+              "sweep": F.sweep_argv(), "runs": F.runs_argv(), "junk": F.junk_argv(), "plan": plan_argv()}
 
 
 def _rss_mib() -> float:
@@ -71,6 +72,10 @@ def run_fuzz(examples: int = 2000, seed: int = 1, limit_s: float = 30.0,
     home = tempfile.mkdtemp(prefix="attn-fuzz-")
     previous = os.environ.get("ATTN_HOME")
     os.environ["ATTN_HOME"] = home  # no call touches the user's runs or calibration
+    from attn.runs import RunStore
+
+    for latency_ms in (1.0, 2.0, 3.0):  # runs 1 to 3, for `runs show` and `runs export` to find
+        RunStore().save("profile", {"seq": 8, "heads": 2}, {"latency_ms": latency_ms}, variant="sdpa")
     start, rss_before = time.perf_counter(), _rss_mib()
     try:
         per_command = {}

@@ -181,6 +181,19 @@ def maps_argv(draw: Callable) -> list[str]:
 
 
 @st.composite
+def runs_argv(draw: Callable) -> list[str]:
+    """`attn runs` with any ids, kinds, modes, limits and formats (never --out: it writes a file)."""
+    ids = draw(st.lists(flag_text(st.one_of(st.integers(-3, 5), hostile_ints)), max_size=3))
+    flags = [("--kind", st.one_of(st.sampled_from(("profile", "sweep", "maps", "plan")), hostile_text)),
+             ("--mode", st.one_of(st.sampled_from(MODES), hostile_text)),
+             ("--limit", flag_text(hostile_ints)),
+             ("--format", st.one_of(st.sampled_from(("json", "csv", "html")), hostile_text))]
+    action = draw(mostly(st.sampled_from(("list", "show", "export", "delete")), hostile_text))
+    return ["runs", action, *ids, *draw(_flags(flags, 3)), *draw(_SWITCHES.map(lambda s: [x for x in s
+                                                                                          if x != "--causal"]))]
+
+
+@st.composite
 def junk_argv(draw: Callable) -> list[str]:
     """Any words at all, led by a command name or not."""
     head = draw(st.sampled_from(("cost", "profile", "sweep", "maps", "runs", "variants", "plan", "model",

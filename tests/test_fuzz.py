@@ -97,7 +97,7 @@ def test_cost_on_any_command_line(argv):
 
 
 @fuzz(60)
-@given(F.junk_argv())
+@given(st.one_of(F.junk_argv(), F.runs_argv()))
 def test_any_words_on_the_command_line(argv):
     assert_result_or_one_line(argv)
 
