@@ -386,6 +386,12 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line(message: str) -> str:
+    """The message with its line breaks and control characters escaped: argparse echoes a
+    user's words as given ("unrecognized arguments: a<newline>b"), and the error must stay one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in message)
+
+
 def main(argv: list[str] | None = None) -> int:
     from attn.heap import return_freed_memory
     from attn.home import AttnHomeError
@@ -397,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
     # AttnHomeError: ATTN_HOME (or --out) is full, unreadable or not a folder; the run store's
     # own RunStoreError is one of them
     except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, AttnHomeError) as err:
-        message = err.args[0] if err.args else str(err)
-        print(f"attn: error: {message}", file=sys.stderr)
+        message = str(err.args[0] if err.args else err)
+        print(f"attn: error: {one_line(message)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # `python -m attn ... | head`
         sys.stderr.close()

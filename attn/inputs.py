@@ -5,6 +5,8 @@ down by attn.sources, which sits above this module and attn.models.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 from attn.device import resolve_device
@@ -22,8 +24,10 @@ def random_qkv(spec: AttentionSpec, temperature: float = 1.0, device: str | None
     Scores q.k/sqrt(d) are then about N(0, 1/temperature^2): a low temperature makes
     attention sharp, a high one flat.
     """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
+    # NaN passes a plain `<= 0` test, and would fill q with NaN: a profile of nothing
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature}")
     device = resolve_device(device or spec.device)
     gen = torch.Generator().manual_seed(spec.seed)
     shape_q = (spec.batch, spec.heads, spec.seq, spec.head_dim)

@@ -169,19 +169,25 @@ def _validate(spec: AttentionSpec) -> None:
     if spec.seed > MAX_SEED:  # torch's generators take a signed 64-bit seed
         raise ValueError(f"seed must be at most {MAX_SEED}, got {spec.seed}")
     if spec.heads % spec.kv_heads:
-        raise ValueError(
-            f"heads ({spec.heads}) must be a multiple of kv_heads ({spec.kv_heads}): "
-            f"try kv_heads in {divisors(spec.heads)}")
+        hint = f"try kv_heads in {divisors(spec.heads)}" if divisors(spec.heads) else "choose a divisor"
+        raise ValueError(f"heads ({spec.heads}) must be a multiple of kv_heads ({spec.kv_heads}): {hint}")
     if spec.dtype not in DTYPE_BYTES:
         raise ValueError(f"unknown dtype {spec.dtype!r}: choose one of {', '.join(DTYPE_BYTES)}")
     if spec.causal_align not in CAUSAL_ALIGNS:
         raise ValueError(
             f"unknown causal_align {spec.causal_align!r}: choose {' or '.join(CAUSAL_ALIGNS)}")
-    if spec.device not in DEVICES and not spec.device.startswith("cuda:"):
+    if not isinstance(spec.device, str) or (spec.device not in DEVICES and not spec.device.startswith("cuda:")):
         raise ValueError(f"unknown device {spec.device!r}: choose cpu, cuda or auto")
     if not isinstance(spec.causal, bool):
         raise ValueError(f"causal must be true or false, got {spec.causal!r}")
 
 
+# divisors are listed up to here: trial division of 10^30 heads would not finish
+MAX_LISTED_DIVISORS_OF = 1 << 16
+
+
 def divisors(n: int) -> list[int]:
+    """The divisors of n; an empty list past MAX_LISTED_DIVISORS_OF (no model has that many heads)."""
+    if n > MAX_LISTED_DIVISORS_OF:
+        return []
     return [d for d in range(1, n + 1) if n % d == 0]

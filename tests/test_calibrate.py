@@ -106,3 +106,16 @@ def test_attainable_is_the_lower_of_the_peak_and_intensity_times_bandwidth():
 def test_the_measurements_themselves_on_small_sizes():
     assert calibrate.matmul_tflops("cpu", torch.float32, 128, repeats=2) > 0
     assert calibrate.copy_gbps("cpu", 2**20, repeats=2) > 0
+
+
+@pytest.mark.parametrize("bandwidth, rates", [(0, {"float32": 1.0}), (float("nan"), {}), (True, {}),
+                                              (1.0, {"float32": 0}), (1.0, {"float32": float("inf")})])
+def test_a_cached_rate_of_zero_or_nan_is_measured_again(fake_measurements, bandwidth, rates):
+    # found by tests/test_fuzz.py: a damaged file's bandwidth of 0 was used, and a decode's
+    # floor (bytes read / bandwidth) would divide by it
+    key = calibrate.device_key("cpu")
+    cache_file().parent.mkdir(parents=True, exist_ok=True)
+    cache_file().write_text(json.dumps({key: {"device": key, "torch": "x", "matmul_tflops": rates,
+                                              "bandwidth_gbps": bandwidth}}))
+    assert calibrate.cached("cpu") is None
+    assert calibrate.calibrate("cpu").bandwidth_gbps == 40.0

@@ -214,3 +214,20 @@ def test_sweep_over_another_axis(capsys):
     assert data["fits"]["dense"]["flops"]["exponent"] == pytest.approx(1.0, abs=0.01)  # FLOPs ∝ heads
     assert main(["sweep", "--variants", "dense", "--axis", "batch"]) == 2
     assert "needs --values" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("word", ["a\nb", "a\x1db", "a\u2028b", "a\rb"])
+def test_an_error_that_echoes_a_line_break_stays_one_line(capsys, word):
+    # found by bench.fuzz: argparse echoes unrecognized words as given, so a newline or a
+    # control character in one made the error two lines
+    assert main(["variants", word]) == EXIT_BAD_INPUT
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith("attn: error: unrecognized arguments: a"), repr(err)
+
+
+@pytest.mark.parametrize("command", ["profile", "maps"])
+@pytest.mark.parametrize("temperature", ["nan", "inf"])
+def test_a_temperature_that_is_not_finite_is_refused(capsys, command, temperature):
+    # found by fuzzing: NaN passed `temperature <= 0` and profiled q full of NaN
+    assert main([command, "--variant", "dense", *TINY, "--temperature", temperature, "--device", "cpu"]) == EXIT_BAD_INPUT
+    assert f"temperature must be a finite number > 0, got {temperature}" in capsys.readouterr().err

@@ -272,3 +272,11 @@ def test_a_decode_step_sees_the_same_window_as_the_whole_forward(llama_gqa):
 def test_block_sparse_on_a_model_with_its_own_window_is_refused(capsys):
     assert main(["plan", "--model", "mistral-swa", "--layers", "0:block_sparse:16", "--no-timing"]) == EXIT_BAD_INPUT
     assert "already has a sliding window of 128" in capsys.readouterr().err
+
+
+def test_kv_heads_of_a_model_that_claims_10_30_heads_are_refused_at_once():
+    # a hostile config may claim any head count: the divisors are not listed past 2^16
+    from attn.models.plan import check_kv_heads
+
+    with pytest.raises(ValueError, match="do not divide the 1000000000000000000000000000000 attention heads: choose a divisor"):
+        check_kv_heads(7, 10**30, 10**30)

@@ -378,3 +378,43 @@ def test_threads_writing_and_listing_at_once_lose_nothing(tmp_path: Path) -> Non
     for counts in seen:
         assert counts and counts == sorted(counts)
     assert sum(r.has_maps for r in shared.list()) == writers * saves // 5
+
+
+@pytest.mark.parametrize("column, text, message", [
+    ("results", " ", "run 1's results is not JSON"),
+    ("spec", "1e999", "run 1's spec is a JSON float, not an object"),
+    ("tags", "{}", "run 1's tags is a JSON dict, not a list"),
+])
+def test_a_damaged_column_lists_and_opens_with_one_line(tmp_path, column, text, message):
+    # found by tests/test_fuzz.py: a column that is not the JSON it should be raised
+    # JSONDecodeError, AttributeError or TypeError, from listing the runs too
+    import sqlite3
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    run_id = store.save("profile", {"seq": 8}, {"latency_ms": 1.0}, variant="sdpa")
+    with sqlite3.connect(store.path) as db:
+        db.execute(f"UPDATE runs SET {column} = ? WHERE id = ?", (text, run_id))
+    assert [s.id for s in store.list()] == [run_id]
+    with pytest.raises(RunStoreError, match=message):
+        store.get(run_id)
+
+
+@pytest.mark.parametrize("blob", [b"", b"x\x01ca``\xc8+\xcd\xc9\x01\x00\x04\x83\x01\xc0", b"\xff" * 9])
+def test_damaged_maps_are_one_line(blob):
+    # found by tests/test_fuzz.py: zlib.error, KeyError and TypeError from a damaged blob
+    from attn.runs.maps_blob import decode_maps
+
+    with pytest.raises(RunStoreError, match="the saved maps are damaged"):
+        decode_maps(blob)
+
+
+def test_an_id_past_sqlites_integers_is_no_run(tmp_path):
+    # found by fuzzing: `attn runs show 9999999999999999999999999` raised OverflowError
+    store = RunStore(tmp_path / "runs.sqlite")
+    huge = 10**25
+    with pytest.raises(KeyError, match=f"no run with id {huge}"):
+        store.get(huge)
+    with pytest.raises(KeyError):
+        store.update(huge, label="x")
+    assert store.delete([huge, -huge]) == 0
+    assert store.list(limit=huge) == []

@@ -92,3 +92,15 @@ def test_from_dict_ignores_what_no_variant_declares_and_reads_nested_params():
     spec = AttentionSpec.from_dict({"seq": 64, "window": 8, "gone_variant_knob": 3})
     assert spec == AttentionSpec(seq=64, window=8)
     assert AttentionSpec.from_dict({"seq": 64, "params": {"window": 8}}) == spec
+
+
+def test_a_device_that_is_not_text_is_refused_in_one_line():
+    # found by tests/test_fuzz.py: {"device": 0} raised AttributeError (0 has no startswith)
+    with pytest.raises(ValueError, match="unknown device 0: choose cpu, cuda or auto"):
+        AttentionSpec.from_dict({"device": 0})
+
+
+def test_kv_heads_that_do_not_divide_a_huge_head_count_answer_at_once():
+    # found by tests/test_fuzz.py: listing the divisors of 10^30 heads never finished
+    with pytest.raises(ValueError, match=r"must be a multiple of kv_heads \(7\): choose a divisor"):
+        AttentionSpec(heads=10**30, kv_heads=7)

@@ -1,7 +1,8 @@
 """Page state that survives reruns and lives in the URL, so a link reproduces a view."""
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Any, Mapping, Sequence
 
 import streamlit as st
 
@@ -26,7 +27,26 @@ def _parse(name: str, text: str) -> Any:
         return text.lower() in ("1", "true", "yes")
     if isinstance(default, int):
         return int(text)
-    return float(text) if isinstance(default, float) else text
+    if isinstance(default, float):
+        value = float(text)
+        if not math.isfinite(value):  # no field can show it (st.number_input refuses inf)
+            raise ValueError(f"{name} must be a finite number, got {text!r}")
+        return value
+    return text
+
+
+def spec_from_query(query: Mapping[str, str]) -> dict[str, Any]:
+    """The spec fields a link gives, over the defaults; a value that does not parse leaves its
+    default (the spec editor then fits each into its field's range, with a note)."""
+    values = _DEFAULT.to_dict()
+    values["kv_seq"] = values["kv_heads"] = values["d_model"] = None
+    for name in spec_keys():
+        if name in query:
+            try:
+                values[name] = _parse(name, query[name])
+            except ValueError:
+                pass  # a hand-edited URL; the default stands and the editor shows it
+    return values
 
 
 def spec_keys() -> list[str]:
@@ -37,15 +57,7 @@ def spec_keys() -> list[str]:
 def spec_values() -> dict[str, Any]:
     """The spec fields of this session: from the session, else from the URL, else defaults."""
     if SPEC_KEY not in st.session_state:
-        values = _DEFAULT.to_dict()
-        values["kv_seq"] = values["kv_heads"] = values["d_model"] = None
-        for name in spec_keys():
-            if name in st.query_params:
-                try:
-                    values[name] = _parse(name, st.query_params[name])
-                except ValueError:
-                    pass  # a hand-edited URL; the default stands and the editor shows it
-        st.session_state[SPEC_KEY] = values
+        st.session_state[SPEC_KEY] = spec_from_query(st.query_params)
     return st.session_state[SPEC_KEY]
 
 
@@ -116,11 +128,33 @@ def url_list(name: str, default: list[str]) -> list[str]:
     return [x for x in raw.split(",") if x] if raw else list(default)
 
 
-def url_value(name: str, default: Any) -> Any:
-    raw = st.query_params.get(name)
+def url_value(name: str, default: Any, lo: Any = None, hi: Any = None,
+              choices: Sequence[Any] | None = None) -> Any:
+    """A page's own URL parameter, typed like its default and kept inside lo..hi or among
+    choices, so the widget it seeds accepts it; a hand-edited link gets a warning saying what
+    was used instead."""
+    value, note = read_url_value(st.query_params.get(name), default, lo, hi, choices)
+    if note:
+        st.warning(f"{name} {note}")
+    return value
+
+
+def read_url_value(raw: str | None, default: Any, lo: Any = None, hi: Any = None,
+                   choices: Sequence[Any] | None = None) -> tuple[Any, str | None]:
+    """(the value of `raw` typed like `default`, None), or (what to use instead, a note saying
+    so) when it does not parse, is not finite, or is outside lo..hi or the choices."""
     if raw is None:
-        return default
+        return default, None
     try:
-        return type(default)(raw) if not isinstance(default, bool) else raw.lower() in ("1", "true")
-    except ValueError:
-        return default
+        value = raw.lower() in ("1", "true") if isinstance(default, bool) else type(default)(raw)
+    except (ValueError, OverflowError):
+        return default, f"{raw!r} from the link is not a {type(default).__name__}: using {default}"
+    if isinstance(value, float) and not math.isfinite(value):
+        return default, f"{raw!r} from the link is not a finite number: using {default}"
+    if choices is not None and value not in choices:
+        return default, (f"{value!r} from the link is not one of {', '.join(map(str, choices))}: "
+                         f"using {default}")
+    if lo is not None and value < lo or hi is not None and value > hi:
+        fitted = lo if lo is not None and value < lo else hi
+        return fitted, f"{value} from the link is outside {lo}..{hi}: using {fitted}"
+    return value, None

@@ -57,8 +57,8 @@ axes = AXES[mode]
 asked_axis = url_value("axis", axes[0])
 axis = c1.selectbox("axis", axes, index=axes.index(asked_axis) if asked_axis in axes else 0,
                     key=f"sc_axis_{mode}")  # one widget a regime: their choices differ
-lo_exp = c2.number_input("from 2^", 0, 24, demo.get("lo", url_value("lo", 8)), key="sc_lo")
-hi_exp = c3.number_input("to 2^", 0, 24, demo.get("hi", url_value("hi", 12)), key="sc_hi")
+lo_exp = c2.number_input("from 2^", 0, 24, demo.get("lo", url_value("lo", 8, 0, 24)), key="sc_lo")
+hi_exp = c3.number_input("to 2^", 0, 24, demo.get("hi", url_value("hi", 12, 0, 24)), key="sc_hi")
 budget = c4.number_input("seconds per point", 0.05, 5.0, 0.2, step=0.05, key="sc_budget")
 xs = [2**e for e in range(int(lo_exp), int(hi_exp) + 1)]
 sync_url(variants=chosen, axis=axis, lo=lo_exp, hi=hi_exp, **regime_url(mode))

@@ -29,7 +29,7 @@ from torch import nn
 from attn import variants
 from attn.models.capture import attention_modules
 from attn.models.sources import LoadedModel
-from attn.spec import AttentionSpec
+from attn.spec import AttentionSpec, divisors
 
 IMPLEMENTATION = "attn_plan"
 KINDS = ("full", "sliding_window", "block_sparse")
@@ -174,9 +174,9 @@ def parse_plan(text: str, layers: int, kv_heads: int | None = None, activation: 
 
 def check_kv_heads(kv_heads: int, heads: int, model_kv_heads: int) -> None:
     if kv_heads < 1 or heads % kv_heads:
-        divisors = [d for d in range(1, heads + 1) if heads % d == 0]
+        listed = divisors(heads)  # bounded: a hostile config may claim 10^30 heads
         raise ValueError(f"{kv_heads} key/value heads do not divide the {heads} attention heads: "
-                         f"choose one of {', '.join(map(str, divisors))}")
+                         + (f"choose one of {', '.join(map(str, listed))}" if listed else "choose a divisor"))
     if model_kv_heads % kv_heads:
         raise ValueError(f"{kv_heads} key/value heads cannot be pooled from the model's {model_kv_heads}: "
                          f"choose a divisor of {model_kv_heads}")

@@ -37,10 +37,21 @@ def decode_maps(data: bytes, fmt: str = MAPS_FORMAT) -> dict[str, Any]:
 
     if fmt != MAPS_FORMAT:
         raise RunStoreError(f"maps saved as {fmt!r}, which this attn cannot read: upgrade attn")
+    try:
+        return _decoded(data, np)
+    # a blob damaged on disk or written by another program: whichever step it fails at
+    except (zlib.error, struct.error, ValueError, TypeError, KeyError, IndexError, OverflowError) as error:
+        raise RunStoreError(f"the saved maps are damaged ({type(error).__name__}: {error}): "
+                            "delete the run or restore the file") from None
+
+
+def _decoded(data: bytes, np: Any) -> dict[str, Any]:
     raw = zlib.decompress(data)
     (size,) = struct.unpack_from("<I", raw)
     header = json.loads(raw[4:4 + size])
     arrays, offset = [], 4 + size
+    if not isinstance(header, dict) or not isinstance(header.get("arrays"), list):
+        raise ValueError("no list of arrays in the header")
     for described in header["arrays"]:
         dtype = np.dtype(described["dtype"])
         count = math.prod(described["shape"])

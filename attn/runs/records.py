@@ -94,8 +94,28 @@ def to_json(value: Any) -> str:
     return json.dumps(value, default=json_default)
 
 
-def from_json(text: str | None) -> Any:
-    return json.loads(text) if text else {}
+def from_json(text: str | None, kind: type = dict, what: str = "a saved run's column") -> Any:
+    """A column's JSON, which must be a `kind` (a dict; tags a list); empty reads as an empty one.
+    A column edited by hand or by another program that is not: RunStoreError in one line."""
+    if not text:
+        return kind()
+    try:
+        value = json.loads(text)
+    except (ValueError, TypeError) as error:
+        raise RunStoreError(f"{what} is not JSON ({error}): delete the run or restore the file") from None
+    if not isinstance(value, kind):
+        raise RunStoreError(f"{what} is a JSON {type(value).__name__}, not {'a list' if kind is list else 'an object'}:"
+                            " delete the run or restore the file")
+    return value
+
+
+def lenient_json(text: str | None, kind: type = dict) -> Any:
+    """from_json, with an unreadable column read as an empty one: a list of runs or a migration
+    goes on past one damaged run (opening that run says what is wrong with it)."""
+    try:
+        return from_json(text, kind)
+    except RunStoreError:
+        return kind()
 
 
 def json_default(value: Any) -> Any:
@@ -153,11 +173,11 @@ def _key_number(results: dict[str, Any], name: str) -> float | None:
 
 def summary_from_row(row: tuple[Any, ...]) -> RunSummary:
     run_id, kind, variant, created_at, device, label, tags, spec, results, has_maps, mode = row
-    results_dict = from_json(results)
+    results_dict = lenient_json(results)
     points = results_dict.get("points")
     return RunSummary(
         id=run_id, kind=kind, variant=variant, created_at=created_at, device=device,
-        label=label, tags=from_json(tags), spec_short=spec_short(from_json(spec)),
+        label=label, tags=lenient_json(tags, list), spec_short=spec_short(lenient_json(spec)),
         **{name: _key_number(results_dict, name) for name in KEY_NUMBERS},
         points=len(points) if isinstance(points, list) else None, has_maps=bool(has_maps),
         mode=mode or MODE_ABSENT,

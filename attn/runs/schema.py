@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable
 
-from attn.runs.records import MODE_ABSENT, from_json, mode_of
+from attn.runs.records import MODE_ABSENT, lenient_json, mode_of
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -31,7 +31,7 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN device TEXT NOT NULL DEFAULT ''")
     db.execute("ALTER TABLE runs ADD COLUMN device_kind TEXT NOT NULL DEFAULT ''")
     for run_id, env_text in db.execute("SELECT id, environment FROM runs").fetchall():
-        env = from_json(env_text)
+        env = lenient_json(env_text)
         db.execute(
             "UPDATE runs SET device = ?, device_kind = ? WHERE id = ?",
             (str(env.get("device") or ""), str(env.get("device_kind") or ""), run_id),
@@ -50,10 +50,8 @@ def _v3(db: sqlite3.Connection) -> None:
     # it without parsing JSON; runs saved before regimes existed name none and were forward calls
     db.execute(f"ALTER TABLE runs ADD COLUMN mode TEXT NOT NULL DEFAULT '{MODE_ABSENT}'")
     for run_id, results_text in db.execute("SELECT id, results FROM runs").fetchall():
-        try:
-            mode = mode_of(from_json(results_text))
-        except ValueError:  # results that are not JSON: left forward, as the run says nothing else
-            continue
+        # results that are not JSON are left forward, as the run says nothing else
+        mode = mode_of(lenient_json(results_text))
         if mode != MODE_ABSENT:
             db.execute("UPDATE runs SET mode = ? WHERE id = ?", (mode, run_id))
 

@@ -124,6 +124,8 @@ class RunStore:
             changes["tags"] = to_json([str(tag) for tag in tags])
         if not changes:
             return
+        if not _storable(run_id):
+            raise KeyError(f"no run with id {run_id}")
         assignments = ", ".join(f"{name} = ?" for name in changes)
 
         def apply(db: sqlite3.Connection) -> int:
@@ -136,7 +138,7 @@ class RunStore:
 
     def delete(self, ids: int | Iterable[int]) -> int:
         """Delete runs (and their maps); ids that do not exist are skipped. Returns how many went."""
-        wanted = _ids(ids)
+        wanted = [run_id for run_id in _ids(ids) if _storable(run_id)]
 
         def remove(db: sqlite3.Connection) -> int:
             gone = 0
@@ -150,6 +152,8 @@ class RunStore:
     # -- reading ---------------------------------------------------------------------------------
     def get(self, run_id: int) -> Run:
         """The run with this id, maps included; KeyError("no run with id N") when there is none."""
+        if not _storable(run_id):
+            raise KeyError(f"no run with id {run_id}")
 
         def fetch(db: sqlite3.Connection) -> tuple[Any, Any]:
             row = db.execute(
@@ -164,8 +168,10 @@ class RunStore:
         if row is None:
             raise KeyError(f"no run with id {run_id}")
         return Run(
-            id=row[0], kind=row[1], variant=row[2], spec=from_json(row[3]), results=from_json(row[4]),
-            environment=from_json(row[5]), created_at=row[6], label=row[7], tags=from_json(row[8]),
+            id=row[0], kind=row[1], variant=row[2], spec=from_json(row[3], what=f"run {run_id}'s spec"),
+            results=from_json(row[4], what=f"run {run_id}'s results"),
+            environment=from_json(row[5], what=f"run {run_id}'s environment"), created_at=row[6],
+            label=row[7], tags=from_json(row[8], list, f"run {run_id}'s tags"),
             maps=decode_maps(maps_row[1], maps_row[0]) if maps_row is not None else None,
         )
 
@@ -215,7 +221,7 @@ class RunStore:
         sql += " ORDER BY id DESC"
         if limit is not None:
             sql += " LIMIT ?"
-            params.append(int(limit))
+            params.append(min(int(limit), SQLITE_INT_MAX))
         rows = self._read(lambda db: db.execute(sql, params).fetchall())
         return [summary_from_row(row) for row in rows]
 
@@ -352,8 +358,16 @@ class RunStore:
         raise error
 
 
+# SQLite's integers are signed 64-bit: a larger id is no run's (and binding it raises OverflowError)
+SQLITE_INT_MAX = 2**63 - 1
+
+
 def _ids(ids: int | Iterable[int]) -> list[int]:
     return [int(ids)] if isinstance(ids, int) else [int(run_id) for run_id in ids]
+
+
+def _storable(run_id: int) -> bool:
+    return -SQLITE_INT_MAX - 1 <= int(run_id) <= SQLITE_INT_MAX
 
 
 def _like(text: str) -> str:
