@@ -136,3 +136,10 @@ def plan_task(source: str, layers: str, kv_heads: int | None = None, activation:
     result["maps"] = plan_maps(source, layers, kv_heads, activation, text or DEFAULT_TEXT, map_tokens)
     report.progress(1.0, "done")
     return result
+
+
+def story_chapter_task(number: int, *, report) -> dict:
+    """One chapter of the story measured on this device (attn.story.run_chapter)."""
+    from attn import story
+
+    return story.run_chapter(number, report.progress)
