@@ -42,3 +42,20 @@ def _chapter(number: int, result: Result | None) -> str:
     when = f'<p class="meta">measured {escape(result.get("measured_at", ""))} on {escape(result["device_name"])}</p>'
     return (top + said + "\n" + f"<div>{figure_html(ch.figure(result))}</div>\n" +
             table_html("The numbers", ch.numbers(result)) + when + "\n</section>")
+
+
+def measure_story(numbers: list[int] | None = None, say=print) -> dict[int, Result]:
+    """Run the chapters here, in order (what `attn story` does); a chapter that fails keeps its
+    one line in words and the next one runs."""
+    from attn import story
+
+    results: dict[int, Result] = {}
+    for number in numbers or [ch.number for ch in story.CHAPTERS]:
+        title = story.chapter(number).title
+        say(f"chapter {number}: {title} ...")
+        try:
+            results[number] = story.run_chapter(number)
+        except Exception as err:  # the story goes on; the report says what went wrong
+            results[number] = {"chapter": number, "error": f"{type(err).__name__}: {err}"}
+            say(f"chapter {number} failed: {results[number]['error']}")
+    return results
