@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from attn.charts.style import INFERNO, VIRIDIS, _layout, color_of
+from attn.readable import usd
 
 HEIGHT = 420
 SHARING_COLORS = {"MHA": "#ef4444", "GQA": "#f59e0b", "MQA": "#22c55e"}
@@ -21,18 +22,19 @@ def _panels(titles: tuple[str, str], spacing: float = 0.1) -> go.Figure:
 def wall_chart(r: dict, height: int = HEIGHT) -> go.Figure:
     """Memory and latency against length: measured dots, the cost model dashed up to each
     variant's memory wall, and the memory one call may use."""
-    fig = _panels(("memory a call needs", "latency"))
+    fig = _panels(("memory a call needs", "time per call"))
     for name in ("dense", "sdpa"):
         color, title = color_of(name), TITLES[name]
         seen = [p for p in r["measured"] if p["variant"] == name]
         model = [p for p in r["model"] if p["variant"] == name]
-        for col, metric in ((1, "peak_bytes"), (2, "latency_ms")):
+        for col, metric, scale in ((1, "peak_bytes", 1), (2, "latency_ms", 1e-3)):
             fig.add_trace(go.Scatter(
-                x=[p["seq"] for p in seen], y=[p[metric] for p in seen], mode="lines+markers",
+                x=[p["seq"] for p in seen], y=[p[metric] * scale for p in seen], mode="lines+markers",
                 name=f"{title}, measured", legendgroup=name, showlegend=col == 1,
                 line=dict(color=color, width=3), marker=dict(size=9)), row=1, col=col)
             fig.add_trace(go.Scatter(
-                x=[p["seq"] for p in model], y=[p[metric] for p in model], mode="lines",
+                x=[p["seq"] for p in model], y=[p[metric] * scale for p in model if p[metric] is not None],
+                mode="lines",
                 name=f"{title}, cost model (not measured)", legendgroup=name + "_model",
                 showlegend=col == 1, line=dict(color=color, dash="dash", width=2)), row=1, col=col)
         wall = r["walls"].get(name)
@@ -47,8 +49,8 @@ def wall_chart(r: dict, height: int = HEIGHT) -> go.Figure:
                   annotation_text="memory one call may use", annotation_position="bottom right")
     fig.update_xaxes(type="log", title="tokens")
     fig.update_yaxes(type="log", title="bytes", row=1, col=1)
-    fig.update_yaxes(type="log", title="ms", row=1, col=2)
-    return _layout(fig, "the quadratic wall", height)
+    fig.update_yaxes(type="log", title="seconds", row=1, col=2)
+    return _layout(fig, "", height)
 
 
 def heads_chart(r: dict, height: int = HEIGHT) -> go.Figure:
@@ -72,7 +74,7 @@ def heads_chart(r: dict, height: int = HEIGHT) -> go.Figure:
     fig.update_yaxes(title="layer", dtick=1, autorange="reversed", row=1, col=1)
     fig.update_xaxes(title="looks at", tickangle=-60, tickfont=dict(size=9), row=1, col=2)
     fig.update_yaxes(title="token", autorange="reversed", tickfont=dict(size=9), row=1, col=2)
-    fig = _layout(fig, "what attention looks at", height + 80, margin=dict(l=70, r=20, t=60, b=110))
+    fig = _layout(fig, "", height + 80, margin=dict(l=70, r=20, t=40, b=110))
     fig.update_layout(showlegend=False)
     return fig
 
@@ -101,7 +103,7 @@ def sparsity_chart(r: dict, height: int = HEIGHT) -> go.Figure:
 def sharing_chart(r: dict, height: int = HEIGHT) -> go.Figure:
     """Left: the KV cache of one sequence against context for MHA, GQA and MQA (cost model).
     Right: one decode step measured here under each."""
-    fig = _panels(("KV cache per sequence (cost model, not measured)",
+    fig = _panels((f"KV cache of {r['reference']} (cost model, not measured)",
                    f"one decode step at {r['step_context']:,} cached tokens (measured here)"))
     for name, color in SHARING_COLORS.items():
         pts = [p for p in r["cache"] if p["sharing"] == name]
@@ -118,7 +120,7 @@ def sharing_chart(r: dict, height: int = HEIGHT) -> go.Figure:
                      ticktext=[f"{p['context'] // 1024}k" for p in r["cache"]][:5], row=1, col=1)
     fig.update_yaxes(type="log", title="GiB", row=1, col=1)
     fig.update_yaxes(title="ms per step", rangemode="tozero", row=1, col=2)
-    return _layout(fig, f"sharing keys and values: {r['reference']}", height)
+    return _layout(fig, "", height)
 
 
 def train_serve_chart(r: dict, height: int = HEIGHT) -> go.Figure:
@@ -145,12 +147,12 @@ def bill_chart(r: dict, height: int = HEIGHT) -> go.Figure:
     kinds = [f"prefill ({r['length']} tokens)", f"decode ({r['context']:,} cached)"]
     fig = go.Figure()
     fig.add_trace(go.Bar(x=kinds, y=[r["prefill_usd"], r["decode_usd"]], name=f"this {r['device_name']} (measured)",
-                         marker_color=HERE_COLOR, text=[f"${v:.3g}" for v in (r["prefill_usd"], r["decode_usd"])],
+                         marker_color=HERE_COLOR, text=[usd(v) for v in (r["prefill_usd"], r["decode_usd"])],
                          textposition="outside"))
     fig.add_trace(go.Bar(x=kinds, y=[h["prefill_usd"], h["decode_usd"]],
                          name="H100: anchor figures, not measured here (decode: bandwidth floor, a model)",
                          marker=dict(color=H100_COLOR, pattern=dict(shape="/")),
-                         text=[f"${v:.3g}" for v in (h["prefill_usd"], h["decode_usd"])], textposition="outside"))
+                         text=[usd(v) for v in (h["prefill_usd"], h["decode_usd"])], textposition="outside"))
     fig.update_yaxes(type="log", title="$ per million tokens")
     fig.update_layout(barmode="group")
     return _layout(fig, "the bill: one layer's attention, per million tokens", height)

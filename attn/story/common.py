@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from attn.readable import usd  # noqa: F401 (the chapters' dollars)
 from attn.economics import DEFAULT_CPU_PRICE_PER_HOUR, DEFAULT_GPU_PRICE_PER_HOUR
 
 
@@ -30,14 +31,3 @@ def times(a: float, b: float) -> str:
 
 def share(part: float, whole: float) -> str:
     return "—" if not whole else f"{100 * part / whole:.0f}%"
-
-
-def usd(value: float | None) -> str:
-    """Dollars at a precision that keeps two significant digits of small amounts."""
-    if value is None:
-        return "—"
-    if value >= 100:
-        return f"${value:,.0f}"
-    if value >= 0.01:
-        return f"${value:.2f}"
-    return f"${value:.2g}"

@@ -1,0 +1,60 @@
+"""The story in Chromium: presenter mode walked chapter by chapter at the real sizes (a screenshot
+of each in test-artifacts/story-N.png), the whole story on one page, and the downloaded HTML
+opened with the network cut off. Needs Debian's chromium."""
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from attn import story
+from tests.test_browser import ARTIFACTS, _no_exception, _open, _settle, _shot, app_url, browser, page  # noqa: F401
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+FIGURE = ".st-key-story_fig_{n} .js-plotly-plot .main-svg"
+
+
+def test_presenter_walks_the_story(page, app_url):  # noqa: F811 (fixture)
+    _open(page, f"{app_url}/story?present=1")
+    for ch in story.CHAPTERS:
+        page.wait_for_selector(FIGURE.format(n=ch.number), timeout=300_000)
+        _settle(page, 300)
+        _no_exception(page)
+        text = page.inner_text("body")
+        assert f"{ch.number}. {ch.title}" in text
+        assert page.locator('[data-testid="stSidebar"]').is_hidden()  # full width
+        _shot(page, f"story-{ch.number}")
+        if ch.number < len(story.CHAPTERS):
+            page.locator(".st-key-story_next button").click()
+            time.sleep(0.5)
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download the story").first.click()
+    path = ARTIFACTS / "story.html"
+    download.value.save_as(path)
+    html = path.read_text()
+    assert '<script src="http' not in html and "6. The bill" in html
+
+
+def test_the_exported_story_opens_with_no_network(browser):  # noqa: F811 (fixture)
+    path = ARTIFACTS / "story.html"
+    if not path.exists():
+        pytest.skip("needs the download of test_presenter_walks_the_story")
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    asked = []
+    context.route("**/*", lambda route: (asked.append(route.request.url), route.abort())
+                  if route.request.url.startswith("http") else route.continue_())
+    pg = context.new_page()
+    pg.goto(path.as_uri())
+    pg.wait_for_selector("#chapter-6 .js-plotly-plot .main-svg", timeout=60_000)
+    assert asked == []
+    assert pg.locator(".js-plotly-plot").count() == len(story.CHAPTERS)
+    _shot(pg, "story-report")
+    context.close()
+
+
+def test_the_whole_story_on_one_page(page, app_url):  # noqa: F811 (fixture)
+    _open(page, f"{app_url}/story")
+    page.wait_for_selector(FIGURE.format(n=len(story.CHAPTERS)), timeout=300_000)
+    _settle(page, 300)
+    _no_exception(page)
+    _shot(page, "story-page")
