@@ -215,9 +215,18 @@ def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE
     follow.start(PROFILING, *(profile_job(spec, n, budget_s, source, mode) for n in todo))
 
 
-def follow_profiles() -> None:
-    """Follow the profiles that profile_all queued (after a rerun too) and keep each result."""
-    keep_all(follow.follow(PROFILING, "Profiling"))
+def profiling() -> bool:
+    """Profiles that profile_all queued are still measuring."""
+    view = follow.peek(PROFILING)
+    return view is not None and not view.finished
+
+
+def follow_profiles() -> bool:
+    """Follow the profiles that profile_all queued (after a rerun too) and keep each result; True
+    when they have just all ended with one (the page redraws its cards)."""
+    view = follow.follow(PROFILING, "Profiling")
+    keep_all(view)
+    return view is not None and view.ok
 
 
 def save_run(kind: str, spec: AttentionSpec | dict, result: dict, variant: str | None,
