@@ -3,6 +3,7 @@ numbers (not canned ones), its figure, its numbers, and the story as one HTML fi
 network for nothing."""
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -80,15 +81,18 @@ def test_the_exported_story_needs_no_network(results):
     assert results[1]["device_name"] in html and "not measured here" in html
 
 
-def test_a_chapter_that_fails_in_the_command_keeps_its_line(monkeypatch):
-    import dataclasses
-
+def break_chapter(monkeypatch, number: int, message: str) -> None:
+    """Chapter `number`'s measurement raises RuntimeError(message) (the runner is in-process)."""
     def broken(report=None):
-        raise RuntimeError("no model here")
+        raise RuntimeError(message)
 
     chapters = list(story.CHAPTERS)
-    chapters[1] = dataclasses.replace(chapters[1], measure=broken)
+    chapters[number - 1] = dataclasses.replace(chapters[number - 1], measure=broken)
     monkeypatch.setattr(story, "CHAPTERS", tuple(chapters))
+
+
+def test_a_chapter_that_fails_in_the_command_keeps_its_line(monkeypatch):
+    break_chapter(monkeypatch, 2, "no model here")
     lines: list[str] = []
     out = measure_story([2], say=lines.append)
     assert out[2]["error"] == "RuntimeError: no model here" and "failed" in lines[-1]

@@ -3,13 +3,12 @@ measurements run ahead, a failed chapter said in words while the story goes on. 
 sizes are shrunk (the measurements are the same code, smaller), so the page is what is tested."""
 from __future__ import annotations
 
-import dataclasses
-
 import pytest
 
 from attn import story
 from attn.story import bill, sharing, train_serve, wall
 from tests.conftest import open_app
+from tests.test_story import break_chapter
 
 pytestmark = pytest.mark.usefixtures("in_process_jobs")
 
@@ -59,12 +58,7 @@ def test_presenter_mode_one_chapter_at_a_time():
 
 
 def test_a_failed_chapter_says_so_and_the_story_goes_on(monkeypatch):
-    def broken(report=None):
-        raise RuntimeError("the sparsity measurement broke")
-
-    chapters = list(story.CHAPTERS)
-    chapters[2] = dataclasses.replace(chapters[2], measure=broken)
-    monkeypatch.setattr(story, "CHAPTERS", tuple(chapters))
+    break_chapter(monkeypatch, 3, "the sparsity measurement broke")
     at = open_app("views/story.py", present="1", chapter="3")
     assert "3. Sparsity" in _headings(at)
     assert any("the sparsity measurement broke" in e.value for e in at.error)
