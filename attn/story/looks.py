@@ -29,22 +29,24 @@ def measure_looks(report: Callable[[float, str], None] | None = None, text: str 
     tokens = cap.seq_len
     positions = torch.arange(tokens)
     visible = torch.full((tokens,), tokens)  # an encoder: every token sees every token
-    keys, entropy, sink = [], [], []
+    keys, entropy, sink, itself = [], [], [], []
     for layer in range(cap.layers):
-        row_keys, row_entropy, row_sink = [], [], []
+        row_keys, row_entropy, row_sink, row_itself = [], [], [], []
         for head in range(cap.heads):
             w = torch.from_numpy(cap.attentions[layer, head]).double()
             stats = block_sums(w, positions, visible).finish(head, head, 1)
             row_keys.append(stats.keys_for_90)
             row_entropy.append(stats.entropy_bits)
             row_sink.append(stats.sink_mass)
+            row_itself.append(stats.diagonal_mass)
         keys.append(row_keys)
         entropy.append(row_entropy)
         sink.append(row_sink)
+        itself.append(row_itself)
     flat = [(keys[i][h], i, h) for i in range(cap.layers) for h in range(cap.heads)]
     _, sharp_layer, sharp_head = min(flat)
     return {**here, "model": "all-MiniLM-L6-v2", "text": text, "tokens": list(cap.tokens),
-            "keys_for_90": keys, "entropy_bits": entropy, "sink_mass": sink,
+            "keys_for_90": keys, "entropy_bits": entropy, "sink_mass": sink, "diagonal_mass": itself,
             "sharpest": {"layer": sharp_layer, "head": sharp_head,
                          "weights": cap.attentions[sharp_layer, sharp_head].tolist()}}
 
@@ -63,6 +65,7 @@ def looks_sentences(r: dict) -> list[str]:
     few = sum(k <= n / 4 for k in keys)
     sharp = r["sharpest"]
     sharp_keys = r["keys_for_90"][sharp["layer"]][sharp["head"]]
+    what, mass = _pattern(r, sharp)
     return [
         f"MiniLM read a sentence of {n} tokens with {len(keys)} attention heads. The typical head "
         f"needs {_median(keys):.1f} of the {n} tokens to hold 90% of its attention, and {few} of "
@@ -71,9 +74,23 @@ def looks_sentences(r: dict) -> list[str]:
         f"{math.log2(n):.1f} bits for a head that spread its attention evenly: most heads look at "
         "a few tokens, not at everything.",
         f"The sharpest head (layer {sharp['layer']}, head {sharp['head']}) puts 90% of its weight on "
-        f"{sharp_keys:.1f} tokens; on average {sum(sink) / len(sink):.0%} of a head's weight lands on "
+        f"{sharp_keys:.1f} tokens: {what} ({mass:.0%} of its weight); on average {sum(sink) / len(sink):.0%} of a head's weight lands on "
         "the first token, [CLS], a resting place for attention with nothing better to do.",
     ]
+
+
+def _pattern(r: dict, sharp: dict) -> tuple[str, float]:
+    """What the sharpest head looks at, in words, and the mean weight it puts there: the token
+    before, the token after, itself, or [CLS], whichever holds the most."""
+    w = sharp["weights"]
+    n = len(w)
+    before = sum(w[i][i - 1] for i in range(1, n)) / max(n - 1, 1)
+    after = sum(w[i][i + 1] for i in range(n - 1)) / max(n - 1, 1)
+    candidates = [("each token looks at the one before it", before),
+                  ("each token looks at the one after it", after),
+                  ("each token looks at itself", r["diagonal_mass"][sharp["layer"]][sharp["head"]]),
+                  ("every token looks at [CLS]", r["sink_mass"][sharp["layer"]][sharp["head"]])]
+    return max(candidates, key=lambda c: c[1])
 
 
 def looks_numbers(r: dict) -> list[tuple[str, str]]:
