@@ -10,6 +10,7 @@ from attn.charts.style import INFERNO, VIRIDIS, _layout, color_of
 from attn.readable import usd
 
 HEIGHT = 420
+GIB = 1 / 2**30  # memory axes in GiB: plotly's SI ticks would write 10 GB as "10B"
 SHARING_COLORS = {"MHA": "#ef4444", "GQA": "#f59e0b", "MQA": "#22c55e"}
 HERE_COLOR, H100_COLOR = "#38bdf8", "#a78bfa"
 TITLES = {"dense": "plain attention (dense)", "sdpa": "fused kernel (sdpa)"}
@@ -27,7 +28,7 @@ def wall_chart(r: dict, height: int = HEIGHT) -> go.Figure:
         color, title = color_of(name), TITLES[name]
         seen = [p for p in r["measured"] if p["variant"] == name]
         model = [p for p in r["model"] if p["variant"] == name]
-        for col, metric, scale in ((1, "peak_bytes", 1), (2, "latency_ms", 1e-3)):
+        for col, metric, scale in ((1, "peak_bytes", GIB), (2, "latency_ms", 1e-3)):
             fig.add_trace(go.Scatter(
                 x=[p["seq"] for p in seen], y=[p[metric] * scale for p in seen], mode="lines+markers",
                 name=f"{title}, measured", legendgroup=name, showlegend=col == 1,
@@ -40,15 +41,15 @@ def wall_chart(r: dict, height: int = HEIGHT) -> go.Figure:
         wall = r["walls"].get(name)
         if wall:
             fig.add_trace(go.Scatter(
-                x=[wall], y=[r["free_bytes"]], mode="markers+text", text=[f"wall: {wall:,}"],
+                x=[wall], y=[r["free_bytes"] * GIB], mode="markers+text", text=[f"wall: {wall:,}"],
                 textposition="top left" if name == "sdpa" else "top right", showlegend=False,
                 marker=dict(symbol="x", size=13, color=color), textfont=dict(color=color),
                 hovertemplate=f"{title}: the memory wall at %{{x:,}} tokens (cost model)<extra></extra>"),
                 row=1, col=1)
-    fig.add_hline(y=r["free_bytes"], line=dict(color="#94a3b8", dash="dot"), row=1, col=1,
+    fig.add_hline(y=r["free_bytes"] * GIB, line=dict(color="#94a3b8", dash="dot"), row=1, col=1,
                   annotation_text="memory one call may use", annotation_position="bottom right")
     fig.update_xaxes(type="log", title="tokens")
-    fig.update_yaxes(type="log", title="bytes", row=1, col=1)
+    fig.update_yaxes(type="log", title="GiB", row=1, col=1)
     fig.update_yaxes(type="log", title="seconds", row=1, col=2)
     return _layout(fig, "", height)
 
@@ -103,7 +104,7 @@ def sparsity_chart(r: dict, height: int = HEIGHT) -> go.Figure:
 def sharing_chart(r: dict, height: int = HEIGHT) -> go.Figure:
     """Left: the KV cache of one sequence against context for MHA, GQA and MQA (cost model).
     Right: one decode step measured here under each."""
-    fig = _panels((f"KV cache of {r['reference']} (cost model, not measured)",
+    fig = _panels(("KV cache of one sequence, 7B-class (cost model, not measured)",
                    f"one decode step at {r['step_context']:,} cached tokens (measured here)"))
     for name, color in SHARING_COLORS.items():
         pts = [p for p in r["cache"] if p["sharing"] == name]
