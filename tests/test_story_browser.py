@@ -58,3 +58,22 @@ def test_the_whole_story_on_one_page(page, app_url):  # noqa: F811 (fixture)
     _settle(page, 300)
     _no_exception(page)
     _shot(page, "story-page")
+
+
+def test_the_playground_keeps_its_figures_dimmed_while_profiling(page, app_url):  # noqa: F811 (fixture)
+    _open(page, f"{app_url}/playground?variants=sdpa,dense&seq=1024")
+    page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
+    page.get_by_role("button", name="Profile").click()
+    page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
+    dimmed = page.locator(".st-key-pg_results")
+    dimmed.wait_for(timeout=30_000)
+    deadline = time.time() + 30
+    while float(dimmed.evaluate("e => getComputedStyle(e).opacity")) > 0.5 and time.time() < deadline:
+        time.sleep(0.1)
+    assert float(dimmed.evaluate("e => getComputedStyle(e).opacity")) < 0.5  # dimmed, not gone
+    assert dimmed.locator(".js-plotly-plot .heatmaplayer").count() >= 2  # the maps stay
+    _shot(page, "playground-dimmed")
+    page.get_by_text("latency (median)").first.wait_for(timeout=180_000)
+    _settle(page)
+    assert float(dimmed.evaluate("e => getComputedStyle(e).opacity")) == 1.0  # new cards, full colour
+    _no_exception(page)

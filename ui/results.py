@@ -253,7 +253,7 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
     metric_cards([
         ("useful FLOPs", fmt.si(cost.flops),
          "4·B·H·D per unmasked (query, key) pair; approximations: the work they do"),
-        ("pairs computed, % of exact attention's", f"{cost.density:.1%}", f"{cost.pairs:,} of {cost.full_pairs:,} pairs that "
+        ("pairs, % of exact", f"{cost.density:.1%}", f"{cost.pairs:,} of {cost.full_pairs:,} pairs that "
          "exact attention with the same causal flag sees"),
         ("est. peak", fmt.nbytes(cost.peak_bytes),
          f"inputs + output + workspace ({fmt.nbytes(cost.extra_bytes)}), analytic"),
@@ -269,7 +269,7 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          "allocated during one call above what was allocated before it: the output and the "
          f"workspace, not the inputs · {prof['memory_method']}"),
         ("achieved FLOP/s", fmt.si(prof["achieved_tflops"] * 1e12), prof["flops_note"]),
-        ("roofline, % of the measured roof", fmt.pct(prof.get("roofline_pct")),
+        ("% of measured roof", fmt.pct(prof.get("roofline_pct")),
          "share of min(peak matmul rate, intensity × bandwidth) measured on this device; — until "
          "the device is calibrated (Overview)"),
         *error_cards(prof),
