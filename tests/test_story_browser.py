@@ -77,3 +77,13 @@ def test_the_playground_keeps_its_figures_dimmed_while_profiling(page, app_url):
     _settle(page)
     assert float(dimmed.evaluate("e => getComputedStyle(e).opacity")) == 1.0  # new cards, full colour
     _no_exception(page)
+
+
+def test_the_monitor_marks_jobs_close_together_readably(page, app_url):  # noqa: F811 (fixture)
+    # runs after the Playground's two profiles above, seconds apart, within the monitor's window
+    _open(page, f"{app_url}/monitor")
+    page.wait_for_selector(".js-plotly-plot .annotation-text", timeout=60_000)
+    marks = page.locator(".js-plotly-plot .annotation-text").evaluate_all("els => els.map(e => e.textContent)")
+    assert {"▶", "■"} & set(marks)  # one symbol a mark; the job's name is in its hover
+    _no_exception(page)
+    _shot(page, "monitor-jobs")
