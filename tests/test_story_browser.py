@@ -61,7 +61,7 @@ def test_the_whole_story_on_one_page(page, app_url):  # noqa: F811 (fixture)
 
 
 def test_the_playground_keeps_its_figures_dimmed_while_profiling(page, app_url):  # noqa: F811 (fixture)
-    _open(page, f"{app_url}/playground?variants=sdpa,dense&seq=1024")
+    _open(page, f"{app_url}/playground?variants=sdpa,dense&seq=2048")  # seconds of profiling to look at
     page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
     page.get_by_role("button", name="Profile").click()
     page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)

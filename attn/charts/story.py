@@ -46,8 +46,11 @@ def wall_chart(r: dict, height: int = HEIGHT) -> go.Figure:
                 marker=dict(symbol="x", size=13, color=color), textfont=dict(color=color),
                 hovertemplate=f"{title}: the memory wall at %{{x:,}} tokens (cost model)<extra></extra>"),
                 row=1, col=1)
-    fig.add_hline(y=r["free_bytes"] * GIB, line=dict(color="#94a3b8", dash="dot"), row=1, col=1,
-                  annotation_text="memory one call may use", annotation_position="bottom right")
+    fig.add_hline(y=r["free_bytes"] * GIB, line=dict(color="#94a3b8", dash="dot"), row=1, col=1)
+    # the line's name as a text point: an hline annotation takes y as log10 on a log axis
+    fig.add_trace(go.Scatter(x=[min(p["seq"] for p in r["measured"])], y=[r["free_bytes"] * GIB],
+                             mode="text", text=["memory one call may use"], textposition="top right",
+                             textfont=dict(color="#94a3b8"), showlegend=False, hoverinfo="skip"), row=1, col=1)
     fig.update_xaxes(type="log", title="tokens")
     fig.update_yaxes(type="log", title="GiB", row=1, col=1)
     fig.update_yaxes(type="log", title="seconds", row=1, col=2)
