@@ -15,6 +15,7 @@ FIGURE = ".st-key-story_fig_{n} .js-plotly-plot .main-svg"
 
 
 def test_presenter_walks_the_story(page, app_url):  # noqa: F811 (fixture)
+    page.set_default_timeout(120_000)  # a click or the download's 4.9 MB, on a shared 2-core machine
     _open(page, f"{app_url}/story?present=1")
     for ch in story.CHAPTERS:
         page.wait_for_selector(FIGURE.format(n=ch.number), timeout=300_000)
