@@ -15,16 +15,19 @@ from attn.story import anchors, bill, sharing, train_serve, wall
 from attn.story.report import measure_story, story_html
 
 
+def shrink_story(mp: pytest.MonkeyPatch) -> None:
+    """The chapters at small sizes and short budgets: the same code, a few seconds each."""
+    for module, name, value in ((wall, "MEASURED", (64, 128)), (wall, "BUDGET_S", 0.02),
+                                (sharing, "STEP_CONTEXT", 512), (sharing, "BUDGET_S", 0.02),
+                                (train_serve, "LENGTH", 128), (train_serve, "BUDGET_S", 0.02),
+                                (bill, "BUDGET_S", 0.02)):
+        mp.setattr(module, name, value)
+
+
 @pytest.fixture(scope="module")
 def results():
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(wall, "MEASURED", (64, 128))
-        mp.setattr(wall, "BUDGET_S", 0.02)
-        mp.setattr(sharing, "STEP_CONTEXT", 512)
-        mp.setattr(sharing, "BUDGET_S", 0.02)
-        mp.setattr(train_serve, "LENGTH", 128)
-        mp.setattr(train_serve, "BUDGET_S", 0.02)
-        mp.setattr(bill, "BUDGET_S", 0.02)
+        shrink_story(mp)
         return measure_story(say=lambda line: None)
 
 

@@ -6,22 +6,15 @@ from __future__ import annotations
 import pytest
 
 from attn import story
-from attn.story import bill, sharing, train_serve, wall
 from tests.conftest import open_app
-from tests.test_story import break_chapter
+from tests.test_story import break_chapter, shrink_story
 
 pytestmark = pytest.mark.usefixtures("in_process_jobs")
 
 
 @pytest.fixture(autouse=True)
 def small_story(monkeypatch):
-    monkeypatch.setattr(wall, "MEASURED", (64, 128))
-    monkeypatch.setattr(wall, "BUDGET_S", 0.02)
-    monkeypatch.setattr(sharing, "STEP_CONTEXT", 512)
-    monkeypatch.setattr(sharing, "BUDGET_S", 0.02)
-    monkeypatch.setattr(train_serve, "LENGTH", 128)
-    monkeypatch.setattr(train_serve, "BUDGET_S", 0.02)
-    monkeypatch.setattr(bill, "BUDGET_S", 0.02)
+    shrink_story(monkeypatch)
 
 
 def _headings(at) -> list[str]:
