@@ -13,6 +13,7 @@ SPEC_PAGES = {"Playground", "Scaling", "Economics"}
 REGIME_PAGES = {"Playground", "Scaling"}
 PAGES = [
     st.Page("views/overview.py", title="Overview", icon=":material/home:", default=True),
+    st.Page("views/story.py", title="Story", icon=":material/auto_stories:"),
     st.Page("views/playground.py", title="Playground", icon=":material/science:"),
     st.Page("views/scaling.py", title="Scaling", icon=":material/show_chart:"),
     st.Page("views/roofline.py", title="Roofline", icon=":material/landscape:"),

@@ -147,6 +147,16 @@ def cmd_calibrate(args: argparse.Namespace) -> None:
     _emit(args, cal.to_dict(), lambda d: json.dumps(d, indent=1))
 
 
+def cmd_story(args: argparse.Namespace) -> None:
+    from attn.story.report import measure_story, story_html
+
+    numbers = [int(n) for n in args.chapters.split(",")] if args.chapters else None
+    results = measure_story(numbers, say=lambda line: print(line, file=sys.stderr))
+    with open(args.out, "w", encoding="utf-8") as out:
+        out.write(story_html(results))
+    print(f"wrote {args.out}: {sum('error' not in r for r in results.values())} of {len(results)} chapters measured")
+
+
 def cmd_maps(args: argparse.Namespace) -> None:
     from attn.maps import maps_json
 
@@ -377,6 +387,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quick", action="store_true", help="one shape per check and shorter timings")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_selftest)
+
+    p = sub.add_parser("story", help="measure the six chapters of the story here and write them as one HTML file")
+    p.add_argument("--out", required=True, help="the HTML file to write")
+    p.add_argument("--chapters", help="which chapters, e.g. 1,6 (default: all six)")
+    p.set_defaults(fn=cmd_story)
 
     p = sub.add_parser("calibrate", help="measure this device's matmul rates and bandwidth")
     p.add_argument("--device", default="auto", help="cpu, cuda or auto")

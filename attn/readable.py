@@ -36,3 +36,16 @@ def ratio(value: float | None) -> str:
 
 def pct(value: float | None) -> str:
     return "—" if value is None else f"{value:.1f}%"
+
+
+def usd(value: float | None) -> str:
+    """Dollars to two significant digits, never in e-notation ($0.000014, not $1.4e-05)."""
+    import math
+
+    if value is None:
+        return "—"
+    if value >= 100:
+        return f"${value:,.0f}"
+    if value >= 0.01 or value <= 0:
+        return f"${value:.2f}"
+    return f"${value:.{1 - math.floor(math.log10(value))}f}"

@@ -54,19 +54,25 @@ nav a { margin-right: 12px; }
 
 def html_report(runs: Sequence[Run], title: str = "attn report", map_cells: int = MAP_CELLS) -> str:
     """The runs as one HTML page that needs no network to open (plotly.js inlined once)."""
-    from plotly.offline import get_plotlyjs
-
     runs = list(runs)
     when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     nav = " ".join(f'<a href="#run-{int(r.id)}">#{int(r.id)} {_e(r.variant or r.kind)}</a>' for r in runs)
     body = "\n".join(_run_section(run, map_cells) for run in runs) or "<p>No runs.</p>"
+    return html_page(title, f"<p class=\"meta\">{len(runs)} run(s) · made {when} by attn · "
+                            "FLOPs are useful FLOPs: 4·B·H·D per unmasked (query, key) pair</p>\n"
+                            f"<nav>{nav}</nav>\n{body}")
+
+
+def html_page(title: str, body: str, css: str = "") -> str:
+    """One HTML page with plotly.js inlined once in its head, so its figures (`figure_html`) draw
+    with no network; `body` is HTML that follows the title."""
+    from plotly.offline import get_plotlyjs
+
     return (
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-        f"<title>{_e(title)}</title>\n<style>{_CSS}</style>\n"
+        f"<title>{_e(title)}</title>\n<style>{_CSS}{css}</style>\n"
         f"<script type=\"text/javascript\">{get_plotlyjs()}</script>\n</head>\n<body>\n"
-        f"<h1>{_e(title)}</h1>\n<p class=\"meta\">{len(runs)} run(s) · made {when} by attn · "
-        "FLOPs are useful FLOPs: 4·B·H·D per unmasked (query, key) pair</p>\n"
-        f"<nav>{nav}</nav>\n{body}\n</body>\n</html>\n"
+        f"<h1>{_e(title)}</h1>\n{body}\n</body>\n</html>\n"
     )
 
 
@@ -332,7 +338,7 @@ def _heatmap_html(m: dict, title: str) -> str:
     return _figure(fig)
 
 
-# -- html pieces -------------------------------------------------------------------------------
+# -- html pieces (figure_html, table_html, escape: also the story's, attn.story.report) ----------
 def _figure(fig: Any) -> str:
     fig.update_layout(template=REPORT_TEMPLATE, legend=dict(orientation="h", y=-0.25))
     return fig.to_html(full_html=False, include_plotlyjs=False, config={"displaylogo": False})
@@ -379,3 +385,6 @@ def _mul(value: float | None, factor: float) -> float | None:
 
 def _num(value: float | None, unit: str = "") -> str:
     return "—" if value is None else f"{value:.3g}{unit}"
+
+
+figure_html, table_html, escape = _figure, _table, _e

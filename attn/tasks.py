@@ -150,3 +150,10 @@ def selftest_task(device: str = "auto", quick: bool = True, *, report) -> dict:
     result = selftest.run_selftest(device, quick, progress=progress, cancelled=report.cancelled)
     result["run_id"] = selftest.save(result)
     return result
+
+
+def story_chapter_task(number: int, *, report) -> dict:
+    """One chapter of the story measured on this device (attn.story.run_chapter)."""
+    from attn import story
+
+    return story.run_chapter(number, report.progress)

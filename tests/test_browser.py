@@ -154,7 +154,7 @@ def test_playground_profiles_and_draws_a_heatmap(page, app_url):
     page.get_by_text("bytes read").first.wait_for(timeout=60_000)
     _settle(page)
     page.get_by_role("button", name="Profile").click()
-    page.get_by_text("of the bandwidth floor").first.wait_for(timeout=120_000)
+    page.get_by_text("% of floor speed").first.wait_for(timeout=120_000)
     _settle(page)
     _no_exception(page)
     assert "mode=decode" in page.url

@@ -139,3 +139,14 @@ def test_telemetry_chart_says_when_a_series_is_unavailable():
     assert fig.layout.shapes[0].x0 == pytest.approx(-0.5)
 
 
+
+
+def test_job_marks_close_together_keep_their_names_in_the_hover_and_step_apart():
+    samples = [{"t": float(t), "cpu_pct": 50.0} for t in range(10)]
+    marks = [(5.0, "▶ started profile: sdpa at seq 1024"), (5.1, "■ ended profile: sdpa at seq 1024"),
+             (5.2, "▶ started profile: dense at seq 1024")]
+    fig = charts.telemetry_chart(samples, "cpu_pct", "CPU", marks, t0=10.0)
+    labels = [a for a in fig.layout.annotations if a.hovertext]
+    assert [a.text for a in labels] == ["▶", "■", "▶"]  # one character each on the chart
+    assert [a.hovertext for a in labels] == [m[1] for m in marks]  # the names in the hover
+    assert len({a.yshift for a in labels}) == 3  # neighbours on rows of their own

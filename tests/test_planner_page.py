@@ -37,7 +37,7 @@ def test_a_plan_on_minilm_shows_its_cards_maps_table_and_a_frontier_point():
     assert not at.exception, at.exception
     assert not at.error, [e.value for e in at.error]
     cards = {m.label: m.value for m in at.metric}
-    assert cards["attention FLOPs saved"].endswith("%") and cards["prefill, plan / base"] == "not timed"
+    assert cards["attention FLOPs saved, % of base"].endswith("%") and cards["prefill, plan / base"] == "not timed"
     assert 0.0 < float(cards["mean cosine to the base"]) < 1.0
     assert set(at.dataframe[0].value["plan"]) == {"minilm: 0-4:sliding_window:8,5:full"}
     assert at.dataframe[0].value["run"][0] == "#1", "saved to the run store"

@@ -9,10 +9,10 @@ from tests.conftest import open_app
 
 pytestmark = pytest.mark.usefixtures("in_process_jobs")
 MODES = ["forward", "train", "decode"]
-ANALYTIC = {"forward": "pairs computed", "train": "est. saved", "decode": "bytes read"}
+ANALYTIC = {"forward": "pairs, % of exact", "train": "est. saved", "decode": "bytes read"}
 MEASURED = {"forward": ["latency (median)", "kernel error"],
             "train": ["forward (median)", "backward (median)", "saved memory", "gradient error"],
-            "decode": ["per-token latency", "of the bandwidth floor", "achieved bandwidth"]}
+            "decode": ["per-token latency", "% of floor speed", "achieved bandwidth"]}
 
 
 def _labels(at) -> list[str]:

@@ -161,6 +161,17 @@ def follow(key: str, what: str, *, wait: bool = True, cancel: bool = True,
     return view
 
 
+def peek(key: str, store: MutableMapping | None = None) -> JobView | None:
+    """The jobs under ``key`` as they stand, drawing nothing: for a page that collects jobs it
+    ran ahead (the Story page) before it shows them. None when there are none."""
+    return _view(_store(store), key)
+
+
+def forget(key: str, store: MutableMapping | None = None) -> None:
+    """Drop what is held under ``key`` (after the page kept its result)."""
+    _store(store).pop(_slot(key), None)
+
+
 def _store(store: MutableMapping | None) -> MutableMapping:
     return st.session_state if store is None else store
 

@@ -99,7 +99,7 @@ def decode_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
         ("step latency (median)", fmt.ms(latency),
          f"p10 {fmt.ms(prof['p10_ms'])} · p90 {fmt.ms(prof['p90_ms'])} · {prof['repeats']} repeats "
          f"· {prof['timing_method']}; the cache is laid out before, as a server keeps it"),
-        ("of the bandwidth floor", fmt.pct(share),
+        ("% of floor speed", fmt.pct(share),
          f"floor ÷ latency: reading {fmt.nbytes(prof['bytes_read'])} at this device's calibrated copy "
          f"bandwidth takes {fmt.ms(floor)}; 100% is a step as fast as its bytes can be read from "
          "memory" if floor else "the floor needs this device's copy bandwidth (calibrate it on the "

@@ -215,9 +215,18 @@ def profile_all(spec: AttentionSpec, names: list[str], budget_s: float = PROFILE
     follow.start(PROFILING, *(profile_job(spec, n, budget_s, source, mode) for n in todo))
 
 
-def follow_profiles() -> None:
-    """Follow the profiles that profile_all queued (after a rerun too) and keep each result."""
-    keep_all(follow.follow(PROFILING, "Profiling"))
+def profiling() -> bool:
+    """Profiles that profile_all queued are still measuring."""
+    view = follow.peek(PROFILING)
+    return view is not None and not view.finished
+
+
+def follow_profiles() -> bool:
+    """Follow the profiles that profile_all queued (after a rerun too) and keep each result; True
+    when they have just all ended with one (the page redraws its cards)."""
+    view = follow.follow(PROFILING, "Profiling")
+    keep_all(view)
+    return view is not None and view.ok
 
 
 def save_run(kind: str, spec: AttentionSpec | dict, result: dict, variant: str | None,
@@ -244,7 +253,7 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
     metric_cards([
         ("useful FLOPs", fmt.si(cost.flops),
          "4·B·H·D per unmasked (query, key) pair; approximations: the work they do"),
-        ("pairs computed", f"{cost.density:.1%}", f"{cost.pairs:,} of {cost.full_pairs:,} pairs that "
+        ("pairs, % of exact", f"{cost.density:.1%}", f"{cost.pairs:,} of {cost.full_pairs:,} pairs that "
          "exact attention with the same causal flag sees"),
         ("est. peak", fmt.nbytes(cost.peak_bytes),
          f"inputs + output + workspace ({fmt.nbytes(cost.extra_bytes)}), analytic"),
@@ -260,7 +269,7 @@ def cost_cards(cost: Cost, prof: dict | None, per_row: int = 3) -> None:
          "allocated during one call above what was allocated before it: the output and the "
          f"workspace, not the inputs · {prof['memory_method']}"),
         ("achieved FLOP/s", fmt.si(prof["achieved_tflops"] * 1e12), prof["flops_note"]),
-        ("roofline", fmt.pct(prof.get("roofline_pct")),
+        ("% of measured roof", fmt.pct(prof.get("roofline_pct")),
          "share of min(peak matmul rate, intensity × bandwidth) measured on this device; — until "
          "the device is calibrated (Overview)"),
         *error_cards(prof),

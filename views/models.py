@@ -162,7 +162,7 @@ if costs:
     a, b, c, d = st.columns(4)
     a.metric("forward FLOPs", fmt.si(totals.total_flops, "FLOP"),
              help=f"sum over layers at {seq} tokens; the LM head would add {fmt.si(totals.lm_head_flops, 'FLOP')}")
-    b.metric("in the attention core", f"{totals.attention_core_flops / totals.total_flops:.1%}",
+    b.metric("attention core, % of FLOPs", f"{totals.attention_core_flops / totals.total_flops:.1%}",
              help="QKᵀ and AV; the rest is projections and MLP")
     c.metric("per token", fmt.si(totals.flops_per_token, "FLOP"))
     d.metric("KV cache per token", fmt.nbytes(kv_cache_curve(loaded.config, [1])[0]["bytes"])

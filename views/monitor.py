@@ -1,4 +1,5 @@
-"""Live monitor: GPU and CPU counters as curves, updating every second, with jobs marked."""
+"""Live monitor: GPU and CPU counters as curves, updating every second, with jobs marked (▶ start,
+■ end; the job's name in the mark's hover)."""
 import time
 
 import streamlit as st
@@ -8,7 +9,8 @@ from ui.plot import show
 
 st.title(":material/monitor_heart: Live monitor")
 sampler = telemetry.shared_sampler()
-st.caption(sampler.gpu_status + " · sampled at 10 Hz; curves refresh every second.")
+st.caption(sampler.gpu_status + " · sampled at 10 Hz; curves refresh every second. Jobs are marked ▶ (start) "
+           "and ■ (end): hover a mark for the job's name.")
 window = st.select_slider("window", [30, 60, 120, 300, 600], value=120, format_func=lambda s: f"{s} s")
 
 SERIES = [
@@ -22,10 +24,11 @@ SERIES = [
 def job_marks(since: float) -> list[tuple[float, str]]:
     marks = []
     for handle in jobs.default_runner().jobs():
+        name = f"{handle.kind}: {handle.title}" if handle.title else handle.kind
         if handle.started_at and handle.started_at >= since:
-            marks.append((handle.started_at, f"▶ {handle.kind}"))
+            marks.append((handle.started_at, f"▶ started {name}"))
         if handle.finished_at and handle.finished_at >= since:
-            marks.append((handle.finished_at, f"■ {handle.kind}"))
+            marks.append((handle.finished_at, f"■ ended {name}"))
     return marks
 
 

@@ -9,6 +9,9 @@ from ui import selftest as selftest_view
 from ui.state import set_mode
 
 st.title(":material/flashlight_on: attn — the cost of attention, made visible")
+if st.button("Tell the story: why long context costs what it does, in six live measurements",
+             type="primary", icon=":material/auto_stories:", key="ov_story"):
+    st.switch_page("views/story.py")
 st.markdown(
     "Attention is the part of a transformer whose cost grows with the square of the context. "
     "attn runs attention variants and real models **on this machine** and shows what each one "

@@ -85,13 +85,13 @@ st.caption(f"{m['kind']}, {m['layers']} layers, {m['heads']} heads ({m['kv_heads
            + (f" · saved as run #{entry['run_id']}" if entry["run_id"] is not None else ""))
 at_8k = up.kv_at(r, 8192)
 cards = [
-    ("attention FLOPs saved", up.share(totals["attention_core_flops_saved"]),
+    ("attention FLOPs saved, % of base", up.share(totals["attention_core_flops_saved"]),
      f"QKᵀ and AV at {r['seq_len']} tokens: {fmt.si(totals['attention_core_flops'], 'FLOP')} against "
      f"{fmt.si(totals['base_attention_core_flops'], 'FLOP')}; whole layers {up.share(totals['total_flops_saved'])} "
      f"saved. {r['flops']['convention']}"),
     ("KV cache per token", fmt.nbytes(kv["bytes_per_token"]),
      f"base {fmt.nbytes(kv['base_bytes_per_token'])}; {kv['kv_heads']} KV heads. {kv['convention']}"),
-    ("KV cache at 8k saved", up.share(at_8k["saved"]),
+    ("KV cache at 8k saved, % of base", up.share(at_8k["saved"]),
      f"{fmt.nbytes(at_8k['bytes'])} against {fmt.nbytes(at_8k['base_bytes'])} at 8,192 tokens"
      + ("" if kv["kind"] == "decoder" else " (an encoder keeps no cache: a what-if, as if it decoded)")),
 ]

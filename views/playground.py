@@ -7,6 +7,7 @@ from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
 from attn.sources import InputSource
 from ui.plot import show
 from ui import results
+from ui.dimmed import dimmed
 from ui.errors import shown_as_error
 from ui.regimes import mode_selector, regime_cards
 from ui.state import current_spec, regime_url, sync_url, url_list, url_value
@@ -60,36 +61,40 @@ profile_now = st.button("Profile", type="primary", key="pg_profile", icon=":mate
                         help="time, memory and error of each variant on this device (runs in the worker)")
 if profile_now:
     results.profile_all(spec, chosen, source=source, mode=mode)
-results.follow_profiles()
-
-columns = st.columns(min(len(chosen), 3))
-for i, name in enumerate(chosen):
-    col = columns[i % len(columns)]
-    var = variants.get(name)
-    with col:
-        st.subheader(var.title)
-        st.caption(("exact" if var.exact else "approximation") + " · " + var.summary)
-        reasons = results.cannot_run(spec, name, mode)
-        if reasons:
-            st.warning(("Cannot run this spec: " if mode == "forward" else f"Cannot run in {mode}: ")
-                       + "; ".join(reasons))
-            continue
-        with shown_as_error(f"{name}: cost"):
-            cost = attention_cost(spec, name, mode)
-            regime_cards(cost, results.cached_profile(spec, name, source, mode), mode,
-                         per_row=2 if len(columns) == 3 else 3)
-        if draw:
-            with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
-                views = results.map_views(spec, name, int(head), int(size), reduce, float(temperature),
-                                          source, log_scale, mode)
-                tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
-                with tab_w:
-                    show(views["map"], key=f"map_{name}")
-                with tab_m:
-                    show(views["mask"], key=f"mask_{name}")
-                with tab_s:
-                    st.dataframe(views["stats"], hide_index=True, width="stretch")
-        else:
-            st.info("Maps of this size take a while here: press **Draw the maps**.")
-        with shown_as_error(f"{name}: curve"):
-            show(results.small_curve(spec, name, mode), key=f"curve_{name}")
+progress = st.container()  # the profiles' bar, above the cards and maps it will update
+running = results.profiling()
+with dimmed("pg_results", running):  # while profiling, what was drawn stays, dimmed
+    columns = st.columns(min(len(chosen), 3))
+    for i, name in enumerate(chosen):
+        col = columns[i % len(columns)]
+        var = variants.get(name)
+        with col:
+            st.subheader(var.title)
+            st.caption(("exact" if var.exact else "approximation") + " · " + var.summary)
+            reasons = results.cannot_run(spec, name, mode)
+            if reasons:
+                st.warning(("Cannot run this spec: " if mode == "forward" else f"Cannot run in {mode}: ")
+                           + "; ".join(reasons))
+                continue
+            with shown_as_error(f"{name}: cost"):
+                cost = attention_cost(spec, name, mode)
+                regime_cards(cost, results.cached_profile(spec, name, source, mode), mode,
+                             per_row=2 if len(columns) == 3 else 3)
+            if draw:
+                with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
+                    views = results.map_views(spec, name, int(head), int(size), reduce, float(temperature),
+                                              source, log_scale, mode)
+                    tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
+                    with tab_w:
+                        show(views["map"], key=f"map_{name}")
+                    with tab_m:
+                        show(views["mask"], key=f"mask_{name}")
+                    with tab_s:
+                        st.dataframe(views["stats"], hide_index=True, width="stretch")
+            else:
+                st.info("Maps of this size take a while here: press **Draw the maps**.")
+            with shown_as_error(f"{name}: curve"):
+                show(results.small_curve(spec, name, mode), key=f"curve_{name}")
+with progress:
+    if results.follow_profiles():  # all measured: draw the cards with the new numbers
+        st.rerun()

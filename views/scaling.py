@@ -9,6 +9,7 @@ from attn.sweep import Point, analyse
 from ui.plot import show
 from ui import format as fmt
 from ui import follow, results
+from ui.dimmed import dimmed
 from ui.errors import shown_as_error
 from ui.regimes import mode_selector
 from ui.state import current_spec, regime_url, sync_url, url_list, url_value
@@ -83,7 +84,8 @@ if start:
     with shown_as_error("The sweep"):
         follow.start(SWEEP, results.sweep_job(spec, chosen, xs, axis, budget,
                                               f"{','.join(chosen)} over {axis} ({mode})", mode))
-        st.session_state.pop("sweep_result", None)
+        # the last sweep stays on the page, dimmed, until this one ends (ui.dimmed)
+        st.session_state["sweep_previous"] = st.session_state.pop("sweep_result", None)
 
 
 def _draw(points: list[dict], final: dict | None) -> None:
@@ -130,6 +132,12 @@ def live() -> None:
     if view is not None and view.first and view.ok:
         final = st.session_state["sweep_result"] = view.result
         st.session_state["sweep_run_id"] = results.keep(view.tags[0], final)
+    previous = st.session_state.get("sweep_previous")
+    if view is not None and not view.finished and previous:
+        with dimmed("sc_previous", True):
+            st.caption("The previous sweep, dimmed until this one ends.")
+            _draw(previous["points"], previous)
+        return
     if view is not None and not view.ok:  # running, cancelled or failed: the points so far
         if view.cancelled:
             st.caption("The points measured before the cancel are shown.")

@@ -161,6 +161,9 @@ def roofline(calibration: dict | None, runs: Iterable[dict], dtype: str = "float
     return _layout(fig, "Roofline", height=480)
 
 
+MARK_LEVELS, MARK_STEP_PX = 3, 14  # job marks step down over 3 rows, 14 px apart
+
+
 def telemetry_chart(samples: Sequence[dict], field: str, label: str,
                     marks: Sequence[tuple[float, str]] = (), t0: float | None = None) -> go.Figure:
     """One telemetry series over time (seconds ago), with job start/end marks."""
@@ -169,9 +172,13 @@ def telemetry_chart(samples: Sequence[dict], field: str, label: str,
     pts = [(s["t"] - now, s[field]) for s in samples if s.get(field) is not None]
     fig.add_trace(go.Scatter(x=[p[0] for p in pts], y=[p[1] for p in pts], mode="lines",
                              name=label, line=dict(color="#f59e0b")))
-    for t, text in marks:
-        fig.add_vline(x=t - now, line=dict(color="#64748b", dash="dot"), annotation_text=text,
-                      annotation_position="top left")
+    # jobs close together must not write their names over each other: each mark is a dotted
+    # line and a one-character symbol (▶ start, ■ end), its name in the symbol's hover, and
+    # neighbours step down in turn
+    for i, (t, text) in enumerate(sorted(marks)):
+        fig.add_vline(x=t - now, line=dict(color="#64748b", dash="dot"))
+        fig.add_annotation(x=t - now, y=1, yref="paper", text=text[:1], hovertext=text, showarrow=False,
+                           yshift=-MARK_STEP_PX * (i % MARK_LEVELS), font=dict(color="#cbd5e1"))
     fig.update_xaxes(title="seconds (0 = now)")
     fig.update_yaxes(title=label)
     if not pts:
