@@ -131,9 +131,14 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             if len(args.seq) != 1:
                 raise BadInput(f"--axis {axis} sweeps {axis}: give one --seq")
             spec, xs = spec_from_args(args, seq=args.seq[0]), args.values
-    result = sweep.run_sweep(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
-                             mode=args.mode)
-    data = result.to_dict()
+    if args.ray is not None:  # one Ray task a point; "" is ray.init()'s default (see attn.cluster)
+        from attn import cluster
+
+        data = cluster.run_sweep_on_ray(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
+                                        mode=args.mode, address=args.ray or None)
+    else:
+        data = sweep.run_sweep(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
+                               mode=args.mode).to_dict()
     _save(args, "sweep", spec, data, ",".join(names))
     _emit(args, data, sweep.human_summary)
 
@@ -302,6 +307,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "from --values")
     p.add_argument("--values", type=int_list, help="comma-separated values of --axis")
     p.add_argument("--budget", type=float, default=0.5, help="seconds of repeats per point")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="one Ray task a point on the cluster at ADDRESS (host:port or ray://host:port); a bare "
+                        "--ray joins the cluster Ray knows of, else starts a local instance")
     p.add_argument("--save", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)
@@ -367,13 +375,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from attn.cluster import ClusterError
     from attn.measure import DoesNotFit
     from attn.runs import RunStoreError
 
     try:
         args = build_parser().parse_args(argv)
         args.fn(args)
-    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, RunStoreError) as err:
+    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, RunStoreError,
+            ClusterError) as err:
         message = err.args[0] if err.args else str(err)
         print(f"attn: error: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
