@@ -256,6 +256,11 @@ def cmd_runs(args: argparse.Namespace) -> None:
     elif args.action == "delete":
         removed = store.delete([int(x) for x in args.ids])
         print(f"deleted {removed} run(s)", file=sys.stderr)
+    elif args.action == "import":
+        if len(args.ids) != 1:
+            raise BadInput("runs import needs one file: attn runs import OTHER-MACHINE.sqlite")
+        report = store.import_file(args.ids[0], source=args.source)
+        _emit(args, report.__dict__, lambda d: report.summary())
 
 
 def _one_id(ids: list[str]) -> int:
@@ -354,9 +359,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_monitor)
 
-    p = sub.add_parser("runs", help="the saved runs: list, show, export, delete")
-    p.add_argument("action", choices=("list", "show", "export", "delete"))
-    p.add_argument("ids", nargs="*")
+    p = sub.add_parser("runs", help="the saved runs: list, show, export, delete, import another machine's")
+    p.add_argument("action", choices=("list", "show", "export", "delete", "import"))
+    p.add_argument("ids", nargs="*", help="run ids; for import, the other machine's runs.sqlite")
+    p.add_argument("--source", help="import: the name the imported runs are kept under (default: the file's name)")
     p.add_argument("--kind", choices=KINDS)
     p.add_argument("--mode", choices=MODES, help="list only runs of this regime (runs saved before the "
                    "regimes are forward)")
