@@ -24,14 +24,11 @@ import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
 from attn.runs.records import KINDS, RunStoreError, from_json, mode_of, run_uid, to_json
 from attn.runs.schema import SCHEMA_VERSION
-
-if TYPE_CHECKING:
-    from attn.runs.store import RunStore
 
 # the columns of `runs` each schema version has, beyond version 1's (schema.py)
 V1_COLUMNS = ("id", "kind", "variant", "spec", "results", "environment", "created_at")
@@ -55,8 +52,9 @@ class ImportReport:
                 f"(source {self.source!r}, schema {self.schema}; devices: {devices})")
 
 
-def import_ledger(store: RunStore, path: str | os.PathLike[str], source: str | None = None) -> ImportReport:
-    """Merge the run store at `path` into `store`; see the module's docstring."""
+def import_ledger(store: Any, path: str | os.PathLike[str], source: str | None = None) -> ImportReport:
+    """Merge the run store at `path` into `store` (a RunStore, whose import_file calls this: the
+    store imports this module, not the other way round); see the module's docstring."""
     path = Path(path).expanduser()
     rows, maps, version = read_ledger(path)
     source = (source or path.stem).strip() or path.name
