@@ -53,18 +53,19 @@ def configured_address() -> str | None:
 
 
 def known_address() -> str | None:
-    """The cluster the app may offer without starting one: ATTN_RAY_ADDRESS, else RAY_ADDRESS,
-    else the cluster the last `ray start` on this machine made (Ray's own record of it). None
-    when there is none; nothing is started or connected."""
-    found = configured_address() or os.environ.get("RAY_ADDRESS") or None
-    if found:
-        return found
-    try:  # Ray's record of the last `ray start`; a private helper, so any failure means "none known"
-        from ray._private.utils import read_ray_address
+    """The cluster the app may offer without starting one or importing Ray: ATTN_RAY_ADDRESS, else
+    Ray's own RAY_ADDRESS. None when neither is set (a bare --ray on the command line still finds
+    a `ray start` of this machine, through ray.init)."""
+    return configured_address() or os.environ.get("RAY_ADDRESS") or None
 
-        return read_ray_address(None) or None
-    except Exception:
-        return None
+
+def reachable(address: str, timeout_s: float = 1.0) -> str | None:
+    """None when something accepts a TCP connection at the address, else why not (one line)."""
+    try:
+        probe(address, timeout_s)
+    except (ClusterUnreachable, ValueError) as err:
+        return str(err)
+    return None
 
 
 def host_port(address: str) -> tuple[str, int]:

@@ -76,6 +76,7 @@ def test_without_ray_nothing_imports_it():
 def test_the_configured_address_is_attn_s_own_variable(monkeypatch):
     monkeypatch.setenv(cluster.ENV_ADDRESS, "head:6379")
     assert cluster.configured_address() == "head:6379" == cluster.known_address()
+    assert "no Ray cluster reachable at 127.0.0.1:1" in cluster.reachable("127.0.0.1:1")
     monkeypatch.setenv(cluster.ENV_ADDRESS, "")
     assert cluster.configured_address() is None
 
@@ -152,3 +153,53 @@ def test_the_cli_sweep_with_a_bare_ray_joins_the_running_instance(local_ray, cap
     assert [p["status"] for p in data["points"]] == ["ok", "ok"]
     assert data["cluster"]["cpus"] == 2
     assert cluster.describe()["address"] == data["cluster"]["address"]
+
+
+# -- the Scaling page ---------------------------------------------------------------------------------
+SCALING = dict(seq="32", heads="2", head_dim="16", variants="sdpa,linear", lo="5", hi="6")
+
+
+@pytest.mark.usefixtures("in_process_jobs")
+def test_scaling_without_a_cluster_says_how_to_configure_one(monkeypatch):
+    from tests.conftest import open_app
+
+    monkeypatch.delenv(cluster.ENV_ADDRESS, raising=False)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    at = open_app("views/scaling.py", **SCALING)
+    assert not at.exception
+    assert not [t for t in at.toggle if t.key == "sc_ray"]
+    assert any(cluster.ENV_ADDRESS in c.value for c in at.caption)
+
+
+@pytest.mark.usefixtures("in_process_jobs")
+def test_scaling_with_an_unreachable_cluster_says_why_and_runs_here(monkeypatch):
+    from tests.conftest import open_app
+
+    monkeypatch.setenv(cluster.ENV_ADDRESS, "127.0.0.1:1")
+    at = open_app("views/scaling.py", **SCALING)
+    assert not at.exception
+    assert at.toggle(key="sc_ray").disabled
+    assert any("no Ray cluster reachable at 127.0.0.1:1" in c.value for c in at.caption)
+
+
+@pytest.mark.slow
+@pytest.mark.usefixtures("in_process_jobs")
+def test_scaling_runs_the_sweep_on_the_configured_cluster(local_ray, monkeypatch):
+    from tests.conftest import open_app
+
+    address = cluster.describe()["address"]
+    monkeypatch.setenv(cluster.ENV_ADDRESS, address)
+    at = open_app("views/scaling.py", **SCALING)
+    at.toggle(key="sc_ray").set_value(True).run()
+    assert not at.exception, at.exception
+    assert any("1 node(s), 2 CPUs, 0 GPUs" in c.value for c in at.caption), [c.value for c in at.caption]
+    at.button(key="sc_run").click().run()
+    for _ in range(120):  # the fragment polls the job; rerun until the result lands
+        if "sweep_result" in at.session_state:
+            break
+        time.sleep(0.5)
+        at.run()
+    assert not at.exception
+    result = at.session_state["sweep_result"]
+    assert [p["status"] for p in result["points"]] == ["ok"] * 4
+    assert all(p["node"] for p in result["points"]) and result["cluster"]["address"] == address
