@@ -138,16 +138,17 @@ def shutdown() -> None:
     ray.shutdown()
 
 
-def task_resources(info: dict[str, Any], device: str) -> tuple[str, dict[str, float]]:
+def task_resources(info: dict[str, Any], device: str, cpus_per_task: int = 1) -> tuple[str, dict[str, float]]:
     """The device each task runs on and what it asks Ray for: one GPU where the cluster has GPUs
-    (and `device` is auto or cuda), so two timings never share a GPU; else one CPU."""
+    (and `device` is auto or cuda), so two timings never share a GPU; else `cpus_per_task` CPUs
+    (Ray sets the task's OMP_NUM_THREADS to them, so torch runs that many threads)."""
     if device.startswith("cuda") or device == "auto":
         if info["gpus"] >= 1:
             return "cuda", {"num_gpus": 1}
         if device != "auto":
             raise ValueError(f"device {device} was asked for, but the Ray cluster at {info['address']} "
                              "has no GPUs: use cpu or auto")
-    return "cpu", {"num_cpus": 1}
+    return "cpu", {"num_cpus": cpus_per_task}
 
 
 # -- one point, on a node ------------------------------------------------------------------------
@@ -161,10 +162,18 @@ def measure_on_node(spec: dict, variant: str, x: int, device: str, budget_s: flo
     from attn.environment import environment
 
     device = resolve_device(device)  # "cuda" is the GPU Ray gave this task (CUDA_VISIBLE_DEVICES)
+    if device == "cpu":  # torch on as many threads as the task holds CPUs: Ray sets OMP_NUM_THREADS only
+        torch.set_num_threads(max(1, int(_assigned_cpus())))  # when it starts a worker, which is reused
     point = sweep.measure_point(AttentionSpec.from_dict(spec), variant, x, device, budget_s, mode=mode)
     point.node = socket.gethostname()
     env = {**environment(device), "node": point.node, "torch_threads": torch.get_num_threads()}
     return {"point": asdict(point), "environment": env, "free_bytes": free_bytes(device)}
+
+
+def _assigned_cpus() -> float:
+    import ray
+
+    return ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
 
 
 PointFn = Callable[[dict, str, int, str, float, str], dict]
@@ -201,11 +210,13 @@ def run_sweep_on_ray(base: AttentionSpec, names: list[str], xs: list[int], axis:
                      device: str = "auto", budget_s: float = 0.5,
                      on_point: Callable[[Any], None] | None = None,
                      cancelled: Callable[[], bool] | None = None, mode: str = "forward",
-                     address: str | None = None, point_fn: PointFn | None = None) -> dict[str, Any]:
+                     address: str | None = None, point_fn: PointFn | None = None,
+                     cpus_per_task: int = 1) -> dict[str, Any]:
     """attn.sweep.run_sweep's result as a dict, each point a Ray task (`point_fn`, by default
     measure_on_node, the local worker's code). Points come back as they finish and go to
     `on_point` at once; a point whose task died fails alone with the reason. A cancel cancels the
-    tasks still queued or running. An out-of-memory point cancels its variant's larger points that
+    tasks still queued or running. On CPUs each task asks for `cpus_per_task` CPUs (a node's
+    CPU count gives one point at a time a node, timed as its own worker would). An out-of-memory point cancels its variant's larger points that
     have not finished, as the local sweep stops there. The walls are projected from the fits
     against the smallest free memory a node reported (never bisected: that allocates for real on
     one GPU for many seconds). Adds "environment" (the measuring node's; the device names of all
@@ -216,7 +227,7 @@ def run_sweep_on_ray(base: AttentionSpec, names: list[str], xs: list[int], axis:
 
     xs, specs = sweep.plan_sweep(base, names, xs, axis, budget_s, mode)
     info = connect(address)
-    device, resources = task_resources(info, device)
+    device, resources = task_resources(info, device, cpus_per_task)
     task = ray.remote(point_fn or measure_on_node).options(max_retries=0, **resources)
     # the smallest values first, every variant, so that each curve grows from the left
     pending = {task.remote(specs[x].to_dict(), n, x, device, budget_s, mode): (n, x) for x in xs for n in names}
