@@ -134,8 +134,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     if args.ray is not None:  # one Ray task a point; "" is ray.init()'s default (see attn.cluster)
         from attn import cluster
 
+        if args.ray_cpus < 1:
+            raise BadInput(f"--ray-cpus must be at least 1, got {args.ray_cpus}")
         data = cluster.run_sweep_on_ray(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
-                                        mode=args.mode, address=args.ray or None)
+                                        mode=args.mode, address=args.ray or None, cpus_per_task=args.ray_cpus)
     else:
         data = sweep.run_sweep(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
                                mode=args.mode).to_dict()
@@ -315,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                    help="one Ray task a point on the cluster at ADDRESS (host:port or ray://host:port); a bare "
                         "--ray joins the cluster Ray knows of, else starts a local instance")
+    p.add_argument("--ray-cpus", dest="ray_cpus", type=int, default=1, metavar="N",
+                   help="CPUs a Ray task asks for on a cluster without GPUs (default 1; a node's CPU count "
+                        "times one point at a time a node, on all its cores)")
     p.add_argument("--save", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)

@@ -215,9 +215,9 @@ def run_sweep_on_ray(base: AttentionSpec, names: list[str], xs: list[int], axis:
     """attn.sweep.run_sweep's result as a dict, each point a Ray task (`point_fn`, by default
     measure_on_node, the local worker's code). Points come back as they finish and go to
     `on_point` at once; a point whose task died fails alone with the reason. A cancel cancels the
-    tasks still queued or running. On CPUs each task asks for `cpus_per_task` CPUs (a node's
-    CPU count gives one point at a time a node, timed as its own worker would). An out-of-memory point cancels its variant's larger points that
-    have not finished, as the local sweep stops there. The walls are projected from the fits
+    tasks still queued or running. On CPUs each task asks for `cpus_per_task` CPUs (a node's CPU
+    count gives one point at a time a node, timed as its own worker would). An out-of-memory point
+    cancels its variant's larger points that have not finished, as the local sweep stops there. The walls are projected from the fits
     against the smallest free memory a node reported (never bisected: that allocates for real on
     one GPU for many seconds). Adds "environment" (the measuring node's; the device names of all
     when several kinds measured), "environments" (one per node) and "cluster"."""

@@ -63,6 +63,12 @@ def test_no_cluster_reachable_is_one_line_and_exit_2(capsys):
     assert time.monotonic() - started < 60  # bounded: a TCP connect, not ray.init's minutes of retries
 
 
+def test_a_task_asks_for_at_least_one_cpu(capsys):
+    code = main(["sweep", "--variants", "sdpa", "--seq", "32", "--ray", "127.0.0.1:1", "--ray-cpus", "0"])
+    assert code == EXIT_BAD_INPUT
+    assert "--ray-cpus must be at least 1" in capsys.readouterr().err
+
+
 def test_without_ray_nothing_imports_it():
     import subprocess
     import sys
