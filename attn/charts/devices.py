@@ -32,8 +32,10 @@ def device_bars(rows: Sequence[dict], metric: str, title: str = "", height: int 
     values = [r[metric] if r[metric] is not None else 0 for r in rows]
     colors = [KIND_COLORS.get(r["device_kind"], MISSING_COLOR) if r[metric] is not None else MISSING_COLOR
               for r in rows]
+    # a missing value's bar has no height: its words stand above the axis instead of inside it
+    where = ["auto" if r[metric] is not None else "outside" for r in rows]
     fig = go.Figure(go.Bar(x=labels, y=values, marker_color=colors, text=[text(r) for r in rows],
-                           textposition="auto", customdata=[r["run_id"] for r in rows],
+                           textposition=where, customdata=[r["run_id"] for r in rows],
                            hovertemplate="%{x}<br>%{text}<br>run #%{customdata}<extra></extra>"))
     fig.update_yaxes(title=axis, rangemode="tozero")
     if metric == "roof_pct":
