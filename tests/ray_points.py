@@ -24,3 +24,15 @@ def slow_after_first(spec: dict, variant: str, x: int, device: str, budget_s: fl
     if x > 64:
         time.sleep(60)
     return measure_on_node(spec, variant, x, device, budget_s, mode)
+
+
+def oom_at_128(spec: dict, variant: str, x: int, device: str, budget_s: float, mode: str) -> dict:
+    """The real point below 128; at 128 out of memory, as the profiler refuses a size that does not
+    fit; above it a minute's wait, so the test sees the larger points cancelled, not finished."""
+    if x == CRASH_AT:
+        from attn import measure
+
+        raise measure.DoesNotFit(f"does not fit: {variant} at {x} needs more than this test allows")
+    if x > CRASH_AT:
+        time.sleep(60)
+    return measure_on_node(spec, variant, x, device, budget_s, mode)

@@ -116,6 +116,16 @@ def test_a_point_whose_worker_dies_fails_alone_with_its_reason(local_ray):
 
 
 @pytest.mark.slow
+def test_an_out_of_memory_point_cancels_its_variant_s_larger_points(local_ray):
+    started = time.monotonic()
+    result = cluster.run_sweep_on_ray(BASE, ["sdpa"], [64, 128, 256, 512], budget_s=BUDGET_S,
+                                      point_fn=ray_points.oom_at_128)
+    assert time.monotonic() - started < 50  # the one-minute points were cancelled, not waited for
+    assert [(p["x"], p["status"]) for p in result["points"]] == [(64, "ok"), (128, "oom")]
+    assert "does not fit" in result["points"][1]["message"]
+
+
+@pytest.mark.slow
 def test_a_cancel_cancels_the_queued_and_running_tasks(local_ray):
     seen = []
     started = time.monotonic()
