@@ -1,5 +1,5 @@
 # The two set-up commands: `make run` and `make test`. Both install into .venv when needed:
-# the project editable with its test extra (pyproject.toml), which also gives .venv/bin/attn.
+# the project editable with its test and cluster (Ray) extras (pyproject.toml), which also gives .venv/bin/attn.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +13,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,cluster]'
 	touch $(STAMP)
 
 run: install

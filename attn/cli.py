@@ -133,9 +133,16 @@ def cmd_sweep(args: argparse.Namespace) -> None:
             if len(args.seq) != 1:
                 raise BadInput(f"--axis {axis} sweeps {axis}: give one --seq")
             spec, xs = spec_from_args(args, seq=args.seq[0]), args.values
-    result = sweep.run_sweep(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
-                             mode=args.mode)
-    data = result.to_dict()
+    if args.ray is not None:  # one Ray task a point; "" is ray.init()'s default (see attn.cluster)
+        from attn import cluster
+
+        if args.ray_cpus < 1:
+            raise BadInput(f"--ray-cpus must be at least 1, got {args.ray_cpus}")
+        data = cluster.run_sweep_on_ray(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
+                                        mode=args.mode, address=args.ray or None, cpus_per_task=args.ray_cpus)
+    else:
+        data = sweep.run_sweep(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
+                               mode=args.mode).to_dict()
     _save(args, "sweep", spec, data, ",".join(names))
     _emit(args, data, sweep.human_summary)
 
@@ -264,6 +271,11 @@ def cmd_runs(args: argparse.Namespace) -> None:
     elif args.action == "delete":
         removed = store.delete([int(x) for x in args.ids])
         print(f"deleted {removed} run(s)", file=sys.stderr)
+    elif args.action == "import":
+        if len(args.ids) != 1:
+            raise BadInput("runs import needs one file: attn runs import OTHER-MACHINE.sqlite")
+        report = store.import_file(args.ids[0], source=args.source)
+        _emit(args, report.__dict__, lambda d: report.summary())
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
@@ -326,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "from --values")
     p.add_argument("--values", type=int_list, help="comma-separated values of --axis")
     p.add_argument("--budget", type=float, default=0.5, help="seconds of repeats per point")
+    p.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
+                   help="one Ray task a point on the cluster at ADDRESS (host:port or ray://host:port); a bare "
+                        "--ray joins the cluster Ray knows of, else starts a local instance")
+    p.add_argument("--ray-cpus", dest="ray_cpus", type=int, default=1, metavar="N",
+                   help="CPUs a Ray task asks for on a cluster without GPUs (default 1; a node's CPU count "
+                        "times one point at a time a node, on all its cores)")
     p.add_argument("--save", action="store_true")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_sweep)
@@ -370,9 +388,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_monitor)
 
-    p = sub.add_parser("runs", help="the saved runs: list, show, export, delete")
-    p.add_argument("action", choices=("list", "show", "export", "delete"))
-    p.add_argument("ids", nargs="*")
+    p = sub.add_parser("runs", help="the saved runs: list, show, export, delete, import another machine's")
+    p.add_argument("action", choices=("list", "show", "export", "delete", "import"))
+    p.add_argument("ids", nargs="*", help="run ids; for import, the other machine's runs.sqlite")
+    p.add_argument("--source", help="import: the name the imported runs are kept under (default: the file's name)")
     p.add_argument("--kind", choices=KINDS)
     p.add_argument("--mode", choices=MODES, help="list only runs of this regime (runs saved before the "
                    "regimes are forward)")
@@ -410,6 +429,7 @@ def one_line(message: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     from attn.heap import return_freed_memory
     from attn.home import AttnHomeError
+    from attn.cluster import ClusterError
     from attn.measure import DoesNotFit
 
     try:
@@ -417,7 +437,8 @@ def main(argv: list[str] | None = None) -> int:
         code = args.fn(args)  # None, or a command's own exit code (selftest: 1 when a check failed)
     # AttnHomeError: ATTN_HOME (or --out) is full, unreadable or not a folder; the run store's
     # own RunStoreError is one of them
-    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, AttnHomeError) as err:
+    except (BadInput, ValueError, KeyError, FileNotFoundError, DoesNotFit, AttnHomeError,
+            ClusterError) as err:
         message = str(err.args[0] if err.args else err)
         print(f"attn: error: {one_line(message)}", file=sys.stderr)
         return EXIT_BAD_INPUT

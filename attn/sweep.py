@@ -53,6 +53,7 @@ class Point:
     floor_ms: float | None = None
     achieved_gbps: float | None = None
     per_token_ms: float | None = None
+    node: str = ""  # the host that measured it, on a Ray cluster (attn.cluster); empty on this machine
 
 
 @dataclass(frozen=True)
@@ -253,20 +254,8 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
 
     `memory_budget_bytes` (default: what `device.free_bytes` allows, half the available RAM
     on the CPU) bounds both the points tried and the projected memory wall."""
-    check_budget(budget_s)
-    for n in names:
-        variants.get(n)  # unknown names fail before any work
+    xs, specs = plan_sweep(base, names, xs, axis, budget_s, mode)
     device = resolve_device(device or base.device)
-    xs = sorted(set(xs))
-    check_mode(mode)
-    specs = {x: spec_at(base, axis, x) for x in xs}  # bad sizes fail before any work
-    if mode == "decode":
-        for spec in specs.values():
-            if not is_decode_spec(spec):
-                raise ValueError(f"a decode step needs at least as many cached keys as new tokens: "
-                                 f"context {spec.kv_seq} < new_tokens {spec.seq}")
-    elif axis == "context":
-        raise ValueError("the context axis is for decode sweeps: add --mode decode")
     points: list[Point] = []
     stopped = False
     for n in names:
@@ -281,11 +270,37 @@ def run_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str = 
                 on_point(point)
             if point.status == "oom":
                 break  # larger x only need more memory
-    fits, found = analyse(points, names)
     budget = memory_budget_bytes or free_bytes(device)
     # a cancelled sweep is not followed by a search that allocates for real
-    walls = [memory_wall(base, n, axis, fits.get(n, {}), points, budget,
-                         "cpu" if stopped else device) for n in names]
+    return sweep_result(base, names, xs, axis, device, points, budget, "cpu" if stopped else device, mode)
+
+
+def plan_sweep(base: AttentionSpec, names: list[str], xs: list[int], axis: str, budget_s: float,
+               mode: str) -> tuple[list[int], dict[int, AttentionSpec]]:
+    """The sorted values and the spec at each, after every check that can fail before any work
+    (the local loop and attn.cluster's Ray tasks share it)."""
+    check_budget(budget_s)
+    for n in names:
+        variants.get(n)  # unknown names fail before any work
+    xs = sorted(set(xs))
+    check_mode(mode)
+    specs = {x: spec_at(base, axis, x) for x in xs}  # bad sizes fail before any work
+    if mode == "decode":
+        for spec in specs.values():
+            if not is_decode_spec(spec):
+                raise ValueError(f"a decode step needs at least as many cached keys as new tokens: "
+                                 f"context {spec.kv_seq} < new_tokens {spec.seq}")
+    elif axis == "context":
+        raise ValueError("the context axis is for decode sweeps: add --mode decode")
+    return xs, specs
+
+
+def sweep_result(base: AttentionSpec, names: list[str], xs: list[int], axis: str, device: str,
+                 points: list[Point], budget: int, wall_device: str, mode: str) -> SweepResult:
+    """Fits, crossovers and memory walls of the measured points; `wall_device` "cpu" projects the
+    wall from the fits, a CUDA device bisects it with real allocations here."""
+    fits, found = analyse(points, names)
+    walls = [memory_wall(base, n, axis, fits.get(n, {}), points, budget, wall_device) for n in names]
     return SweepResult(axis, xs, names, device, points, fits, found, walls, base.to_dict(), mode)
 
 

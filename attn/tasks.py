@@ -33,7 +33,10 @@ def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict |
 
 
 def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq",
-               budget_s: float = 0.3, mode: str = "forward", *, report) -> dict:
+               budget_s: float = 0.3, mode: str = "forward", ray: str | None = None, *, report) -> dict:
+    """A sweep, streamed point by point. `ray` None: here, in the worker; "" or an address: one
+    Ray task a point on that cluster (attn.cluster; "" is ray.init()'s own default), the points
+    streamed as they finish, in any order."""
     from attn import sweep
 
     total = len(variants) * len(set(xs))
@@ -43,12 +46,28 @@ def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq"
         nonlocal done
         done += 1
         report.partial(asdict(point))
-        report.progress(done / total, f"{point.variant} at {axis} {point.x}: {point.status}")
+        where = f" on {point.node}" if point.node else ""
+        report.progress(done / total, f"{point.variant} at {axis} {point.x}{where}: {point.status}")
 
+    if ray is not None:
+        from attn import cluster
+
+        report.progress(0.0, f"connecting to the Ray cluster at {ray or 'ray.init() default'}")
+        return cluster.run_sweep_on_ray(AttentionSpec.from_dict(spec), variants, xs, axis=axis,
+                                        budget_s=budget_s, on_point=on_point, cancelled=report.cancelled,
+                                        mode=mode, address=ray or None)
     result = sweep.run_sweep(AttentionSpec.from_dict(spec), variants, xs, axis=axis,
                              budget_s=budget_s, on_point=on_point, cancelled=report.cancelled,
                              mode=mode)
     return result.to_dict()
+
+
+def cluster_task(address: str | None = None, *, report) -> dict:
+    """Join the Ray cluster at `address` (None: ray.init()'s default) and describe it."""
+    from attn import cluster
+
+    report.progress(0.1, f"connecting to {address or 'the default Ray cluster'}")
+    return cluster.connect(address)
 
 
 def calibrate_task(device: str = "auto", *, report) -> dict:

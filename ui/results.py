@@ -176,10 +176,12 @@ def profile_job(spec: AttentionSpec, name: str, budget_s: float = PROFILE_BUDGET
 
 
 def sweep_job(spec: AttentionSpec, names: list[str], xs: list[int], axis: str, budget_s: float,
-              title: str, mode: str = "forward") -> follow.Job:
-    """A sweep in the worker in a regime; it streams its points as partial items."""
+              title: str, mode: str = "forward", ray: str | None = None) -> follow.Job:
+    """A sweep in the worker in a regime; it streams its points as partial items. `ray`: the
+    address of a Ray cluster whose tasks measure the points (the worker is their driver)."""
+    extra = () if ray is None else (ray,)  # a local sweep's job is called as it always was
     return follow.job(tasks.sweep_task, spec.to_dict(), list(names), list(xs), axis, float(budget_s),
-                      mode, kind="sweep", title=title, tag=("sweep", spec, None, None, mode))
+                      mode, *extra, kind="sweep", title=title, tag=("sweep", spec, None, None, mode))
 
 
 def keep(tag: tuple, result: dict) -> int | None:

@@ -1,4 +1,5 @@
-"""Compare: two or more saved runs side by side: maps, cost cards and the difference."""
+"""Compare: two or more saved runs side by side (maps, cost cards and the difference), or one piece
+of work side by side on the devices that measured it."""
 import pandas as pd
 import streamlit as st
 
@@ -9,8 +10,9 @@ from attn.spec import AttentionSpec
 from ui.plot import show
 from ui import format as fmt
 from ui import results
+from ui import devices
 from ui.errors import shown_as_error
-from ui.state import url_list
+from ui.state import url_list, url_value
 
 st.title(":material/compare: Compare")
 store = results.run_store()
@@ -18,6 +20,21 @@ profiles = store.list(kind="profile", limit=300)
 if not profiles:
     st.info("No profiled runs yet: press :material/play_arrow: **Profile** in the Playground, then come back.")
     st.stop()
+
+BY = ["runs", "devices"]
+by = st.radio("Side by side", BY, index=BY.index(url_value("by", "runs")) if url_value("by", "runs") in BY else 0,
+              horizontal=True, key="cmp_by", help="devices: the same variant, mode and spec on each device that "
+              "measured it (runs of other machines come in on the Runs page)")
+if by == "devices":
+    st.query_params["by"] = "devices"
+    from attn.economics import DEFAULT_CPU_PRICE_PER_HOUR, DEFAULT_GPU_PRICE_PER_HOUR
+
+    devices.side_by_side([store.get(s.id) for s in profiles], "cmp_dev", DEFAULT_GPU_PRICE_PER_HOUR,
+                         DEFAULT_CPU_PRICE_PER_HOUR)
+    st.caption("Prices: a GPU at the Economics page's default GPU price, a CPU at its CPU price; set each "
+               "device's own price on the Economics page.")
+    st.stop()
+st.query_params.pop("by", None)
 
 labels = {s.id: f"#{s.id} {s.variant} · {s.mode} · {s.spec_short} · {s.device} · {s.created_at[:19]}"
           for s in profiles}

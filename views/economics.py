@@ -9,6 +9,7 @@ import streamlit as st
 from attn import charts, economics, regime_costs
 from ui import format as fmt
 from ui import calibration, follow, regime_economics, results
+from ui.devices import side_by_side as devices_side_by_side
 from ui.errors import shown_as_error
 from ui.plot import show
 from ui.state import current_spec, sync_url, url_value
@@ -176,6 +177,10 @@ if quick is not None and quick.ok:
 
 regime_economics.train_section(train_costs, device, current_spec())
 regime_economics.decode_section(decode_costs, device, current_spec())
+
+# -- devices side by side --------------------------------------------------------------------
+st.subheader("Devices side by side")
+devices_side_by_side(saved, "ec_dev", gpu_price, cpu_price, priced=True)
 
 # -- GQA / MQA -------------------------------------------------------------------------------
 st.subheader("What sharing keys and values saves (GQA / MQA)")

@@ -1,12 +1,15 @@
 """Runs: every saved profile, sweep, model run and map. Filter them, compare, re-run a saved spec
 on this device, delete, and export them (CSV, JSON, or a self-contained HTML report)."""
+import tempfile
+from pathlib import Path
+
 import pandas as pd
 import streamlit as st
 
 from attn import variants
 from attn.report import html_report
 from attn.regimes import MODES
-from attn.runs import KINDS
+from attn.runs import KINDS, RunStoreError
 from attn.spec import AttentionSpec
 from ui import format as fmt
 from ui import follow, results
@@ -19,7 +22,8 @@ SWEEP_BUDGET_S = 0.2
 RERUN = "rn_rerun_jobs"  # the re-runs of saved runs, under this key of the session (ui.follow)
 
 st.title(":material/storage: Runs")
-st.caption("Every profile, sweep, model run and map saved on this machine, newest first, with the regime "
+st.caption("Every profile, sweep, model run and map saved on this machine (and imported from others), newest "
+           "first, with the regime "
            "it measured (mode: forward, train or decode; runs saved before the regimes are forward). "
            "The store is one SQLite file under ~/.attn (the ATTN_HOME variable moves it); "
            "`python -m attn runs list|show|export` reads the same file.")
@@ -29,6 +33,37 @@ flash = st.session_state.pop("rn_flash", None)
 if flash:
     st.success(flash)
 
+
+def _import_upload() -> None:
+    """Another machine's runs.sqlite, merged into this store: written to a temporary folder under its
+    own name and read there read-only by the same function as `attn runs import`."""
+    with st.expander("Import another machine's runs", icon=":material/upload:",
+                     expanded=store.count() == 0):
+        st.caption("Merge the run store of another machine (its `runs.sqlite`; copy it with "
+                   "`sqlite3 ~/.attn/runs.sqlite \".backup other.sqlite\"`, or while attn is closed there, so "
+                   "its newest runs are in the file). Runs already here are skipped, so importing a file twice "
+                   "adds nothing; each imported run keeps its device and remembers where it came from. "
+                   "`python -m attn runs import FILE` does the same from a shell.")
+        upload = st.file_uploader("run store", type=["sqlite", "sqlite3", "db"], key="rn_upload")
+        if upload is None:
+            return
+        source = st.text_input("source name", value=Path(upload.name).stem, key="rn_source",
+                               help="the name the imported runs are kept under: the machine's, say")
+        if not st.button("Import", key="rn_import", icon=":material/merge:"):
+            return
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / (Path(upload.name).name or "upload.sqlite")
+            path.write_bytes(upload.getvalue())
+            try:
+                report = store.import_file(path, source=source)
+            except RunStoreError as err:
+                st.error(f"Nothing was imported: {err}")
+                return
+        st.session_state["rn_flash"] = report.summary()
+        st.rerun()
+
+
+_import_upload()
 if store.count() == 0:
     st.info("No runs saved yet. Press :material/play_arrow: **Profile** in the Playground or "
             ":material/play_arrow: **Run sweep** on the Scaling page (both save what they measure), or "
@@ -59,7 +94,7 @@ table = pd.DataFrame([{
     "id": s.id, "kind": s.kind, "mode": s.mode, "variant": s.variant, "spec": s.spec_short, "latency": fmt.ms(s.latency_ms),
     "peak memory": fmt.nbytes(s.peak_bytes), "achieved FLOP/s": fmt.si(s.achieved_tflops and s.achieved_tflops * 1e12),
     "points": s.points, "maps": "✓" if s.has_maps else "", "label": s.label, "tags": ", ".join(s.tags),
-    "device": s.device, "when (UTC)": s.created_at[:19].replace("T", " "),
+    "device": s.device, "from": s.source or "here", "when (UTC)": s.created_at[:19].replace("T", " "),
 } for s in summaries])
 st.caption(f"{len(summaries)} of {len(everything)}{'+' if len(everything) == LIST_LIMIT else ''} runs "
            "match. Latency is the median of a profile (train: the forward + backward step; decode: one "

@@ -3,7 +3,7 @@ curves grow point by point while it runs, with fitted exponents, crossovers and 
 in a regime: train adds what the forward saves for the backward, decode the bandwidth floor."""
 import streamlit as st
 
-from attn import charts, variants
+from attn import charts, cluster, tasks, variants
 from attn.cost import USEFUL_FLOPS_NOTE
 from attn.sweep import Point, analyse
 from ui.plot import show
@@ -15,6 +15,7 @@ from ui.regimes import mode_selector
 from ui.state import current_spec, regime_url, sync_url, url_list, url_value
 
 SWEEP = "sc_sweep"  # the sweep, running or last finished, under this key of the session (ui.follow)
+CLUSTER = "sc_cluster"  # joining the Ray cluster (in the worker, which then drives the sweep's tasks)
 # the axes a sweep can take in each regime: a decode step's length is its context
 AXES = {"forward": ["seq", "batch", "heads", "head_dim"], "train": ["seq", "batch", "heads", "head_dim"],
         "decode": ["context", "batch", "heads", "head_dim"]}
@@ -78,12 +79,60 @@ for reason in cannot.values():
     st.warning(f"Not in this {mode} sweep: {reason}")
 chosen = [n for n in chosen if n not in cannot]
 
+
+
+@st.cache_data(ttl=30, show_spinner=False)
+def _unreachable(address: str) -> str | None:
+    return cluster.reachable(address)
+
+
+def cluster_choice() -> str | None:
+    """The Ray cluster's address when the user runs the sweep there, else None (here, in the worker).
+    Offered only for a configured cluster (ATTN_RAY_ADDRESS or RAY_ADDRESS): the page never starts
+    one, and joins it (in the worker) only when asked, to say what it holds."""
+    address = cluster.known_address()
+    if address is None:
+        st.caption("Points run here, one after the other. To spread a sweep over a Ray cluster, start the app "
+                   f"with `{cluster.ENV_ADDRESS}=host:port` (see the README, *Sweeps on a Ray cluster*).")
+        return None
+    why_not = _unreachable(address)
+    on = st.toggle(f"Run on the Ray cluster at {address}", key="sc_ray", disabled=why_not is not None,
+                   help="one Ray task a point, one GPU a task where the cluster has GPUs (else one CPU); "
+                        "the points come back as they finish and are saved here, with the device of the node "
+                        "that measured each")
+    if why_not:
+        st.caption(why_not)
+        return None
+    if not on:
+        return None
+    known = st.session_state.setdefault("sc_cluster_info", {})
+    if address not in known:
+        view = follow.follow(CLUSTER, "Joining the Ray cluster")  # one started on an earlier run
+        if view is None:
+            follow.start(CLUSTER, follow.job(tasks.cluster_task, address, kind="cluster", title=f"Ray at {address}"))
+            view = follow.follow(CLUSTER, "Joining the Ray cluster")
+        if view is not None:  # a failure was shown by follow, once; the toggle then runs the sweep here
+            known[address] = view.result if view.ok else {}
+    info = known.get(address)
+    if info == {}:
+        return None
+    if info:
+        st.caption(f"Ray {info['ray']} cluster at {info['address']}: {info['nodes']} node(s), {info['cpus']:g} CPUs, "
+                   f"{info['gpus']:g} GPUs. Each point asks for "
+                   + ("one GPU, so two timings never share one." if info["gpus"] >= 1 else
+                      "one CPU (torch then runs on one thread a point: CPU timings are not those of this "
+                      "machine's worker).") + " Points arrive as they finish.")
+    return address
+
+
+ray_address = cluster_choice()
 start = st.button("Run sweep", type="primary", disabled=not chosen, key="sc_run",
                   icon=":material/play_arrow:") or demo.get("start", False)
 if start:
     with shown_as_error("The sweep"):
+        where = f" on Ray at {ray_address}" if ray_address else ""
         follow.start(SWEEP, results.sweep_job(spec, chosen, xs, axis, budget,
-                                              f"{','.join(chosen)} over {axis} ({mode})", mode))
+                                              f"{','.join(chosen)} over {axis} ({mode}){where}", mode, ray_address))
         # the last sweep stays on the page, dimmed, until this one ends (ui.dimmed)
         st.session_state["sweep_previous"] = st.session_state.pop("sweep_result", None)
 

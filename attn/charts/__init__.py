@@ -2,10 +2,11 @@
 
 Every figure that shows FLOPs says they are useful FLOPs (see attn.cost). The builders live by
 page family: `maps.py` (attention maps and masks), `curves.py` (sweeps, the roofline, telemetry,
-bars), `economics.py`, `models.py`; `style.py` holds the colours, margins and layout they share.
+bars), `economics.py`, `devices.py` (devices side by side), `models.py`; `style.py` holds the colours, margins and layout they share.
 """
 from attn.charts.curves import (FLOPS_AXIS, METRIC_LABELS, MODE_SYMBOLS, bars, latency_with_floor,
                                metric_curve, roofline, telemetry_chart)
+from attn.charts.devices import DEVICE_METRICS, device_bars, device_label
 from attn.charts.economics import (DOMINATED_COLOR, ERROR_FLOOR, context_fit_bars, decode_cost_chart,
                                    frontier_chart, per_token_curve)
 from attn.charts.maps import LABELLED_TOKENS, MAX_CELLS, attention_heatmap, cache_strip, mask_heatmap
@@ -18,6 +19,7 @@ from attn.charts.style import (CHAR_PX, COLORBAR_MARGIN, GREYS, INFERNO, LEGEND_
                                VIRIDIS, color_of, fitted_margin)
 
 __all__ = [
+    "DEVICE_METRICS", "device_bars", "device_label",
     "FLOPS_AXIS", "METRIC_LABELS", "MODE_SYMBOLS", "bars", "latency_with_floor", "metric_curve",
     "roofline", "telemetry_chart",
     "DOMINATED_COLOR", "ERROR_FLOOR", "context_fit_bars", "decode_cost_chart", "frontier_chart",

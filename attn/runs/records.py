@@ -2,6 +2,7 @@
 of a spec, and the JSON conversions every column of the store goes through."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -37,6 +38,9 @@ class Run:
     label: str = ""
     tags: list[str] = field(default_factory=list)
     maps: dict[str, Any] | None = None  # pooled maps, arrays as numpy arrays
+    # where an imported run came from (attn runs import): source, file, its id there, when;
+    # empty for a run measured here
+    origin: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> str:
@@ -55,6 +59,8 @@ class Run:
             "tags": list(self.tags), "created_at": self.created_at, "spec": self.spec,
             "results": self.results, "environment": self.environment,
         }
+        if self.origin:
+            data["origin"] = self.origin
         if include_maps:
             data["maps"] = plain(self.maps)
         return data
@@ -79,6 +85,7 @@ class RunSummary:
     points: int | None = None  # sweeps: how many points
     has_maps: bool = False
     mode: str = MODE_ABSENT  # forward | train | decode
+    source: str = ""  # an imported run's source (a machine's name or a file's); empty when measured here
 
 
 def mode_of(results: dict[str, Any]) -> str:
@@ -172,7 +179,8 @@ def _key_number(results: dict[str, Any], name: str) -> float | None:
 
 
 def summary_from_row(row: tuple[Any, ...]) -> RunSummary:
-    run_id, kind, variant, created_at, device, label, tags, spec, results, has_maps, mode = row
+    run_id, kind, variant, created_at, device, label, tags, spec, results, has_maps, mode, *rest = row
+    origin = lenient_json(rest[0]) if rest and rest[0] else {}
     results_dict = lenient_json(results)
     points = results_dict.get("points")
     return RunSummary(
@@ -180,8 +188,16 @@ def summary_from_row(row: tuple[Any, ...]) -> RunSummary:
         label=label, tags=lenient_json(tags, list), spec_short=spec_short(lenient_json(spec)),
         **{name: _key_number(results_dict, name) for name in KEY_NUMBERS},
         points=len(points) if isinstance(points, list) else None, has_maps=bool(has_maps),
-        mode=mode or MODE_ABSENT,
+        mode=mode or MODE_ABSENT, source=str(origin.get("source") or "") if isinstance(origin, dict) else "",
     )
+
+
+def run_uid(kind: str, variant: str | None, spec: str, results: str, environment: str, created_at: str) -> str:
+    """A run's identity on every machine: a digest of what it is, as stored (kind, variant, spec,
+    results, environment and the moment it was saved; not the label or tags, which a user edits).
+    The same run merged twice, or through two ledgers, has one uid, and no machine hands them out."""
+    text = json.dumps([kind, variant, spec, results, environment, created_at])
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 # spec fields in the order a short description names them, with their prefixes

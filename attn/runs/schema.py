@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Callable
 
-from attn.runs.records import MODE_ABSENT, lenient_json, mode_of
+from attn.runs.records import MODE_ABSENT, lenient_json, mode_of, run_uid
 
 
 def _v1(db: sqlite3.Connection) -> None:
@@ -56,6 +56,18 @@ def _v3(db: sqlite3.Connection) -> None:
             db.execute("UPDATE runs SET mode = ? WHERE id = ?", (mode, run_id))
 
 
+def _v4(db: sqlite3.Connection) -> None:
+    # ledgers merged from several machines (attn runs import): each run's identity, the same on
+    # every machine (records.run_uid, a digest of the run, so no machine hands ids out and a file
+    # from an older attn gets the same uids when it is read), and where an imported run came from
+    db.execute("ALTER TABLE runs ADD COLUMN uid TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE runs ADD COLUMN origin TEXT NOT NULL DEFAULT ''")
+    rows = db.execute("SELECT id, kind, variant, spec, results, environment, created_at FROM runs").fetchall()
+    for run_id, *content in rows:
+        db.execute("UPDATE runs SET uid = ? WHERE id = ?", (run_uid(*content), run_id))
+    db.execute("CREATE INDEX runs_by_uid ON runs (uid)")
+
+
 # MIGRATIONS[i] takes the schema from version i to i + 1; append, never edit a released one
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)

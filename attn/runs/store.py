@@ -24,8 +24,8 @@ from attn.environment import environment as describe_environment
 from attn.home import disk_full, ensure_folder, sqlite_no_room
 from attn.runs.export import export_runs
 from attn.runs.maps_blob import MAPS_FORMAT, decode_maps, encode_maps
-from attn.runs.records import (KINDS, Run, RunStoreError, RunSummary, from_json, mode_of, summary_from_row,
-                               to_json)
+from attn.runs.records import (KINDS, Run, RunStoreError, RunSummary, from_json, mode_of, run_uid,
+                               summary_from_row, to_json)
 from attn.runs.schema import MIGRATIONS, SCHEMA_VERSION
 
 # how long a writer waits for another writer before giving up, in seconds
@@ -89,19 +89,19 @@ class RunStore:
             variant = ",".join(variant)
         if environment is None:
             environment = describe_environment(spec_dict.get("device"))
+        content = (kind, variant, to_json(spec_dict), to_json(results), to_json(environment),
+                   datetime.now(timezone.utc).isoformat(timespec="milliseconds"))
         row = (
-            kind, variant, to_json(spec_dict), to_json(results), to_json(environment),
-            datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
-            str(label), to_json([str(tag) for tag in tags]),
+            *content, str(label), to_json([str(tag) for tag in tags]),
             str(environment.get("device") or ""), str(environment.get("device_kind") or ""),
-            mode_of(results),
+            mode_of(results), run_uid(*content),
         )
         blob = encode_maps(maps) if maps is not None else None
 
         def insert(db: sqlite3.Connection) -> int:
             cursor = db.execute(
                 "INSERT INTO runs (kind, variant, spec, results, environment, created_at, label,"
-                " tags, device, device_kind, mode) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " tags, device, device_kind, mode, uid) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 row,
             )
             run_id = int(cursor.lastrowid)
@@ -157,7 +157,7 @@ class RunStore:
 
         def fetch(db: sqlite3.Connection) -> tuple[Any, Any]:
             row = db.execute(
-                "SELECT id, kind, variant, spec, results, environment, created_at, label, tags"
+                "SELECT id, kind, variant, spec, results, environment, created_at, label, tags, origin"
                 " FROM runs WHERE id = ?", (int(run_id),),
             ).fetchone()
             maps = db.execute("SELECT format, data FROM run_maps WHERE run_id = ?",
@@ -173,6 +173,7 @@ class RunStore:
             environment=from_json(row[5], what=f"run {run_id}'s environment"), created_at=row[6],
             label=row[7], tags=from_json(row[8], list, f"run {run_id}'s tags"),
             maps=decode_maps(maps_row[1], maps_row[0]) if maps_row is not None else None,
+            origin=from_json(row[9]),
         )
 
     def list(
@@ -210,12 +211,12 @@ class RunStore:
                 params.append(f"%{_like(device)}%")
         if search:
             pattern = f"%{_like(search)}%"
-            columns = ("label", "tags", "variant", "kind", "mode", "device", "spec")
+            columns = ("label", "tags", "variant", "kind", "mode", "device", "spec", "origin")
             where.append("(" + " OR ".join(f"{c} LIKE ? ESCAPE '\\'" for c in columns)
                          + " OR CAST(id AS TEXT) = ?)")
             params += [pattern] * len(columns) + [search.strip().lstrip("#")]
         sql = ("SELECT id, kind, variant, created_at, device, label, tags, spec, results,"
-               " EXISTS (SELECT 1 FROM run_maps WHERE run_id = runs.id), mode FROM runs")
+               " EXISTS (SELECT 1 FROM run_maps WHERE run_id = runs.id), mode, origin FROM runs")
         if where:
             sql += " WHERE " + " AND ".join(where)
         sql += " ORDER BY id DESC"
@@ -232,6 +233,14 @@ class RunStore:
         return self._read(
             lambda db: db.execute("SELECT COUNT(*) FROM runs WHERE kind = ?", (kind,)).fetchone()[0]
         )
+
+    def import_file(self, path: str | os.PathLike[str], source: str | None = None) -> Any:
+        """Merge another machine's run store into this one (attn.runs.ledger.import_ledger): runs
+        already here (by uid) are skipped; a file that is not a run store, or is from a newer
+        attn, raises RunStoreError and changes nothing. Returns an ImportReport."""
+        from attn.runs.ledger import import_ledger
+
+        return import_ledger(self, path, source)
 
     def export(self, ids: int | Iterable[int], fmt: str = "json",
                include_maps: bool = True) -> str:
