@@ -27,7 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 PAGES = ("overview", "playground", "scaling", "roofline", "monitor", "compare", "runs", "economics",
-         "models", "planner")
+         "models", "planner", "story")
 # sizes far past any memory, where only a closed form answers: every variant, every regime
 HUGE = (1, 4096, 10 ** 6, 10 ** 12, 10 ** 18)
 
