@@ -162,6 +162,7 @@ def test_bad_input_exits_2_with_one_line_on_stderr(capsys, argv, message):
     (["maps", "--variant", "dense", "--seq", "200000"], "use seq <= 11,585 at 8 heads"),
     (["maps", "--variant", "dense", "--seq", "300000", "--heads", "1", "--head-dim", "1"],
      "use seq <= 32,768 at 1 head"),
+    (["maps", "--variant", "linformer", "--seq", "512", "--rank", "1000000000"], "rank must be at most"),
     (["maps", "--variant", "linear", "--batch", "100000", "--seq", "4096"], "does not fit: maps of linear"),
 ])
 def test_hostile_sizes_and_values_get_one_line(capsys, argv, message):
