@@ -1,6 +1,7 @@
 """Page state that survives reruns and lives in the URL, so a link reproduces a view."""
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import streamlit as st
@@ -16,17 +17,34 @@ DECODE_DEFAULTS = {"context": 4096, "new_tokens": 1}
 _DEFAULT = AttentionSpec(seq=512, heads=8, head_dim=64, causal=True, device="auto")
 
 
+LINK_NOTES = "link_notes"  # what a hand-edited link asked for that the spec could not take
+
+
+def shown(raw: str, limit: int = 40) -> str:
+    """A value from the link as a note quotes it: a 100k-character value is not echoed whole."""
+    return repr(raw if len(raw) <= limit else raw[:limit] + "…")
+
+
 def _parse(name: str, text: str) -> Any:
     """A spec field or variant parameter from the URL, typed like its default. Not range-checked
-    here: the spec editor fits a hand-edited value into its field's range, with a note."""
+    here: the spec editor fits a hand-edited value into its field's range, with a note. NaN and
+    infinities are refused like any text that is not a number (ValueError)."""
     if name in ("kv_seq", "kv_heads", "d_model"):
         return int(text)
-    default = getattr(_DEFAULT, name)
+    default = getattr(_DEFAULT, name, None)
+    param = declared_params.declared().get(name)
+    if default is None and param is not None:
+        default = param.default
     if isinstance(default, bool):
         return text.lower() in ("1", "true", "yes")
     if isinstance(default, int):
         return int(text)
-    return float(text) if isinstance(default, float) else text
+    if isinstance(default, float):
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(f"{text} is not a finite number")
+        return value
+    return text
 
 
 def spec_keys() -> list[str]:
@@ -41,12 +59,22 @@ def spec_values() -> dict[str, Any]:
         values["kv_seq"] = values["kv_heads"] = values["d_model"] = None
         for name in spec_keys():
             if name in st.query_params:
+                raw = st.query_params[name]
                 try:
-                    values[name] = _parse(name, st.query_params[name])
-                except ValueError:
-                    pass  # a hand-edited URL; the default stands and the editor shows it
+                    values[name] = _parse(name, raw)
+                except ValueError:  # a hand-edited URL: the default stands, with a note
+                    _note(f"{name} {shown(raw)} from the link is not a value this field takes: using the default")
         st.session_state[SPEC_KEY] = values
     return st.session_state[SPEC_KEY]
+
+
+def _note(line: str) -> None:
+    st.session_state.setdefault(LINK_NOTES, []).append(line)
+
+
+def link_notes() -> list[str]:
+    """The notes on the link's spec values, once: the spec editor shows them above its fields."""
+    return st.session_state.pop(LINK_NOTES, [])
 
 
 def current_mode() -> str:
@@ -72,10 +100,13 @@ def decode_values() -> dict[str, int]:
     if DECODE_KEY not in st.session_state:
         values = dict(DECODE_DEFAULTS)
         for name in values:
+            raw = st.query_params.get(name)
+            if raw is None:
+                continue
             try:
-                values[name] = int(st.query_params.get(name, values[name]))
-            except ValueError:
-                pass  # a hand-edited URL; the default stands
+                values[name] = int(raw)
+            except ValueError:  # a hand-edited URL: the default stands, with a note
+                _note(f"{name} {shown(raw)} from the link is not a whole number: using {values[name]:,}")
         st.session_state[DECODE_KEY] = values
     return st.session_state[DECODE_KEY]
 
@@ -116,11 +147,59 @@ def url_list(name: str, default: list[str]) -> list[str]:
     return [x for x in raw.split(",") if x] if raw else list(default)
 
 
+def url_names(name: str, default: list[str], known: list[str]) -> list[str]:
+    """The link's comma-separated names that are among `known` (the default when it names none),
+    with a warning for those left out."""
+    asked = url_list(name, default)
+    unknown = [x for x in asked if x not in known]
+    if unknown:
+        st.warning(f"{name}: {shown(', '.join(unknown))} from the link "
+                   f"{'is' if len(unknown) == 1 else 'are'} not among {', '.join(known)}: left out")
+    return [x for x in dict.fromkeys(asked) if x in known]
+
+
 def url_value(name: str, default: Any) -> Any:
+    """The link's value of `name`, typed like `default`; the default, with a warning, when the
+    link's value is not of that type. Numbers with a range go through url_number."""
     raw = st.query_params.get(name)
     if raw is None:
         return default
     try:
         return type(default)(raw) if not isinstance(default, bool) else raw.lower() in ("1", "true")
     except ValueError:
+        st.warning(f"{name} {shown(raw)} from the link is not a {type(default).__name__}: using {default}")
         return default
+
+
+def url_number(name: str, default: int | float, lo: int | float, hi: int | float) -> int | float:
+    """The link's number `name` inside lo..hi (a widget refuses a value outside its range): the
+    nearest value allowed, or the default when it is not a finite number, with a warning."""
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw) if isinstance(default, int) else float(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
+    except ValueError:
+        st.warning(f"{name} {shown(raw)} from the link is not a finite "
+                   f"{'whole ' if isinstance(default, int) else ''}number: using {default:,}")
+        return default
+    fitted = type(default)(min(max(value, lo), hi))
+    if fitted != value:
+        st.warning(f"{name} {value:,} from the link is outside {lo:,}..{hi:,}: using {fitted:,}")
+    return fitted
+
+
+def url_choice(name: str, default: Any, choices: list) -> Any:
+    """The link's value of `name` when it is one of `choices` (compared as text), else the
+    default, with a warning."""
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    for choice in choices:
+        if str(choice) == raw:
+            return choice
+    st.warning(f"{name} {shown(raw)} from the link is not one of "
+               f"{', '.join(map(str, choices))}: using {default}")
+    return default

@@ -1,0 +1,98 @@
+"""Every page under hostile links (issue 16): huge and negative numbers, NaN, wrong types, empty
+and unknown values, script tags and 100k-character values. Each page renders without an exception,
+says in a warning what it did not take from the link, and queues no job outside its bounds (the
+jobs are recorded and replaced by one that waits to be cancelled, so nothing is measured)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from attn.jobs import JobRunner
+from tests import jobfns
+from tests.conftest import open_app
+from tests.test_runs_pages import saved  # noqa: F401 (a fixture: a few runs in the test's store)
+
+PAGES = ["overview", "playground", "scaling", "roofline", "monitor", "compare", "runs", "economics",
+         "planner"]
+LONG = "x" * 100_000
+SCRIPT = "<script>alert(1)</script>"
+# one AppTest run each, many keys at once: each case is what one hostile link could hold
+CASES = {
+    "huge": dict(seq=str(10**30), heads="-5", batch="1e9", window="nan", seed=str(2**64), block="0",
+                 rank="1000000000", features=str(10**20)),
+    "types": dict(seq="abc", heads="", head_dim="1.5", causal="maybe", dtype="float7", kv_seq="-1"),
+    "names": dict(variants="nope,dense," + SCRIPT, unknown="1", mode="bogus", axis="bogus"),
+    "text": dict(text=SCRIPT, q="<b>x</b>", label=SCRIPT, plan=SCRIPT, model=SCRIPT),
+    "long": dict(text=LONG, variants=LONG, q=LONG, plan=LONG, dtype=LONG, mode=LONG),
+    "model": dict(model="/etc"),
+    "repeated": dict(seq="64,128", heads="4&heads=8", variants="sdpa,sdpa,sdpa"),
+    "page": dict(head="-3", cells="7", src="bogus", layer="99", lo="-5", hi="99", gpu_price="-1",
+                 cpu_price="nan", budget_gib="inf", layers="0", batch_kv="10000000", context="-1",
+                 tokens="1e9", kv_heads="-1", activation="bogus", runs="1,abc,99999999999999999999",
+                 kind="bogus", device_name="bogus", new_tokens="-4"),
+    "decode": dict(mode="decode", context=str(10**30), new_tokens="abc"),
+    "train": dict(mode="train", seq="1048576", batch="4096", heads="512", head_dim="1024"),
+    "plan": dict(plan="0-99999999999:sliding_window:-1,all:block_sparse:0:bogus", kv_heads="99999",
+                 tokens="-1", activation="relu"),
+}
+# the most a page may queue: a sweep's points and seconds, a profile's seconds, a model's tokens
+MAX_SWEEP_POINTS, MAX_BUDGET_S, MAX_MODEL_TOKENS, MAX_SEQ = 25, 5.0, 8192, 1 << 20
+
+
+@pytest.fixture
+def queued(in_process_jobs: JobRunner, monkeypatch) -> list[tuple[str, tuple]]:
+    """The jobs the pages submit, as (function name, args); each is replaced by one that only
+    waits to be cancelled, and is cancelled at once."""
+    calls: list[tuple[str, tuple]] = []
+    real = in_process_jobs.submit
+
+    def submit(fn, *args, kind="job", title="", **kwargs):
+        calls.append((fn.__name__, args))
+        handle = real(jobfns.until_cancelled, kind=kind, title=title)
+        handle.cancel()
+        return handle
+
+    monkeypatch.setattr(in_process_jobs, "submit", submit)
+    return calls
+
+
+def within_bounds(name: str, args: tuple) -> None:
+    """A queued job's arguments inside what its page allows."""
+    if name == "sweep_task":
+        spec, _, xs, _, budget_s = args[:5]
+        assert 1 <= len(xs) <= MAX_SWEEP_POINTS and max(xs) <= 1 << 24, xs
+        assert math.isfinite(budget_s) and 0 < budget_s <= MAX_BUDGET_S, budget_s
+        assert spec["seq"] <= MAX_SEQ
+    elif name == "profile_task":
+        spec, _, budget_s = args[:3]
+        assert math.isfinite(budget_s) and 0 <= budget_s <= MAX_BUDGET_S, budget_s
+        assert spec["seq"] <= MAX_SEQ and spec["batch"] <= 4096
+    elif name.startswith("model_"):
+        assert args[2] <= MAX_MODEL_TOKENS, args[2]
+    elif name == "plan_task":
+        assert args[5] <= 512 and len(args[1]) <= 10_000
+
+
+def messages(at) -> str:
+    return "\n".join([w.value for w in at.warning] + [e.value for e in at.error])
+
+
+def opened(page: str, queued: list, **params: str):
+    at = open_app(f"views/{page}.py", **params)
+    assert not at.exception, [e.value for e in at.exception]
+    for name, args in queued:
+        within_bounds(name, args)
+    return at
+
+
+def test_spec_values_the_link_cannot_give_are_named_in_a_warning(queued):
+    said = messages(opened("playground", queued, **CASES["huge"]))
+    for line in ("seq 1,000,000,000,000,000,000,000,000,000,000 from the link is outside 1..1,048,576",
+                 "heads -5 from the link is outside", "seed 18,446,744,073,709,551,616 from the link",
+                 "batch '1e9' from the link is not a value", "window 'nan' from the link is not a value"):
+        assert line in said, said
+    said = messages(opened("scaling", queued, **CASES["types"]))
+    for line in ("seq 'abc' from the link", "heads '' from the link", "head_dim '1.5' from the link",
+                 "dtype 'float7' from the link is not one of"):
+        assert line in said, said
