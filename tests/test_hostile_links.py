@@ -96,3 +96,19 @@ def test_spec_values_the_link_cannot_give_are_named_in_a_warning(queued):
     for line in ("seq 'abc' from the link", "heads '' from the link", "head_dim '1.5' from the link",
                  "dtype 'float7' from the link is not one of"):
         assert line in said, said
+
+
+def test_unknown_names_and_modes_are_named_and_left_out(queued):
+    at = opened("playground", queued, **CASES["names"])
+    said = messages(at)
+    assert "nope" in said and "mode 'bogus' from the link" in said
+    assert at.multiselect(key="pg_variants").value == ["dense"]
+
+
+def test_the_playground_fits_its_own_link_values_with_a_warning(queued):
+    at = opened("playground", queued, head="-3", cells="7", src="bogus", layer="99")
+    said = messages(at)
+    for line in ("head -3 from the link is outside 0..7: using 0", "cells '7' from the link is not one of",
+                 "src 'bogus' from the link is not one of random, model"):
+        assert line in said, said
+    assert at.number_input(key="pg_head").value == 0 and at.select_slider(key="pg_cells").value == 256
