@@ -112,3 +112,13 @@ def test_the_playground_fits_its_own_link_values_with_a_warning(queued):
                  "src 'bogus' from the link is not one of random, model"):
         assert line in said, said
     assert at.number_input(key="pg_head").value == 0 and at.select_slider(key="pg_cells").value == 256
+
+
+def test_a_decode_link_at_a_huge_context_does_not_draw_its_maps_unasked(queued):
+    at = opened("playground", queued, mode="decode", context=str(10**30), new_tokens="abc")
+    said = messages(at)
+    assert "context 1,000,000,000,000,000,000,000,000,000,000 from the link is outside" in said
+    assert "new_tokens 'abc' from the link is not a whole number" in said
+    assert any("press **Draw the maps**" in i.value for i in at.info), "drawn on request only"
+    at = opened("playground", queued, batch="4096")
+    assert any("press **Draw the maps**" in i.value for i in at.info), "every batch item's inputs"
