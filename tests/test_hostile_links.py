@@ -122,3 +122,14 @@ def test_a_decode_link_at_a_huge_context_does_not_draw_its_maps_unasked(queued):
     assert any("press **Draw the maps**" in i.value for i in at.info), "drawn on request only"
     at = opened("playground", queued, batch="4096")
     assert any("press **Draw the maps**" in i.value for i in at.info), "every batch item's inputs"
+
+
+def test_the_scaling_range_from_a_link_is_fitted_with_a_warning(queued):
+    at = opened("scaling", queued, lo="-5", hi="99")
+    said = messages(at)
+    assert "lo -5 from the link is outside 0..24: using 0" in said
+    assert "hi 99 from the link is outside 0..24: using 24" in said
+    at = opened("scaling", queued, **CASES["names"])
+    said = messages(at)
+    assert "axis 'bogus' from the link is not one of" in said and "nope" in said
+    assert at.multiselect(key="sc_variants").value == ["dense"]
