@@ -133,3 +133,16 @@ def test_the_scaling_range_from_a_link_is_fitted_with_a_warning(queued):
     said = messages(at)
     assert "axis 'bogus' from the link is not one of" in said and "nope" in said
     assert at.multiselect(key="sc_variants").value == ["dense"]
+
+
+def test_the_economics_page_fits_its_link_values_instead_of_failing(queued):
+    at = opened("economics", queued, gpu_price="-1", cpu_price="nan", budget_gib="inf",
+                layers="0", batch_kv="10000000", context=str(10**30))
+    said = messages(at)
+    for line in ("gpu_price -1.0 from the link is outside 0.0..10,000.0: using 0.0",
+                 "cpu_price 'nan' from the link is not a finite number",
+                 "budget_gib 'inf' from the link is not a finite number",
+                 "layers 0 from the link is outside 1..1,000: using 1",
+                 "batch_kv 10,000,000 from the link is outside 1..100,000",
+                 "context 1,000,000,000,000,000,000,000,000,000,000 from the link is outside"):
+        assert line in said, said
