@@ -146,3 +146,18 @@ def test_the_economics_page_fits_its_link_values_instead_of_failing(queued):
                  "batch_kv 10,000,000 from the link is outside 1..100,000",
                  "context 1,000,000,000,000,000,000,000,000,000,000 from the link is outside"):
         assert line in said, said
+
+
+def test_the_planner_fits_its_link_values_with_a_warning(queued):
+    at = opened("planner", queued, kv_heads="99999", tokens="-1", activation="bogus")
+    said = messages(at)
+    for line in ("kv_heads 99,999 from the link is outside 0..128: using 128",
+                 "tokens -1 from the link is outside 1..512: using 1", "activation 'bogus' from the link"):
+        assert line in said, said
+
+
+def test_the_runs_page_names_a_filter_it_does_not_know(queued, saved):  # noqa: F811
+    said = messages(opened("runs", queued, kind="bogus", mode="sideways"))
+    assert "kind 'bogus' from the link is not one of" in said and "mode 'sideways'" in said
+
+

@@ -10,7 +10,7 @@ from ui import format as fmt
 from ui import model_dirs
 from ui import planner as up
 from ui.plot import show
-from ui.state import url_value, write_url
+from ui.state import url_choice, url_number, url_value, write_url
 
 ACTIVATIONS = ("as planned", "softmax", "sigmoid", "relu")
 DEFAULT_PLAN = "0-4:sliding_window:8,5:sdpa"
@@ -28,10 +28,9 @@ if "pl_model" not in st.session_state:
     st.session_state["pl_model"] = wanted if wanted in choices else LOCAL
     st.session_state["pl_dir"] = "" if wanted in choices else wanted
     st.session_state["pl_plan"] = url_value("plan", DEFAULT_PLAN)
-    st.session_state["pl_kv"] = max(0, min(url_value("kv_heads", 0), 128))
-    wanted = url_value("activation", ACTIVATIONS[0])
-    st.session_state["pl_act"] = wanted if wanted in ACTIVATIONS else ACTIVATIONS[0]
-    st.session_state["pl_tokens"] = max(1, min(url_value("tokens", 128), 512))
+    st.session_state["pl_kv"] = url_number("kv_heads", 0, 0, 128)
+    st.session_state["pl_act"] = url_choice("activation", ACTIVATIONS[0], ACTIVATIONS)
+    st.session_state["pl_tokens"] = url_number("tokens", 128, 1, 512)
 c1, c2, c3, c4 = st.columns([2, 3, 1, 1])
 choice = c1.selectbox("Model", choices, key="pl_model", format_func=lambda c: c if c == LOCAL else (
     f"{c} · {PRESETS.get(c, MINILM_DESCRIPTION)}"))

@@ -11,7 +11,7 @@ from attn.spec import AttentionSpec
 from ui import format as fmt
 from ui import follow, results
 from ui.errors import shown_as_error
-from ui.state import sync_url, url_list, url_value
+from ui.state import sync_url, url_choice, url_list, url_value
 
 ALL = "all"
 LIST_LIMIT = 500
@@ -37,8 +37,7 @@ if store.count() == 0:
 
 
 def _choice(label: str, options: list[str], url_name: str, key: str, col) -> str:
-    wanted = url_value(url_name, ALL)
-    return col.selectbox(label, options, index=options.index(wanted) if wanted in options else 0, key=key)
+    return col.selectbox(label, options, index=options.index(url_choice(url_name, ALL, options)), key=key)
 
 
 everything = store.list(limit=LIST_LIMIT)
