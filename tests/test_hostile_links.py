@@ -161,3 +161,15 @@ def test_the_runs_page_names_a_filter_it_does_not_know(queued, saved):  # noqa: 
     assert "kind 'bogus' from the link is not one of" in said and "mode 'sideways'" in said
 
 
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_every_hostile_link(page, case, queued, saved):  # noqa: F811
+    at = opened(page, queued, **CASES[case])
+    assert LONG not in messages(at), "a 100k-character value is not echoed whole"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", ["huge", "text", "long", "page", "plan"])
+def test_the_models_page_renders_hostile_links(case, queued):
+    opened("models", queued, **CASES[case])
+
