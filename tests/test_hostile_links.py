@@ -8,8 +8,6 @@ import math
 
 import pytest
 
-from attn.jobs import JobRunner
-from tests import jobfns
 from tests.conftest import open_app
 from tests.test_runs_pages import saved  # noqa: F401 (a fixture: a few runs in the test's store)
 
@@ -38,23 +36,6 @@ CASES = {
 }
 # the most a page may queue: a sweep's points and seconds, a profile's seconds, a model's tokens
 MAX_SWEEP_POINTS, MAX_BUDGET_S, MAX_MODEL_TOKENS, MAX_SEQ = 25, 5.0, 8192, 1 << 20
-
-
-@pytest.fixture
-def queued(in_process_jobs: JobRunner, monkeypatch) -> list[tuple[str, tuple]]:
-    """The jobs the pages submit, as (function name, args); each is replaced by one that only
-    waits to be cancelled, and is cancelled at once."""
-    calls: list[tuple[str, tuple]] = []
-    real = in_process_jobs.submit
-
-    def submit(fn, *args, kind="job", title="", **kwargs):
-        calls.append((fn.__name__, args))
-        handle = real(jobfns.until_cancelled, kind=kind, title=title)
-        handle.cancel()
-        return handle
-
-    monkeypatch.setattr(in_process_jobs, "submit", submit)
-    return calls
 
 
 def within_bounds(name: str, args: tuple) -> None:
