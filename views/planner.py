@@ -15,6 +15,9 @@ from ui.state import url_choice, url_number, url_value, write_url
 ACTIVATIONS = ("as planned", "softmax", "sigmoid", "relu")
 DEFAULT_PLAN = "0-4:sliding_window:8,5:sdpa"
 LOCAL = "local directory…"
+# a plan names each layer at most once, with ranges: a 100-layer model's fits in a few thousand
+# characters, so a longer one is refused before the worker parses it or the URL carries it
+MAX_PLAN_CHARS = 10_000
 
 st.title(":material/tune: Planner")
 st.caption("Write a plan for a model's attention, compactly (`0-4:sliding_window:128,5:sdpa`; kinds full, "
@@ -50,7 +53,8 @@ max_tokens = int(d1.number_input("max tokens", 1, 512, step=32, key="pl_tokens",
 measure = d2.toggle("time prefill and decode", value=True, key="pl_measure",
                     help="plan and base under eager attention, median of 5 passes; off: costs and quality only")
 asked = d3.button("Evaluate", key="pl_go", icon=":material/play_arrow:", type="primary")
-write_url({}, model=source or None, plan=layers, kv_heads=kv_heads or None,
+too_long = len(layers) > MAX_PLAN_CHARS
+write_url({}, model=source or None, plan=None if too_long else layers, kv_heads=kv_heads or None,
           activation=None if activation == ACTIVATIONS[0] else activation, tokens=max_tokens)
 
 refused = model_dirs.refusal(source) if choice == LOCAL and source else None
@@ -60,6 +64,9 @@ if asked and not source:
     st.error("Name a local model directory (config.json and *.safetensors) to plan for.")
 elif asked and refused:  # never queued: the worker would not look at the path either
     st.error(refused)
+elif asked and too_long:
+    st.error(f"The plan is {len(layers):,} characters, past the {MAX_PLAN_CHARS:,} a plan needs: name each "
+             "layer once and write ranges (0-11:sliding_window:128).")
 elif asked:
     up.evaluate(source, layers, kv_heads or None, None if activation == ACTIVATIONS[0] else activation,
                 None, max_tokens, measure)
