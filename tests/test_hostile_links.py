@@ -142,6 +142,14 @@ def test_the_runs_page_names_a_filter_it_does_not_know(queued, saved):  # noqa: 
     assert "kind 'bogus' from the link is not one of" in said and "mode 'sideways'" in said
 
 
+
+def test_runs_and_compare_name_the_run_ids_they_do_not_have(queued, saved):  # noqa: F811
+    link = f"{saved['sdpa']},abc,99999999999999999999"
+    for page, key in (("runs", "rn_selected"), ("compare", "cmp_runs")):
+        at = opened(page, queued, runs=link)
+        assert "runs: 'abc, 99999999999999999999' from the link are not among" in messages(at)
+        assert at.multiselect(key=key).value == [saved["sdpa"]]
+
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_every_hostile_link(page, case, queued, saved):  # noqa: F811

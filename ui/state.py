@@ -153,8 +153,9 @@ def url_names(name: str, default: list[str], known: list[str]) -> list[str]:
     asked = url_list(name, default)
     unknown = [x for x in asked if x not in known]
     if unknown:
+        among = ", ".join(known) if len(known) <= 12 else f"the {len(known):,} here"
         st.warning(f"{name}: {shown(', '.join(unknown))} from the link "
-                   f"{'is' if len(unknown) == 1 else 'are'} not among {', '.join(known)}: left out")
+                   f"{'is' if len(unknown) == 1 else 'are'} not among {among}: left out")
     return [x for x in dict.fromkeys(asked) if x in known]
 
 

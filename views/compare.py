@@ -10,7 +10,7 @@ from ui.plot import show
 from ui import format as fmt
 from ui import results
 from ui.errors import shown_as_error
-from ui.state import url_list
+from ui.state import url_names
 
 st.title(":material/compare: Compare")
 store = results.run_store()
@@ -21,7 +21,7 @@ if not profiles:
 
 labels = {s.id: f"#{s.id} {s.variant} · {s.mode} · {s.spec_short} · {s.device} · {s.created_at[:19]}"
           for s in profiles}
-wanted = [int(x) for x in url_list("runs", []) if x.isdigit() and int(x) in labels]
+wanted = [int(x) for x in url_names("runs", [], [str(i) for i in labels])]
 default = wanted or [s.id for s in profiles[:2]]
 chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key="cmp_runs")
 st.query_params["runs"] = ",".join(map(str, chosen))
