@@ -101,8 +101,6 @@ def test_a_decode_link_at_a_huge_context_does_not_draw_its_maps_unasked(queued):
     assert "context 1,000,000,000,000,000,000,000,000,000,000 from the link is outside" in said
     assert "new_tokens 'abc' from the link is not a whole number" in said
     assert any("press **Draw the maps**" in i.value for i in at.info), "drawn on request only"
-    at = opened("playground", queued, batch="4096")
-    assert any("press **Draw the maps**" in i.value for i in at.info), "every batch item's inputs"
 
 
 def test_the_scaling_range_from_a_link_is_fitted_with_a_warning(queued):

@@ -32,11 +32,11 @@ def spec_key(spec: AttentionSpec) -> str:
 
 
 def map_work(spec: AttentionSpec) -> int:
-    """The larger of the weights a map computes and the inputs it draws: a decode step at a
-    context of 10^6 computes few weights but draws every cached key and value of every batch item
-    (tens of seconds on a CPU), so a link to it must not draw its maps unasked."""
+    """The larger of the weights a map computes and the inputs it draws (one batch item's, the
+    one mapped): a decode step at a context of 10^6 computes few weights but draws every cached key
+    and value (tens of seconds on a CPU), so a link to it must not draw its maps unasked."""
     weights = spec.seq * spec.kv_seq * spec.heads
-    inputs = spec.batch * (spec.heads * spec.seq + 2 * spec.kv_heads * spec.kv_seq) * spec.head_dim
+    inputs = (spec.heads * spec.seq + 2 * spec.kv_heads * spec.kv_seq) * spec.head_dim
     return max(weights, inputs)
 
 
