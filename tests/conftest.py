@@ -28,6 +28,26 @@ def in_process_jobs():
     jobs.set_default_runner(None)
 
 
+@pytest.fixture
+def queued(in_process_jobs, monkeypatch) -> list[tuple[str, tuple]]:
+    """The jobs the pages submit, as (function name, args); each is replaced by one that only
+    waits to be cancelled, and is cancelled at once: what a page would start, with nothing
+    measured (tests/test_hostile_links.py checks it against the page's bounds)."""
+    from tests import jobfns
+
+    calls: list[tuple[str, tuple]] = []
+    real = in_process_jobs.submit
+
+    def submit(fn, *args, kind="job", title="", **kwargs):
+        calls.append((fn.__name__, args))
+        handle = real(jobfns.until_cancelled, kind=kind, title=title)
+        handle.cancel()
+        return handle
+
+    monkeypatch.setattr(in_process_jobs, "submit", submit)
+    return calls
+
+
 def open_app(page: str, **params: str):
     """The app under Streamlit's AppTest, with URL parameters, switched to one of its pages."""
     from streamlit.testing.v1 import AppTest

@@ -163,7 +163,6 @@ def test_bad_input_exits_2_with_one_line_on_stderr(capsys, argv, message):
     (["maps", "--variant", "dense", "--seq", "300000", "--heads", "1", "--head-dim", "1"],
      "use seq <= 32,768 at 1 head"),
     (["maps", "--variant", "linformer", "--seq", "512", "--rank", "1000000000"], "rank must be at most"),
-    (["maps", "--variant", "linear", "--batch", "100000", "--seq", "4096"], "does not fit: maps of linear"),
 ])
 def test_hostile_sizes_and_values_get_one_line(capsys, argv, message):
     assert main([*argv, "--json"]) == EXIT_BAD_INPUT
@@ -171,6 +170,13 @@ def test_hostile_sizes_and_values_get_one_line(capsys, argv, message):
     assert out == "" and err.count("\n") == 1, err
     assert message in err
 
+
+
+def test_a_map_at_a_huge_batch_is_drawn_from_its_one_item(capsys):
+    # the issue's `maps --variant linear --batch 100000 --seq 4096` drew every batch item and did
+    # not fit; a map is batch item 0's, so only it is drawn and the answer is a map (#16)
+    data = run_json(capsys, "maps", "--variant", "linear", "--batch", "100000", "--seq", "1024")
+    assert data["spec"]["batch"] == 100000 and len(data["head_stats"]) == 8
 
 @pytest.mark.parametrize("argv", [
     # block_sparse's cost hung at a million tokens, then was refused past its layout limit: its

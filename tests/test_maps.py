@@ -280,3 +280,16 @@ def test_a_map_past_the_compute_bound_is_refused_before_any_input():
     check_maps_fit(AttentionSpec(seq=11_585, heads=8, head_dim=64), "dense", "cpu")  # the length it names
     # a GPU computes ~1000x more: at 100,000 tokens the same map is within its bound
     assert maps_weights(AttentionSpec(seq=100_000, heads=8, head_dim=64)) <= MAX_MAP_WEIGHTS["cuda"]
+
+
+def test_maps_json_draws_only_the_batch_item_it_maps(monkeypatch):
+    """A map and its statistics are batch item 0's: batch 4096 draws one item, not 13 GB (#16)."""
+    drawn = []
+    real = maps.random_qkv
+    monkeypatch.setattr(maps, "random_qkv", lambda s, *a, **kw: drawn.append(s.batch) or real(s, *a, **kw))
+    spec = AttentionSpec(seq=512, heads=8, head_dim=64, causal=True, batch=4096)
+    out = maps.maps_json(spec, "sdpa", head=1, max_size=16)
+    assert drawn == [1]
+    assert out["spec"]["batch"] == 4096 and out["map"]["spec"]["batch"] == 4096, "the spec asked for"
+    one = maps.maps_json(spec.with_(batch=1), "sdpa", head=1, max_size=16)
+    assert out["map"]["values"] == one["map"]["values"] and out["head_stats"] == one["head_stats"]

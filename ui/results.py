@@ -17,7 +17,8 @@ from ui import follow
 from ui import format as fmt
 from ui.sidebar import _device
 
-# maps are drawn at once below this many (query, key, head) visits; above it, on request
+# maps are drawn at once below this many (query, key, head) visits or input elements drawn; above
+# it, on request
 AUTO_MAP_WORK = 2**27
 PROFILE_BUDGET_S = 0.3
 
@@ -31,7 +32,12 @@ def spec_key(spec: AttentionSpec) -> str:
 
 
 def map_work(spec: AttentionSpec) -> int:
-    return spec.seq * spec.kv_seq * spec.heads
+    """The larger of the weights a map computes and the inputs it draws (one batch item's, the
+    one mapped): a decode step at a context of 10^6 computes few weights but draws every cached key
+    and value (tens of seconds on a CPU), so a link to it must not draw its maps unasked."""
+    weights = spec.seq * spec.kv_seq * spec.heads
+    inputs = (spec.heads * spec.seq + 2 * spec.kv_heads * spec.kv_seq) * spec.head_dim
+    return max(weights, inputs)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)

@@ -9,7 +9,7 @@ from attn.params import Param
 from attn.regimes import decode_spec
 from attn.spec import DTYPE_BYTES, AttentionSpec, divisors
 from ui import format as fmt
-from ui.state import decode_values, spec_values
+from ui.state import decode_values, link_notes, shown, spec_values
 
 
 _SPEC_DEFAULTS = AttentionSpec()
@@ -47,7 +47,7 @@ def _chosen(values: dict, name: str, choices: list[str], notes: list[str]) -> in
     if values[name] in choices:
         return choices.index(values[name])
     default = getattr(_SPEC_DEFAULTS, name)
-    notes.append(f"{name} {values[name]!r} from the link is not one of {', '.join(choices)}: "
+    notes.append(f"{name} {shown(str(values[name]))} from the link is not one of {', '.join(choices)}: "
                  f"using {default}")
     return choices.index(default)
 
@@ -60,14 +60,14 @@ def spec_editor(params_for: list[str] | None = None, mode: str = "forward") -> A
     and causal) and the spec returned is the step's (regimes.decode_spec).
     """
     values = spec_values()
-    notes: list[str] = []
+    decode = decode_values() if mode == "decode" else None
+    notes: list[str] = link_notes()  # what the link asked for and did not get, read just above
     sb = st.sidebar
     sb.subheader("Spec")
     note_slot = sb.container()  # the notes come out of the widgets below, and show above them
     c1, c2 = sb.columns(2)
     values["batch"] = c1.number_input("batch", 1, 4096, _fitted(values, "batch", 1, 4096, notes),
                                       key="w_batch")
-    decode = decode_values() if mode == "decode" else None
     if decode is None:
         values["seq"] = c2.number_input("seq (queries)", 1, 1 << 20,
                                         _fitted(values, "seq", 1, 1 << 20, notes), step=128, key="w_seq")

@@ -17,36 +17,34 @@ DECODE_DEFAULTS = {"context": 4096, "new_tokens": 1}
 _DEFAULT = AttentionSpec(seq=512, heads=8, head_dim=64, causal=True, device="auto")
 
 
+LINK_NOTES = "link_notes"  # what a hand-edited link asked for that the spec could not take
+
+
+def shown(raw: str, limit: int = 40) -> str:
+    """A value from the link as a note quotes it: a 100k-character value is not echoed whole."""
+    return repr(raw if len(raw) <= limit else raw[:limit] + "…")
+
+
 def _parse(name: str, text: str) -> Any:
     """A spec field or variant parameter from the URL, typed like its default. Not range-checked
-    here: the spec editor fits a hand-edited value into its field's range, with a note."""
+    here: the spec editor fits a hand-edited value into its field's range, with a note. NaN and
+    infinities are refused like any text that is not a number (ValueError)."""
     if name in ("kv_seq", "kv_heads", "d_model"):
         return int(text)
-    default = getattr(_DEFAULT, name)
+    default = getattr(_DEFAULT, name, None)
+    param = declared_params.declared().get(name)
+    if default is None and param is not None:
+        default = param.default
     if isinstance(default, bool):
         return text.lower() in ("1", "true", "yes")
     if isinstance(default, int):
         return int(text)
     if isinstance(default, float):
         value = float(text)
-        if not math.isfinite(value):  # no field can show it (st.number_input refuses inf)
-            raise ValueError(f"{name} must be a finite number, got {text!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{text} is not a finite number")
         return value
     return text
-
-
-def spec_from_query(query: Mapping[str, str]) -> dict[str, Any]:
-    """The spec fields a link gives, over the defaults; a value that does not parse leaves its
-    default (the spec editor then fits each into its field's range, with a note)."""
-    values = _DEFAULT.to_dict()
-    values["kv_seq"] = values["kv_heads"] = values["d_model"] = None
-    for name in spec_keys():
-        if name in query:
-            try:
-                values[name] = _parse(name, query[name])
-            except ValueError:
-                pass  # a hand-edited URL; the default stands and the editor shows it
-    return values
 
 
 def spec_keys() -> list[str]:
@@ -54,11 +52,41 @@ def spec_keys() -> list[str]:
     return [*SHARED_FIELDS, *declared_params.declared()]
 
 
+def spec_from_query(query: Mapping[str, str], notes: list[str] | None = None) -> dict[str, Any]:
+    """The spec fields a link gives, over the defaults. A value that does not parse leaves its
+    default, with a line in `notes`; the spec editor then fits each value into its field's
+    range, with a note of its own."""
+    values = _DEFAULT.to_dict()
+    values["kv_seq"] = values["kv_heads"] = values["d_model"] = None
+    for name in spec_keys():
+        if name in query:
+            raw = query[name]
+            try:
+                values[name] = _parse(name, raw)
+            except ValueError:  # a hand-edited URL: the default stands
+                if notes is not None:
+                    notes.append(f"{name} {shown(raw)} from the link is not a value this field takes: "
+                                 "using the default")
+    return values
+
+
 def spec_values() -> dict[str, Any]:
     """The spec fields of this session: from the session, else from the URL, else defaults."""
     if SPEC_KEY not in st.session_state:
-        st.session_state[SPEC_KEY] = spec_from_query(st.query_params)
+        notes: list[str] = []
+        st.session_state[SPEC_KEY] = spec_from_query(st.query_params, notes)
+        for line in notes:
+            _note(line)
     return st.session_state[SPEC_KEY]
+
+
+def _note(line: str) -> None:
+    st.session_state.setdefault(LINK_NOTES, []).append(line)
+
+
+def link_notes() -> list[str]:
+    """The notes on the link's spec values, once: the spec editor shows them above its fields."""
+    return st.session_state.pop(LINK_NOTES, [])
 
 
 def current_mode() -> str:
@@ -84,10 +112,13 @@ def decode_values() -> dict[str, int]:
     if DECODE_KEY not in st.session_state:
         values = dict(DECODE_DEFAULTS)
         for name in values:
+            raw = st.query_params.get(name)
+            if raw is None:
+                continue
             try:
-                values[name] = int(st.query_params.get(name, values[name]))
-            except ValueError:
-                pass  # a hand-edited URL; the default stands
+                values[name] = int(raw)
+            except ValueError:  # a hand-edited URL: the default stands, with a note
+                _note(f"{name} {shown(raw)} from the link is not a whole number: using {values[name]:,}")
         st.session_state[DECODE_KEY] = values
     return st.session_state[DECODE_KEY]
 
@@ -128,33 +159,63 @@ def url_list(name: str, default: list[str]) -> list[str]:
     return [x for x in raw.split(",") if x] if raw else list(default)
 
 
+def url_names(name: str, default: list[str], known: list[str]) -> list[str]:
+    """The link's comma-separated names that are among `known` (the default when it names none),
+    with a warning for those left out."""
+    asked = url_list(name, default)
+    unknown = [x for x in asked if x not in known]
+    if unknown:
+        among = ", ".join(known) if len(known) <= 12 else f"the {len(known):,} here"
+        st.warning(f"{name}: {shown(', '.join(unknown))} from the link "
+                   f"{'is' if len(unknown) == 1 else 'are'} not among {among}: left out")
+    return [x for x in dict.fromkeys(asked) if x in known]
+
+
+def read_url_value(raw: str | None, default: Any, lo: Any = None, hi: Any = None,
+                   choices: Sequence[Any] | None = None) -> tuple[Any, str | None]:
+    """(the link's value `raw` typed like `default`, None), or (what to use instead, a note
+    saying so): not of that type, not a finite number, outside lo..hi (the nearest value
+    allowed) or not among `choices` (compared as text). Pure, so that it is fuzzed directly."""
+    if raw is None:
+        return default, None
+    if choices is not None:
+        for choice in choices:
+            if str(choice) == raw:
+                return choice, None
+        return default, f"{shown(raw)} from the link is not one of {', '.join(map(str, choices))}: using {default}"
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true"), None
+    if not isinstance(default, (int, float)):
+        return type(default)(raw), None
+    whole = isinstance(default, int)
+    try:
+        value = int(raw) if whole else float(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
+    except (ValueError, OverflowError):
+        return default, (f"{shown(raw)} from the link is not a finite {'whole ' if whole else ''}number: "
+                         f"using {default:,}")
+    fitted = type(default)(min(max(value, lo if lo is not None else value), hi if hi is not None else value))
+    if fitted != value:
+        return fitted, f"{value:,} from the link is outside {lo:,}..{hi:,}: using {fitted:,}"
+    return fitted, None
+
+
 def url_value(name: str, default: Any, lo: Any = None, hi: Any = None,
               choices: Sequence[Any] | None = None) -> Any:
-    """A page's own URL parameter, typed like its default and kept inside lo..hi or among
-    choices, so the widget it seeds accepts it; a hand-edited link gets a warning saying what
-    was used instead."""
+    """The link's value of `name`, fitted to the widget it seeds (read_url_value), with a
+    warning that says what was used instead of what the link asked."""
     value, note = read_url_value(st.query_params.get(name), default, lo, hi, choices)
     if note:
         st.warning(f"{name} {note}")
     return value
 
 
-def read_url_value(raw: str | None, default: Any, lo: Any = None, hi: Any = None,
-                   choices: Sequence[Any] | None = None) -> tuple[Any, str | None]:
-    """(the value of `raw` typed like `default`, None), or (what to use instead, a note saying
-    so) when it does not parse, is not finite, or is outside lo..hi or the choices."""
-    if raw is None:
-        return default, None
-    try:
-        value = raw.lower() in ("1", "true") if isinstance(default, bool) else type(default)(raw)
-    except (ValueError, OverflowError):
-        return default, f"{raw!r} from the link is not a {type(default).__name__}: using {default}"
-    if isinstance(value, float) and not math.isfinite(value):
-        return default, f"{raw!r} from the link is not a finite number: using {default}"
-    if choices is not None and value not in choices:
-        return default, (f"{value!r} from the link is not one of {', '.join(map(str, choices))}: "
-                         f"using {default}")
-    if lo is not None and value < lo or hi is not None and value > hi:
-        fitted = lo if lo is not None and value < lo else hi
-        return fitted, f"{value} from the link is outside {lo}..{hi}: using {fitted}"
-    return value, None
+def url_number(name: str, default: int | float, lo: int | float, hi: int | float) -> int | float:
+    """The link's number `name` inside lo..hi (a widget refuses a value outside its range)."""
+    return url_value(name, default, lo, hi)
+
+
+def url_choice(name: str, default: Any, choices: Sequence[Any]) -> Any:
+    """The link's value of `name` when it is one of `choices`, else the default."""
+    return url_value(name, default, choices=choices)

@@ -12,7 +12,7 @@ from ui import format as fmt
 from ui import results
 from ui import devices
 from ui.errors import shown_as_error
-from ui.state import url_list, url_value
+from ui.state import url_choice, url_names
 
 st.title(":material/compare: Compare")
 store = results.run_store()
@@ -22,7 +22,7 @@ if not profiles:
     st.stop()
 
 BY = ["runs", "devices"]
-by = st.radio("Side by side", BY, index=BY.index(url_value("by", "runs")) if url_value("by", "runs") in BY else 0,
+by = st.radio("Side by side", BY, index=BY.index(url_choice("by", "runs", BY)),
               horizontal=True, key="cmp_by", help="devices: the same variant, mode and spec on each device that "
               "measured it (runs of other machines come in on the Runs page)")
 if by == "devices":
@@ -38,7 +38,7 @@ st.query_params.pop("by", None)
 
 labels = {s.id: f"#{s.id} {s.variant} · {s.mode} · {s.spec_short} · {s.device} · {s.created_at[:19]}"
           for s in profiles}
-wanted = [int(x) for x in url_list("runs", []) if x.isdigit() and int(x) in labels]
+wanted = [int(x) for x in url_names("runs", [], [str(i) for i in labels])]
 default = wanted or [s.id for s in profiles[:2]]
 chosen = st.multiselect("Runs", list(labels), default=default, format_func=labels.get, key="cmp_runs")
 st.query_params["runs"] = ",".join(map(str, chosen))

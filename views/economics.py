@@ -12,7 +12,7 @@ from ui import calibration, follow, regime_economics, results
 from ui.devices import side_by_side as devices_side_by_side
 from ui.errors import shown_as_error
 from ui.plot import show
-from ui.state import current_spec, sync_url, url_value
+from ui.state import current_spec, sync_url, url_number
 
 QUICK_VARIANTS = ["sdpa", "sliding_window", "linear", "performer", "topk"]
 RUN_LIMIT = 300
@@ -27,15 +27,15 @@ info = results.device_info()
 
 c1, c2, c3 = st.columns(3)
 gpu_price = c1.number_input("GPU price ($ per hour)", 0.0, 10_000.0,
-                            url_value("gpu_price", economics.DEFAULT_GPU_PRICE_PER_HOUR, 0.0, 10_000.0), step=0.25,
+                            url_number("gpu_price", economics.DEFAULT_GPU_PRICE_PER_HOUR, 0.0, 10_000.0), step=0.25,
                             key="ec_gpu_price", help="what one GPU costs you per hour; GPU runs pay this")
 c1.caption(economics.GPU_PRICE_NOTE)
 cpu_price = c2.number_input("CPU price ($ per hour)", 0.0, 10_000.0,
-                            url_value("cpu_price", economics.DEFAULT_CPU_PRICE_PER_HOUR, 0.0, 10_000.0), step=0.05,
+                            url_number("cpu_price", economics.DEFAULT_CPU_PRICE_PER_HOUR, 0.0, 10_000.0), step=0.05,
                             key="ec_cpu_price", help="what the machine of a CPU run costs per hour")
 c2.caption(economics.CPU_PRICE_NOTE)
 budget_gib = c3.number_input("memory budget (GiB)", 0.1, 100_000.0,
-                             url_value("budget_gib", float(round(info["total_bytes"] / 2**30, 1)), 0.1, 100_000.0),
+                             url_number("budget_gib", float(round(info["total_bytes"] / 2**30, 1)), 0.1, 100_000.0),
                              step=1.0, key="ec_budget",
                              help="for the longest context that fits and the KV cache")
 c3.caption(f"Default: this machine's {'GPU' if info['gpu'] else 'RAM'} total "
@@ -190,9 +190,9 @@ if spec is None:
     st.stop()
 cal = calibration.cached(results.device()) if info["gpu"] else None
 c1, c2, c3, c4 = st.columns(4)
-layers = c1.number_input("layers", 1, 1000, url_value("layers", 32, 1, 1000), key="ec_layers")
-batch = c2.number_input("batch (sequences)", 1, 100_000, url_value("batch_kv", 8, 1, 100_000), key="ec_batch")
-context = c3.number_input("context (tokens)", 1, 1 << 24, url_value("context", 8192, 1, 1 << 24), step=1024, key="ec_context")
+layers = c1.number_input("layers", 1, 1000, url_number("layers", 32, 1, 1000), key="ec_layers")
+batch = c2.number_input("batch (sequences)", 1, 100_000, url_number("batch_kv", 8, 1, 100_000), key="ec_batch")
+context = c3.number_input("context (tokens)", 1, 1 << 24, url_number("context", 8192, 1, 1 << 24), step=1024, key="ec_context")
 bandwidth = c4.number_input("memory bandwidth (GB/s)", 1.0, 100_000.0,
                             float(cal["bandwidth_gbps"]) if cal else economics.DEFAULT_BANDWIDTH_GBPS,
                             key="ec_bandwidth")

@@ -15,7 +15,7 @@ from ui import models as um
 from ui import results
 from ui.errors import shown_as_error
 from ui.plot import show
-from ui.state import sync_url, url_value
+from ui.state import sync_url, url_number, url_value
 
 LOCAL = "local directory…"
 DEFAULT_TEXT = ("The animal didn't cross the street because it was too tired. "
@@ -55,7 +55,7 @@ if "md_model" not in st.session_state:
     st.session_state["md_model"] = wanted if wanted in choices else LOCAL
     st.session_state["md_dir"] = "" if wanted in choices else wanted
     st.session_state["md_text"] = url_value("text", DEFAULT_TEXT)
-    st.session_state["md_tokens"] = max(1, min(url_value("tokens", 128), 8192))
+    st.session_state["md_tokens"] = url_number("tokens", 128, 1, 8192)
 # the open head from a deep link: read before sync_url rewrites the URL
 for key, name in ((um.LAYER, "layer"), (um.HEAD, "head")):
     if key not in st.session_state:

@@ -10,11 +10,14 @@ from ui import format as fmt
 from ui import model_dirs
 from ui import planner as up
 from ui.plot import show
-from ui.state import url_value, write_url
+from ui.state import url_choice, url_number, url_value, write_url
 
 ACTIVATIONS = ("as planned", "softmax", "sigmoid", "relu")
 DEFAULT_PLAN = "0-4:sliding_window:8,5:sdpa"
 LOCAL = "local directory…"
+# a plan names each layer at most once, with ranges: a 100-layer model's fits in a few thousand
+# characters, so a longer one is refused before the worker parses it or the URL carries it
+MAX_PLAN_CHARS = 10_000
 
 st.title(":material/tune: Planner")
 st.caption("Write a plan for a model's attention, compactly (`0-4:sliding_window:128,5:sdpa`; kinds full, "
@@ -28,10 +31,9 @@ if "pl_model" not in st.session_state:
     st.session_state["pl_model"] = wanted if wanted in choices else LOCAL
     st.session_state["pl_dir"] = "" if wanted in choices else wanted
     st.session_state["pl_plan"] = url_value("plan", DEFAULT_PLAN)
-    st.session_state["pl_kv"] = max(0, min(url_value("kv_heads", 0), 128))
-    wanted = url_value("activation", ACTIVATIONS[0])
-    st.session_state["pl_act"] = wanted if wanted in ACTIVATIONS else ACTIVATIONS[0]
-    st.session_state["pl_tokens"] = max(1, min(url_value("tokens", 128), 512))
+    st.session_state["pl_kv"] = url_number("kv_heads", 0, 0, 128)
+    st.session_state["pl_act"] = url_choice("activation", ACTIVATIONS[0], ACTIVATIONS)
+    st.session_state["pl_tokens"] = url_number("tokens", 128, 1, 512)
 c1, c2, c3, c4 = st.columns([2, 3, 1, 1])
 choice = c1.selectbox("Model", choices, key="pl_model", format_func=lambda c: c if c == LOCAL else (
     f"{c} · {PRESETS.get(c, MINILM_DESCRIPTION)}"))
@@ -51,7 +53,8 @@ max_tokens = int(d1.number_input("max tokens", 1, 512, step=32, key="pl_tokens",
 measure = d2.toggle("time prefill and decode", value=True, key="pl_measure",
                     help="plan and base under eager attention, median of 5 passes; off: costs and quality only")
 asked = d3.button("Evaluate", key="pl_go", icon=":material/play_arrow:", type="primary")
-write_url({}, model=source or None, plan=layers, kv_heads=kv_heads or None,
+too_long = len(layers) > MAX_PLAN_CHARS
+write_url({}, model=source or None, plan=None if too_long else layers, kv_heads=kv_heads or None,
           activation=None if activation == ACTIVATIONS[0] else activation, tokens=max_tokens)
 
 refused = model_dirs.refusal(source) if choice == LOCAL and source else None
@@ -61,6 +64,9 @@ if asked and not source:
     st.error("Name a local model directory (config.json and *.safetensors) to plan for.")
 elif asked and refused:  # never queued: the worker would not look at the path either
     st.error(refused)
+elif asked and too_long:
+    st.error(f"The plan is {len(layers):,} characters, past the {MAX_PLAN_CHARS:,} a plan needs: name each "
+             "layer once and write ranges (0-11:sliding_window:128).")
 elif asked:
     up.evaluate(source, layers, kv_heads or None, None if activation == ACTIVATIONS[0] else activation,
                 None, max_tokens, measure)

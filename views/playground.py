@@ -10,7 +10,7 @@ from ui import results
 from ui.dimmed import dimmed
 from ui.errors import shown_as_error
 from ui.regimes import mode_selector, regime_cards
-from ui.state import current_spec, regime_url, sync_url, url_list, url_value
+from ui.state import current_spec, regime_url, sync_url, url_choice, url_names, url_number, url_value
 
 st.title(":material/science: Playground")
 st.caption("One spec, several attention variants side by side. " + USEFUL_FLOPS_NOTE + ".")
@@ -20,25 +20,26 @@ if spec is None:
     st.stop()
 
 names = variants.names()
-chosen = st.multiselect("Variants", names, default=[v for v in url_list("variants", ["sdpa", "sliding_window"]) if v in names],
+chosen = st.multiselect("Variants", names, default=url_names("variants", ["sdpa", "sliding_window"], names),
                         key="pg_variants")
 c1, c2, c3, c4, c5 = st.columns(5)
-head = c1.number_input("head", 0, spec.heads - 1, url_value("head", 0, 0, spec.heads - 1), key="pg_head")
-size = c2.select_slider("map cells", [64, 128, 256, 512], value=url_value("cells", 256, choices=[64, 128, 256, 512]), key="pg_cells")
+head = c1.number_input("head", 0, spec.heads - 1, url_number("head", 0, 0, spec.heads - 1), key="pg_head")
+size = c2.select_slider("map cells", [64, 128, 256, 512], value=url_choice("cells", 256, [64, 128, 256, 512]), key="pg_cells")
 reduce = c3.radio("pooling", ["mean", "max"], horizontal=True, key="pg_reduce")
 temperature = c4.select_slider("temperature", [0.25, 0.5, 1.0, 2.0, 4.0], value=1.0, key="pg_temp",
                                help="q is scaled by 1/temperature: low is sharp attention, high is flat")
 log_scale = c5.toggle("log colour", value=True, key="pg_log")
-with st.expander("Inputs: random, or q and k from a real model", expanded=url_value("src", "random", choices=["random", "model"]) == "model"):
+asked_src = url_choice("src", "random", ["random", "model"])
+with st.expander("Inputs: random, or q and k from a real model", expanded=asked_src == "model"):
     kind = st.radio("inputs", ["random", "model"], horizontal=True, key="pg_src",
-                    index=["random", "model"].index(url_value("src", "random", choices=["random", "model"])),
+                    index=["random", "model"].index(asked_src),
                     format_func={"random": "seeded random (temperature above)",
                                  "model": "captured from MiniLM (real attention)"}.get)
     text = layer = None
     if kind == "model":
         text = st.text_area("text", url_value("text", "The cost of attention grows with the square of "
                                               "the context, so every token must earn its place."), key="pg_text")
-        layer = st.slider("layer", 0, 5, url_value("layer", 0, 0, 5), key="pg_layer")
+        layer = st.slider("layer", 0, 5, url_number("layer", 0, 0, 5), key="pg_layer")
         st.caption("The shape comes from the model (12 heads of 32, one row per token, not causal); the "
                    "sidebar's variant parameters, dtype and device still apply. On real inputs an "
                    "approximation's error says what it loses on real attention, not on noise."

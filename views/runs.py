@@ -14,7 +14,7 @@ from attn.spec import AttentionSpec
 from ui import format as fmt
 from ui import follow, results
 from ui.errors import shown_as_error
-from ui.state import sync_url, url_list, url_value
+from ui.state import sync_url, url_choice, url_names, url_value
 
 ALL = "all"
 LIST_LIMIT = 500
@@ -72,8 +72,7 @@ if store.count() == 0:
 
 
 def _choice(label: str, options: list[str], url_name: str, key: str, col) -> str:
-    wanted = url_value(url_name, ALL)
-    return col.selectbox(label, options, index=options.index(wanted) if wanted in options else 0, key=key)
+    return col.selectbox(label, options, index=options.index(url_choice(url_name, ALL, options)), key=key)
 
 
 everything = store.list(limit=LIST_LIMIT)
@@ -109,7 +108,7 @@ if "rn_select_next" in st.session_state:  # an action's new selection, set befor
     st.session_state["rn_selected"] = [i for i in st.session_state.pop("rn_select_next") if i in labels]
 previous = [i for i in st.session_state.get("rn_selected", []) if i in labels]
 options = list(dict.fromkeys([s.id for s in summaries] + previous))
-from_url = [int(x) for x in url_list("runs", []) if x.isdigit() and int(x) in labels]
+from_url = [int(x) for x in url_names("runs", [], [str(i) for i in labels])]
 default = None if "rn_selected" in st.session_state else [i for i in from_url if i in options]
 selected = st.multiselect("Selected runs", options, default=default,
                           format_func=lambda i: labels.get(i, f"#{i}"), key="rn_selected",

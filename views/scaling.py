@@ -12,7 +12,7 @@ from ui import follow, results
 from ui.dimmed import dimmed
 from ui.errors import shown_as_error
 from ui.regimes import mode_selector
-from ui.state import current_spec, regime_url, sync_url, url_list, url_value
+from ui.state import current_spec, regime_url, sync_url, url_choice, url_names, url_number
 
 SWEEP = "sc_sweep"  # the sweep, running or last finished, under this key of the session (ui.follow)
 CLUSTER = "sc_cluster"  # joining the Ray cluster (in the worker, which then drives the sweep's tasks)
@@ -53,14 +53,13 @@ names = variants.names()
 if demo:  # the Overview's demo button: its choices win over what the widgets held
     st.session_state.update(sc_variants=demo["variants"], sc_lo=demo["lo"], sc_hi=demo["hi"])
 chosen = st.multiselect("Variants", names, key="sc_variants",
-                        default=demo.get("variants") or [v for v in url_list("variants", ["sdpa", "sliding_window", "linear"]) if v in names])
+                        default=demo.get("variants") or url_names("variants", ["sdpa", "sliding_window", "linear"], names))
 c1, c2, c3, c4 = st.columns(4)
 axes = AXES[mode]
-asked_axis = url_value("axis", axes[0])
-axis = c1.selectbox("axis", axes, index=axes.index(asked_axis) if asked_axis in axes else 0,
+axis = c1.selectbox("axis", axes, index=axes.index(url_choice("axis", axes[0], axes)),
                     key=f"sc_axis_{mode}")  # one widget a regime: their choices differ
-lo_exp = c2.number_input("from 2^", 0, 24, demo.get("lo", url_value("lo", 8, 0, 24)), key="sc_lo")
-hi_exp = c3.number_input("to 2^", 0, 24, demo.get("hi", url_value("hi", 12, 0, 24)), key="sc_hi")
+lo_exp = c2.number_input("from 2^", 0, 24, demo.get("lo", url_number("lo", 8, 0, 24)), key="sc_lo")
+hi_exp = c3.number_input("to 2^", 0, 24, demo.get("hi", url_number("hi", 12, 0, 24)), key="sc_hi")
 budget = c4.number_input("seconds per point", 0.05, 5.0, 0.2, step=0.05, key="sc_budget")
 xs = [2**e for e in range(int(lo_exp), int(hi_exp) + 1)]
 sync_url(variants=chosen, axis=axis, lo=lo_exp, hi=hi_exp, **regime_url(mode))

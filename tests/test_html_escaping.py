@@ -1,0 +1,52 @@
+"""User text never reaches the page or a report as HTML (issue 16): the app's only raw HTML is a
+constant style sheet, and a report escapes a saved run's every text, the ones that plotly carries
+inside a <script> block (a map's title, a plan's text) included."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+
+from attn.report import html_report
+from attn.runs import RunStore
+from attn.spec import AttentionSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+EVIL = "</script><script>alert(1)</script>"
+CPU = {"device": "Test CPU", "device_kind": "cpu"}
+
+
+def _raw_html_calls() -> list[tuple[str, ast.Call]]:
+    found = []
+    for path in [ROOT / "app.py", *(ROOT / "ui").glob("*.py"), *(ROOT / "views").glob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            raw = any(k.arg == "unsafe_allow_html" and not (isinstance(k.value, ast.Constant) and not k.value.value)
+                      for k in node.keywords)
+            if raw or name == "html":  # st.html and components.html draw raw HTML too
+                found.append((f"{path.relative_to(ROOT)}:{node.lineno}", node))
+    return found
+
+
+def test_raw_html_in_the_app_is_a_constant_never_user_text():
+    calls = _raw_html_calls()
+    assert calls, "the app's style sheet is found: the search works"
+    for where, call in calls:
+        assert call.args and isinstance(call.args[0], ast.Constant), \
+            f"{where}: raw HTML built from a value; escape it (html.escape) or drop unsafe_allow_html"
+
+
+def test_a_report_escapes_a_runs_text_inside_plotly_and_tables():
+    store = RunStore()
+    spec = AttentionSpec(seq=16, heads=1, head_dim=8, device="cpu")
+    maps = {"map": {"values": np.full((2, 2), 0.5, np.float32), "q_edges": [0, 8, 16], "k_edges": [0, 8, 16]}}
+    ids = [store.save("maps", spec, {"max_size": 2, "note": EVIL}, variant=EVIL, environment=CPU, maps=maps,
+                      label=EVIL, tags=[EVIL]),
+           store.save("plan", spec, {"plan": EVIL, "source": EVIL, "kv_heads": 1}, variant=None,
+                      environment={**CPU, "model": EVIL}, label=EVIL)]
+    text = html_report([store.get(i) for i in ids], title=EVIL)
+    assert "<script>alert(1)" not in text and "</script><script>" not in text
+    assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in text, "shown, as text"
