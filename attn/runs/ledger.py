@@ -19,6 +19,7 @@ transaction.
 """
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 from dataclasses import dataclass, field
@@ -146,12 +147,17 @@ def _checked(r: dict[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(r["id"], int) or r["kind"] not in KINDS:
         raise RunStoreError(f"{where} is not a run this attn knows (kind {r['kind']!r}); nothing was imported")
     texts = ("spec", "results", "environment", "tags", "origin")
-    try:
-        parsed = {key: from_json(r.get(key)) for key in texts}
-    except (TypeError, ValueError):
-        raise RunStoreError(f"{where} holds text that is not JSON; nothing was imported") from None
-    if not all(isinstance(parsed[k], dict) for k in ("spec", "results", "environment", "origin")):
-        raise RunStoreError(f"{where} is not shaped like a run; nothing was imported")
+    parsed = {}
+    for key in texts:
+        text = r.get(key)
+        try:
+            json.loads(text) if text else None
+        except (TypeError, ValueError):
+            raise RunStoreError(f"{where} holds text that is not JSON; nothing was imported") from None
+        try:  # spec, results, environment and origin are objects, tags a list
+            parsed[key] = from_json(text, list if key == "tags" else dict)
+        except RunStoreError:
+            raise RunStoreError(f"{where} is not shaped like a run; nothing was imported") from None
     for key in ("spec", "results", "environment", "created_at"):
         if not isinstance(r[key], str):
             raise RunStoreError(f"{where} has no {key}; nothing was imported")
