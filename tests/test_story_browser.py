@@ -66,7 +66,7 @@ def test_the_playground_keeps_its_figures_dimmed_while_profiling(page, app_url):
     page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)
     page.get_by_role("button", name="Profile").click()
     page.locator('[data-testid="stProgress"]').first.wait_for(timeout=60_000)
-    dimmed = page.locator(".st-key-pg_results")
+    dimmed = page.locator(".st-key-dimmed_pg_results")
     dimmed.wait_for(timeout=30_000)
     deadline = time.time() + 30
     while float(dimmed.evaluate("e => getComputedStyle(e).opacity")) > 0.5 and time.time() < deadline:
