@@ -10,6 +10,8 @@ allocator's statistics, NVML, and every number that reads a value (the errors ag
 """
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -137,9 +139,12 @@ def _fake_cuda_model(name: str):
 
     with unset_fake_temporarily():  # load_model caches the model: a real one, for the other tests
         cpu = load_model(name)
+        # a config of its own: the model keeps the one it is built from, and a plan with fewer
+        # key/value heads writes them into it, which must not reach the cached model's
+        config = copy.deepcopy(cpu.config)
     with torch.device("cuda"):
-        model = AutoModel.from_config(cpu.config, attn_implementation="eager").eval()
-    return replace(cpu, model=model, device="cuda")
+        model = AutoModel.from_config(config, attn_implementation="eager").eval()
+    return replace(cpu, model=model, config=config, device="cuda")
 
 
 @pytest.mark.slow  # builds a model on fake CUDA: seconds each
