@@ -1,5 +1,6 @@
 """The figures of issue 16, from one script: hostile input answered, costs bounded, kills
-survived, the server's memory over a long session, and six browser tabs at once.
+survived, the server's memory over a long session (and one process calling the CLI 600 times), and six
+browser tabs at once.
 
     python -m bench.reliability                 # every section (tens of minutes on 2 cores)
     python -m bench.reliability --quick         # fewer examples, reruns and trials
@@ -115,6 +116,33 @@ def server_memory(reruns: int, pages: tuple[str, ...] = PAGES) -> dict[str, Any]
     return {"reruns_per_page": reruns, "pages": per_page, "rss_end_mib": round(_rss_mib(), 1)}
 
 
+# -- one process calling the CLI's entry point again and again ---------------------------------------
+def cli_memory(calls: int = 600, every: int = 100, seed: int = 1) -> dict[str, Any]:
+    """Resident memory of one process that calls attn.cli.main `calls` times (cost, profile and
+    maps of every variant at 512 to 4096 tokens): after the first `every` calls and each `every`
+    more. The issue's figure was 230 MB growing to 830 MB over 600 calls."""
+    import random
+
+    from attn import variants
+    from attn.cli import main as cli
+
+    rng = random.Random(seed)
+    samples, start = [round(_rss_mib(), 1)], time.perf_counter()
+    for i in range(1, calls + 1):
+        command = rng.choice(["cost", "profile", "maps"])
+        argv = [command, "--variant", rng.choice(variants.names()), "--seq", str(rng.choice([512, 1024, 2048, 4096])),
+                "--heads", str(rng.choice([1, 2, 4])), "--head-dim", str(rng.choice([16, 64, 128])),
+                "--seed", str(rng.randint(0, 10 ** 6)), "--json", *(["--causal"] if rng.random() < 0.5 else [])]
+        argv += {"profile": ["--budget", "0"], "maps": ["--max-size", "32"]}.get(command, [])
+        with contextlib.redirect_stdout(io.StringIO()):
+            cli(argv)
+        if i % every == 0:
+            samples.append(round(_rss_mib(), 1))
+    return {"calls": calls, "rss_mib_at_start_then_every_100": samples,
+            "growth_after_first_100_mib": round(samples[-1] - samples[1], 1) if len(samples) > 1 else None,
+            "seconds": round(time.perf_counter() - start, 1)}
+
+
 # -- six browser tabs at once -------------------------------------------------------------------
 def six_tabs(tabs: int = 6) -> dict[str, Any]:
     """Six tabs of the Playground profile at once against one server: how long until every tab
@@ -163,7 +191,7 @@ def kills(trials: int, seed: int) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer examples, reruns and trials")
-    parser.add_argument("--only", default="fuzz,costs,kills,memory,tabs",
+    parser.add_argument("--only", default="fuzz,costs,kills,memory,cli,tabs",
                         help="sections to run, comma-separated")
     parser.add_argument("--reruns", type=int, help="AppTest reruns a page (default 1000; --quick 200)")
     parser.add_argument("--seed", type=int, default=1)
@@ -175,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "costs": longest_costs,
         "kills": lambda: kills(5 if quick else 20, args.seed),
         "memory": lambda: server_memory(args.reruns or (200 if quick else 1000)),
+        "cli": lambda: cli_memory(200 if quick else 600),
         "tabs": six_tabs,
     }
     figures: dict[str, Any] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
