@@ -318,3 +318,17 @@ def test_a_capture_that_cannot_fit_is_refused_before_the_forward_pass(monkeypatc
         capture.capture_attention(loaded, "a few words " * 8, max_tokens=16, with_qk=True)
     with pytest.raises(DoesNotFit, match="use fewer tokens"):
         capture.capture_qkv(loaded, "a few words " * 8, max_tokens=16, attn_implementation="eager")
+
+
+def test_the_capture_fit_check_takes_a_family_the_cost_tables_do_not_know():
+    # capture_attention returns any model's weights; its fit check must not need the family
+    from dataclasses import replace
+
+    from transformers import RobertaConfig
+
+    from attn.models import capture
+
+    loaded = capture.load_model(capture.DEFAULT_MODEL)
+    config = RobertaConfig(num_attention_heads=4, hidden_size=64, num_hidden_layers=2)
+    need = capture.capture_bytes(replace(loaded, config=config), 10, 0, True)
+    assert need == 4 * (2 * 2 * 4 * 10 * 10 + 10 * (8 * 64 + 4 * 64) + 4 * 10 * 10)

@@ -91,10 +91,19 @@ def capture_bytes(loaded: LoadedModel, tokens: int, layers: int, weights: bool) 
     """What a capture keeps beyond the model (float32): q, k and v of `layers` layers, and with
     `weights` every layer's (heads, T, T) weights (twice: the model's, then the stacked copy),
     plus one layer's activations while the forward pass runs (hidden, 3 projections, 4x MLP)."""
-    shape = model_shape(loaded.config)
-    qkv = layers * (shape.heads + 2 * shape.kv_heads) * tokens * shape.head_dim
-    attention = 2 * shape.layers * shape.heads * tokens * tokens if weights else 0
-    activations = tokens * (8 * shape.d_model + max(shape.ff, 4 * shape.d_model)) + shape.heads * tokens * tokens
+    config = loaded.config
+    try:
+        shape = model_shape(config)
+        heads, kv_heads, head_dim, d, ff, n_layers = (shape.heads, shape.kv_heads, shape.head_dim,
+                                                      shape.d_model, shape.ff, shape.layers)
+    except ValueError:
+        # a family the cost tables do not know still returns its weights through transformers
+        # (capture_attention): transformers' common config names, an MLP of 4x assumed
+        heads, d, n_layers = config.num_attention_heads, config.hidden_size, config.num_hidden_layers
+        kv_heads, head_dim, ff = heads, d // heads, 4 * d
+    qkv = layers * (heads + 2 * kv_heads) * tokens * head_dim
+    attention = 2 * n_layers * heads * tokens * tokens if weights else 0
+    activations = tokens * (8 * d + max(ff, 4 * d)) + heads * tokens * tokens
     return 4 * (qkv + attention + activations)
 
 
