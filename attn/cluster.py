@@ -26,6 +26,7 @@ CONNECT_TIMEOUT_S = 5.0
 RAY_PORT = 6379  # `ray start --head`'s default GCS port
 CLIENT_PORT = 10001  # Ray Client's default (ray://host)
 POLL_S = 0.25  # how often the driver looks for finished points and for a cancel
+CANCEL_S = 20.0  # how long the driver repeats a cancel that Ray has not carried out yet
 
 
 class ClusterError(Exception):
@@ -231,12 +232,11 @@ def run_sweep_on_ray(base: AttentionSpec, names: list[str], xs: list[int], axis:
     task = ray.remote(point_fn or measure_on_node).options(max_retries=0, **resources)
     # the smallest values first, every variant, so that each curve grows from the left
     pending = {task.remote(specs[x].to_dict(), n, x, device, budget_s, mode): (n, x) for x in xs for n in names}
-    points, envs, free = [], {}, []
+    points, envs, free, dropped = [], {}, [], []
     started = time.perf_counter()
     while pending:
         if cancelled is not None and cancelled():
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            dropped += pending
             break
         done, _ = ray.wait(list(pending), num_returns=1, timeout=POLL_S)
         for ref in done:
@@ -255,14 +255,36 @@ def run_sweep_on_ray(base: AttentionSpec, names: list[str], xs: list[int], axis:
                 for other, (m, y) in list(pending.items()):
                     if m == n and y > x:
                         ray.cancel(other, force=True)
+                        dropped.append(other)
                         del pending[other]
+    still_running = cancel_tasks(dropped)
     points.sort(key=lambda p: (names.index(p.variant), p.x))
     budget = min(free) if free else 0
     result = sweep.sweep_result(base, names, xs, axis, device, points, budget, "cpu", mode).to_dict()
     result["environment"] = _merged_environment(list(envs.values()), info, device)
     result["environments"] = list(envs.values())
-    result["cluster"] = {**info, "task_resources": resources, "wall_s": time.perf_counter() - started}
+    result["cluster"] = {**info, "task_resources": resources, "wall_s": time.perf_counter() - started,
+                         "tasks_not_cancelled": len(still_running)}
     return result
+
+
+def cancel_tasks(refs: list, within_s: float = CANCEL_S) -> list:
+    """Cancels Ray tasks (killing the worker of a running one) and waits until each has ended,
+    cancelling again those still alive: a cancel that reaches a task while it is being handed to a
+    worker can be lost (ray-project/ray#24359), and the task would then hold its CPU or GPU for as
+    long as it runs. Returns the refs that had not ended after `within_s`."""
+    if not refs:
+        return []
+    ray = _ray()
+    deadline = time.monotonic() + within_s
+    alive = list(refs)
+    while alive:
+        for ref in alive:
+            ray.cancel(ref, force=True)
+        _, alive = ray.wait(alive, num_returns=len(alive), timeout=POLL_S)
+        if time.monotonic() > deadline:
+            break
+    return alive
 
 
 def _merged_environment(envs: list[dict], info: dict, device: str) -> dict[str, Any]:
