@@ -3,6 +3,7 @@ Commands run in-process through attn.cli.main; one test runs the module as a sub
 import csv
 import io
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -233,8 +234,22 @@ def test_an_error_that_echoes_a_line_break_stays_one_line(capsys, word):
 
 
 @pytest.mark.parametrize("command", ["profile", "maps"])
-@pytest.mark.parametrize("temperature", ["nan", "inf"])
-def test_a_temperature_that_is_not_finite_is_refused(capsys, command, temperature):
-    # found by fuzzing: NaN passed `temperature <= 0` and profiled q full of NaN
+@pytest.mark.parametrize("temperature", ["nan", "inf", "1e-300", "0", "-1", "1000"])
+def test_a_temperature_the_inputs_cannot_carry_is_refused(capsys, command, temperature):
+    # found by fuzzing: NaN passed `temperature <= 0` and profiled q full of NaN; 1e-300 overflowed
+    # q to inf, and every error of the profile read NaN
     assert main([command, "--variant", "dense", *TINY, "--temperature", temperature, "--device", "cpu"]) == EXIT_BAD_INPUT
-    assert f"temperature must be a finite number > 0, got {temperature}" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1
+    assert f"temperature must be between 0.01 and 100 (q is divided by it), got {float(temperature)}" in err
+
+
+@pytest.mark.parametrize("variant", ["dense", "performer", "sigmoid", "relu", "linear"])
+@pytest.mark.parametrize("temperature", ["0.01", "100"])
+def test_a_temperature_at_either_end_of_its_range_gives_finite_errors(capsys, variant, temperature):
+    assert main(["profile", "--variant", variant, *TINY, "--temperature", temperature, "--dtype", "float16",
+                 "--budget", "0", "--device", "cpu", "--json"]) == 0
+    import json
+
+    data = json.loads(capsys.readouterr().out)
+    assert math.isfinite(data["kernel_error"]) and math.isfinite(data["approx_error"])
