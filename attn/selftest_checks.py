@@ -234,8 +234,10 @@ def independent_ms(fn: Callable[[], object], device: str, budget_s: float) -> tu
 
 def timer_agreement(device: str, quick: bool, rounds: int | None = None) -> Check:
     """attn's median (time_cpu: torch.utils.benchmark; time_cuda: CUDA events) against the
-    independent timer on the same call. The two alternate in short rounds, so that a change in
-    the machine's load falls on both alike; the medians over the rounds must agree within 5%."""
+    independent timer on the same call. The two alternate in short rounds, the order swapped each
+    round, so that a change in the machine's load falls on both alike; the median of the rounds'
+    ratios must be within 5% of 1 (bench.profiler_fidelity found it the steadier figure when the
+    machine is shared)."""
     rounds = rounds or (12 if quick else 24)
     spec = TIMING_SPEC.with_(device=device, dtype="float32" if device == "cpu" else "bfloat16")
     q, k, v = random_qkv(spec)
@@ -252,19 +254,40 @@ def timer_agreement(device: str, quick: bool, rounds: int | None = None) -> Chec
     once = min(timeit.Timer(fn).repeat(repeat=3, number=1))
     budget = max(0.05, 8 * once)  # seconds per timer per round
     mine, theirs, how = [], [], ""
-    for _ in range(rounds):
+    for i in range(rounds):
+        # the order swaps every round, so neither timer always runs on the warmer (or the busier)
+        # machine; each round's ratio is of two figures taken a second apart, under one load
+        if i % 2:
+            ms, how = independent_ms(fn, device, budget)
         t = timing.time_cuda(fn, budget) if on_cuda else timing.time_cpu(fn, budget)
+        if not i % 2:
+            ms, how = independent_ms(fn, device, budget)
         mine.append(t.median_ms)
-        ms, how = independent_ms(fn, device, budget)
         theirs.append(ms)
     a, b = statistics.median(mine), statistics.median(theirs)
-    gap = abs(a - b) / b
-    status = PASSED if gap <= TIMER_AGREEMENT else FAILED
+    # the median of the rounds' ratios: on a loaded machine a load that changes between rounds
+    # moves both figures of a round alike, and drops out of their ratio
+    ratios = [m / t for m, t in zip(mine, theirs)]
+    gap = abs(statistics.median(ratios) - 1)
+    q1, _, q3 = statistics.quantiles(ratios, n=4)
+    noise = (q3 - q1) / 2  # half the rounds' interquartile range: how far the same pair wanders
     method = "cuda events" if on_cuda else "torch.utils.benchmark"
-    return Check("profiler median against an independent timer", "timing", status,
-                 f"attn {a:.3f} ms ({method}) vs {b:.3f} ms ({how}): {100 * gap:.1f}% apart "
-                 f"(bound {100 * TIMER_AGREEMENT:.0f}%), medians of {rounds} alternating rounds",
-                 f"sdpa at B1 H8 S{spec.seq} D64 causal {spec.dtype}, the same call for both")
+    figure = (f"attn {a:.3f} ms ({method}) vs {b:.3f} ms ({how}): {100 * gap:.1f}% apart (bound "
+              f"{100 * TIMER_AGREEMENT:.0f}%; the median of {rounds} rounds' ratios, the order swapped every "
+              f"round; the ratios wander ±{100 * noise:.1f}%)")
+    what = f"sdpa at B1 H8 S{spec.seq} D64 causal {spec.dtype}, the same call for both"
+    if gap <= TIMER_AGREEMENT:
+        status = PASSED
+    elif gap <= noise:
+        # a busy machine: a 5% check cannot be made when one pair of timings wanders more than
+        # that from round to round, and a failure would blame the profiler for the load. A timer
+        # that is wrong by more than the wander (twice the time, say) still fails.
+        status = NOT_HERE
+        what = (f"this machine was too busy for a {100 * TIMER_AGREEMENT:.0f}% check: the rounds' ratios "
+                f"wander ±{100 * noise:.1f}%, more than the timers' {100 * gap:.1f}%; run it again when quiet")
+    else:
+        status = FAILED
+    return Check("profiler median against an independent timer", "timing", status, figure, what)
 
 
 # -- sdpa auto's choice ---------------------------------------------------------------------------
