@@ -5,39 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Callable
 
 from attn.cli_args import (BadInput, int_list, OneLineParser, add_input_flags, add_mode_flags, add_spec_flags,
                            input_source, regime_spec, spec_from_args)
+from attn.cli_models import cmd_model, cmd_plan
+from attn.cli_output import emit, save_run
+from attn.cli_runs import cmd_runs
+from attn.cli_sweep import cmd_sweep
 from attn.regimes import MODES
 from attn.runs.records import KINDS
-from attn.spec import AttentionSpec
 
 EXIT_BAD_INPUT = 2
 
-def _emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str]) -> None:
-    if getattr(args, "json", False):
-        json.dump(data, sys.stdout, indent=1, default=_json_default)
-        sys.stdout.write("\n")
-    else:
-        print(human(data))
 
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return str(obj)
-
-
-# -- commands ----------------------------------------------------------------------------------
+# -- commands (sweep, runs, model and plan are in cli_sweep, cli_runs and cli_models) -----------
 def cmd_variants(args: argparse.Namespace) -> None:
     from attn import variants
 
     data = [{"variant": v.name, "title": v.title, "exact": v.exact, "params": list(v.param_names),
              "summary": v.summary} for v in map(variants.get, variants.names())]
-    _emit(args, data, lambda d: "\n".join(
+    emit(args, data, lambda d: "\n".join(
         f"{x['variant']:15} {'exact ' if x['exact'] else 'approx'}  {x['summary']}" for x in d))
 
 
@@ -59,7 +46,7 @@ def cmd_cost(args: argparse.Namespace) -> None:
     cost = attention_cost(spec, args.variant, args.mode)
     data = {"variant": args.variant, "mode": args.mode, "spec": spec.to_dict(), "device": spec.device,
             **cost.to_dict()}
-    _emit(args, data, lambda d: "\n".join(f"{k:26} {v}" for k, v in d.items() if k != "spec"))
+    emit(args, data, lambda d: "\n".join(f"{k:26} {v}" for k, v in d.items() if k != "spec"))
 
 
 def cmd_profile(args: argparse.Namespace) -> None:
@@ -81,8 +68,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
             q = q[:, :, -spec.seq:].contiguous()
         prof = measure.profile(spec, args.variant, budget_s=args.budget, inputs=(q, k, v), mode=args.mode)
     data = {**prof.to_dict(), "inputs": source.describe()}
-    _save(args, "profile", spec, data, args.variant)
-    _emit(args, data, _human_profile)
+    save_run(args, "profile", spec, data, args.variant)
+    emit(args, data, _human_profile)
 
 
 def _human_profile(d: dict) -> str:
@@ -101,57 +88,11 @@ def _human_profile(d: dict) -> str:
     return line
 
 
-def cmd_sweep(args: argparse.Namespace) -> None:
-    from attn import sweep
-
-    names = [v.strip() for v in args.variants.split(",") if v.strip()]
-    axis = args.axis
-    if args.mode == "decode":
-        if not args.context:
-            raise BadInput("a decode sweep needs --context, e.g. --context 1024,4096,16384")
-        if axis in ("seq", "context"):  # a decode sweep grows the cache
-            axis, xs = "context", args.context
-        elif len(args.context) != 1:
-            raise BadInput(f"--axis {axis} sweeps {axis}: give one --context")
-        else:
-            xs = args.values or []
-        from attn.regimes import decode_spec
-
-        spec = decode_spec(spec_from_args(args, seq=args.seq[0]), min(args.context), args.new_tokens)
-        if not xs:
-            raise BadInput(f"--axis {axis} needs --values, e.g. --values 1,2,4,8")
-    else:
-        if args.context is not None or args.new_tokens != 1:
-            raise BadInput("--context and --new-tokens are for --mode decode")
-        if axis == "context":
-            raise BadInput("--axis context is for --mode decode")
-        if axis == "seq":
-            spec, xs = spec_from_args(args, seq=args.seq[0]), args.seq
-        else:
-            if not args.values:
-                raise BadInput(f"--axis {axis} needs --values, e.g. --values 1,2,4,8")
-            if len(args.seq) != 1:
-                raise BadInput(f"--axis {axis} sweeps {axis}: give one --seq")
-            spec, xs = spec_from_args(args, seq=args.seq[0]), args.values
-    if args.ray is not None:  # one Ray task a point; "" is ray.init()'s default (see attn.cluster)
-        from attn import cluster
-
-        if args.ray_cpus < 1:
-            raise BadInput(f"--ray-cpus must be at least 1, got {args.ray_cpus}")
-        data = cluster.run_sweep_on_ray(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
-                                        mode=args.mode, address=args.ray or None, cpus_per_task=args.ray_cpus)
-    else:
-        data = sweep.run_sweep(spec, names, xs, axis=axis, device=args.device, budget_s=args.budget,
-                               mode=args.mode).to_dict()
-    _save(args, "sweep", spec, data, ",".join(names))
-    _emit(args, data, sweep.human_summary)
-
-
 def cmd_calibrate(args: argparse.Namespace) -> None:
     from attn import calibrate
 
     cal = calibrate.calibrate(args.device, force=args.force)
-    _emit(args, cal.to_dict(), lambda d: json.dumps(d, indent=1))
+    emit(args, cal.to_dict(), lambda d: json.dumps(d, indent=1))
 
 
 def cmd_story(args: argparse.Namespace) -> None:
@@ -174,59 +115,12 @@ def cmd_maps(args: argparse.Namespace) -> None:
     if not 0 <= args.head < spec.heads:
         raise BadInput(f"--head must be in 0..{spec.heads - 1}, got {args.head}")
     data = maps_json(spec, args.variant, args.head, args.max_size, args.reduce, args.temperature, source)
-    _save(args, "maps", spec, data, args.variant)
-    _emit(args, data, lambda d: "\n".join(
+    save_run(args, "maps", spec, data, args.variant)
+    emit(args, data, lambda d: "\n".join(
         [f"{d['variant']} head {args.head}: {len(d['map']['values'])} x {len(d['map']['values'][0])} cells"
          f" ({'exact' if d['map']['exact'] else d['map']['reduce'] + '-pooled'})"]
         + [f"  head {s['head']:>3}: entropy {s['entropy_bits']:.2f} bits, distance {s['mean_distance']:.1f}, "
            f"sink {s['sink_mass']:.3f}, keys for 90% {s['keys_for_90']:.1f}" for s in d["head_stats"]]))
-
-
-def cmd_model(args: argparse.Namespace) -> None:
-    from attn.models import model_json
-
-    if args.max_tokens is not None and args.max_tokens < 1:
-        raise BadInput(f"--max-tokens must be at least 1, got {args.max_tokens}")
-    data = model_json(args.model, args.text, max_tokens=args.max_tokens, include_maps=not args.no_maps)
-    _emit(args, data, _human_model)
-
-
-def _human_model(d: dict) -> str:
-    m, lines = d["model"], []
-    lines.append(f"{m['name']}: {m['source']} ({m['num_parameters']:,} parameters, {m['kind']})")
-    lines.append(f"{d['seq_len']} tokens: {' '.join(d['tokens'])}")
-    costs = d.get("costs", {})
-    if "error" in costs:
-        lines.append(f"costs: {costs['error']}")
-    else:
-        t = costs["totals"]
-        lines.append(f"forward {t['total_flops'] / 1e9:.3f} GFLOP over {t['layers']} layers: attention core "
-                     f"{t['attention_core_flops'] / t['total_flops']:.1%}, projections "
-                     f"{t['projection_flops'] / t['total_flops']:.1%}, MLP {t['mlp_flops'] / t['total_flops']:.1%}")
-    timing = d.get("timing", {})
-    if "forward_ms" in timing:
-        lines.append(f"measured forward {timing['forward_ms']:.2f} ms on {timing['device']}: attention "
-                     f"{timing['attention_ms']:.2f} ms, MLP {timing['mlp_ms']:.2f} ms")
-    return "\n".join(lines)
-
-
-def cmd_plan(args: argparse.Namespace) -> None:
-    from attn.models.plan_report import evaluate_plan, human_summary
-
-    for flag, value in (("--max-tokens", args.max_tokens), ("--repeats", args.repeats)):
-        if value < 1:
-            raise BadInput(f"{flag} must be at least 1, got {value}")
-    data = evaluate_plan(args.model, args.layers, kv_heads=args.kv_heads, activation=args.activation,
-                         text=args.text, max_tokens=args.max_tokens, repeats=args.repeats,
-                         measure=not args.no_timing)
-    if args.save:
-        from attn.runs import RunStore
-
-        m = data["model"]
-        spec = {"model": m["name"], "seq": data["seq_len"], "heads": m["heads"],
-                "kv_heads": data["kv_cache"]["kv_heads"], "head_dim": m["head_dim"], "device": "cpu"}
-        data["run_id"] = RunStore().save("plan", spec, data, variant=data["plan"]["plan"])
-    _emit(args, data, human_summary)
 
 
 def cmd_monitor(args: argparse.Namespace) -> None:
@@ -235,47 +129,8 @@ def cmd_monitor(args: argparse.Namespace) -> None:
     if args.seconds <= 0:
         raise BadInput("--seconds must be positive")
     data = monitor(args.seconds, interval_s=args.interval)
-    _emit(args, data, lambda d: f"{d['device']}: {d['count']} samples; {d['gpu_status']}\n" + "\n".join(
+    emit(args, data, lambda d: f"{d['device']}: {d['count']} samples; {d['gpu_status']}\n" + "\n".join(
         f"  {k:22} mean {v['mean']}  max {v['max']}" for k, v in d["summary"].items()))
-
-
-def cmd_runs(args: argparse.Namespace) -> None:
-    from attn.runs import RunStore
-
-    store = RunStore()
-    if args.action == "list":
-        data = [s.__dict__ for s in store.list(kind=args.kind, mode=args.mode, limit=args.limit)]
-        _emit(args, data, lambda d: "\n".join(
-            f"#{r['id']:<5} {r['kind']:8} {r['mode']:8} {str(r['variant']):24} {r['spec_short']:36}"
-            f" {r['created_at'][:19]}" for r in d) or "no runs saved yet")
-    elif args.action == "show":
-        run = store.get(_one_id(args.ids))
-        _emit(args, run.to_dict(include_maps=False), lambda d: json.dumps(d, indent=1, default=str))
-    elif args.action == "export":
-        ids = [int(x) for x in args.ids] if args.ids else []
-        if not ids:
-            raise BadInput("runs export needs one or more run ids")
-        if args.format == "html":
-            from attn.report import html_report
-
-            text = html_report([store.get(i) for i in ids])
-        else:
-            text = store.export(ids[0] if len(ids) == 1 else ids, fmt=args.format)
-        if args.out:
-            from attn.home import write_text_atomic
-
-            write_text_atomic(args.out, text)  # whole or not at all: a full disk keeps the old file
-            print(f"wrote {args.out}", file=sys.stderr)
-        else:
-            sys.stdout.write(text)
-    elif args.action == "delete":
-        removed = store.delete([int(x) for x in args.ids])
-        print(f"deleted {removed} run(s)", file=sys.stderr)
-    elif args.action == "import":
-        if len(args.ids) != 1:
-            raise BadInput("runs import needs one file: attn runs import OTHER-MACHINE.sqlite")
-        report = store.import_file(args.ids[0], source=args.source)
-        _emit(args, report.__dict__, lambda d: report.summary())
 
 
 def cmd_selftest(args: argparse.Namespace) -> int:
@@ -284,24 +139,9 @@ def cmd_selftest(args: argparse.Namespace) -> int:
 
     result = selftest.run_selftest(args.device, quick=args.quick)
     result["run_id"] = selftest.save(result)
-    _emit(args, result, lambda d: "\n".join(selftest.table_lines(d) + [
+    emit(args, result, lambda d: "\n".join(selftest.table_lines(d) + [
         f"saved as run {d['run_id']}: `attn runs export {d['run_id']} --format json --out selftest.json`"]))
     return 0 if selftest.all_passed(result) else 1
-
-
-def _one_id(ids: list[str]) -> int:
-    if len(ids) != 1 or not ids[0].isdigit():
-        raise BadInput("give exactly one run id")
-    return int(ids[0])
-
-
-def _save(args: argparse.Namespace, kind: str, spec: AttentionSpec, data: dict, variant: str) -> None:
-    if not getattr(args, "save", False):
-        return
-    from attn.runs import RunStore
-
-    run_id = RunStore().save(kind, spec.to_dict(), data, variant=variant, environment=data.get("environment"))
-    data["run_id"] = run_id
 
 
 def build_parser() -> argparse.ArgumentParser:

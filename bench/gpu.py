@@ -55,7 +55,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import torch
 
@@ -67,87 +67,16 @@ from attn.measure import DoesNotFit, profile
 from attn.sweep import run_sweep
 
 from bench import gpu_regimes
+from bench.gpu_cases import CASES, Case, select_cases, with_anchor_ratios
 from bench.gpu_config import Config, dry_run_config, gpu_config
-from bench.tables import f, first_line, markdown
+from bench.gpu_report import report
+from bench.tables import first_line
+
+# what to run is bench/gpu_cases.py, the sizes bench/gpu_config.py, the report bench/gpu_report.py;
+# the names the tests read are here too
+__all__ = ["CASES", "SECTIONS", "Case", "dry_run_config", "main", "report", "select_cases", "with_anchor_ratios"]
 
 SECTIONS = ("selftest", "timing", "auto", "calibration", "train", "decode", "oom")
-
-
-# -- what to run (no CUDA here: importable and testable anywhere) -------------------------------
-@dataclass(frozen=True)
-class Case:
-    label: str
-    variant: str
-    changes: tuple[tuple[str, object], ...] = ()
-    causal_only: bool = False
-    anchor: str | None = None  # the anchors' name for the same implementation
-
-
-CASES = (
-    Case("dense", "dense", anchor="eager"),
-    Case("sdpa", "sdpa"),  # auto: compared with the anchor of the backend it chose
-    Case("sdpa:flash", "sdpa", (("backend", "flash"),), anchor="flash"),
-    Case("sdpa:efficient", "sdpa", (("backend", "efficient"),), anchor="efficient"),
-    Case("sdpa:cudnn", "sdpa", (("backend", "cudnn"),), anchor="cudnn"),
-    Case("sdpa:math", "sdpa", (("backend", "math"),), anchor="math"),
-    Case("sliding_window", "sliding_window", (("window", 256),), anchor="flex_sw256"),
-    Case("sliding_window:1024", "sliding_window", (("window", 1024),), causal_only=True,
-         anchor="flex_sw1024"),
-    Case("block_sparse", "block_sparse"),
-    Case("topk", "topk"),
-    Case("linear", "linear"),
-    Case("performer", "performer"),
-    Case("linformer", "linformer"),
-)
-
-
-def case_labels() -> list[str]:
-    """Every section's case labels, each once, timing's first."""
-    every = CASES + gpu_regimes.TRAIN_CASES + gpu_regimes.DECODE_CASES
-    return list(dict.fromkeys(c.label for c in every))
-
-
-def select_cases(labels: str | None, cases: tuple = CASES) -> tuple:
-    """The cases of one section named in `labels` (all of them when none are named); a label
-    that no section has is refused."""
-    if not labels:
-        return cases
-    wanted = labels.split(",")
-    unknown = [x for x in wanted if x not in case_labels()]
-    if unknown:
-        raise SystemExit(f"unknown case(s) {', '.join(unknown)}: choose from {', '.join(case_labels())}")
-    known = {c.label: c for c in cases}
-    return tuple(known[x] for x in wanted if x in known)
-
-
-def anchor_index(anchors: dict) -> dict[tuple[int, bool, str], dict]:
-    return {(int(r["S"]), bool(r["causal"]), str(r["impl"])): r for r in anchors.get("rows", [])}
-
-
-def anchor_for(row: dict, index: dict) -> dict | None:
-    """The anchor row measured for the same shape and implementation, if any."""
-    impl = row.get("anchor")
-    if row.get("case") == "sdpa" and row.get("backend"):  # auto: whatever it chose
-        impl = row["backend"]
-    if impl is None or row.get("status") != "ok":
-        return None
-    if impl.startswith("flex_sw") and not row["causal"]:
-        return None  # the anchors' sliding windows are causal
-    return index.get((row["seq"], row["causal"], impl))
-
-
-def with_anchor_ratios(rows: list[dict], anchors: dict | None) -> list[dict]:
-    if not anchors:
-        return rows
-    index = anchor_index(anchors)
-    for row in rows:
-        a = anchor_for(row, index)
-        if a is not None:
-            row["anchor_ms"] = a["ms"]
-            row["ms_vs_anchor"] = row["latency_ms"] / a["ms"]
-            row["tflops_vs_anchor"] = row["tflops"] / a["tflops"] if a.get("tflops") else None
-            row["anchor_peak_mib"] = a.get("peak_MiB")
-    return rows
 
 
 # -- the sections (the CUDA calls are here, and only here) ------------------------------------
@@ -270,69 +199,6 @@ def oom_sweep(cfg: Config, names: tuple[str, ...] = ("dense", "topk")) -> dict:
             "oom_seen": any(p["status"] == "oom" for p in points),
             "at_baseline": None if before is None else after == before,
             "allocator_cap": cfg.oom_fraction, "sweep_budget_bytes": cfg.oom_budget_bytes}
-
-
-# -- the report ---------------------------------------------------------------------------------
-def report(results: dict) -> str:
-    out = [f"## {results['environment'].get('device')} ({results['config']['dtype']}), torch "
-           f"{results['environment'].get('torch')}, CUDA {results['environment'].get('cuda')}"]
-    if "selftest" in results:
-        from attn.selftest import table_lines
-
-        st = results["selftest"]
-        out += ["", "### Self-test (`attn selftest`)", "```", *table_lines(st), "```",
-                f"saved as run {st['run_id']}: `attn runs export {st['run_id']} --format json "
-                f"--out selftest.json`" + (" — send it with this report" if st["failed"] else "")]
-    if "timing" in results:
-        rows = results["timing"]
-        cols = [("case", "case", str), ("causal", "causal", str), ("seq", "seq", str),
-                ("status", "status", str), ("latency_ms", "median ms", f(".3f")),
-                ("p10_ms", "p10", f(".3f")), ("p90_ms", "p90", f(".3f")),
-                ("tflops", "TFLOP/s", f(".1f")), ("roofline_pct", "% roof", f(".0f")),
-                ("peak_mib", "peak MiB", f(".0f")), ("kernel_error", "kernel err", f(".1e")),
-                ("backend", "backend", str)]
-        if any("ms_vs_anchor" in r for r in rows):
-            cols += [("anchor_ms", "anchor ms", f(".3f")), ("ms_vs_anchor", "ms / anchor", f(".2f")),
-                     ("anchor_peak_mib", "anchor peak MiB", f(".0f"))]
-        out += ["", "### Timing", markdown(rows, cols)]
-        bad = [r for r in rows if r.get("status") == "ok" and not r.get("error_ok")]
-        out.append(f"\nkernel error within {results['config']['error_tolerance']:g}: "
-                   + ("every case" if not bad else "NOT " + ", ".join(
-                       f"{r['case']} seq {r['seq']} causal={r['causal']} ({r['kernel_error']:.1e})" for r in bad)))
-        refused = [r for r in rows if r.get("status") in ("oom", "unsupported", "error")]
-        for r in refused:
-            out.append(f"- {r['case']} causal={r['causal']} seq {r['seq']}: {r['status']}: {r['message']}")
-    if "auto" in results:
-        out += ["", "### sdpa auto", markdown(
-            [{**r, "found": "; ".join(r.get("reasons", {}).values())}
-             for r in results["auto"]],
-            [("causal", "causal", str), ("seq", "seq", str), ("chosen", "chosen", str),
-             ("found", "what each backend did", str), ("error", "error", str)])]
-    if "calibration" in results:
-        cal = results["calibration"]
-        out += ["", "### Calibration",
-                "matmul TFLOP/s: " + ", ".join(f"{k} {v:.1f}" for k, v in cal["matmul_tflops"].items())
-                + f"; copy bandwidth {cal['bandwidth_gbps']:.0f} GB/s"]
-        if "bf16_vs_anchor" in cal or "bandwidth_vs_anchor" in cal:
-            out.append(f"against the anchors: bf16 matmul x{cal.get('bf16_vs_anchor', float('nan')):.2f}, "
-                       f"bandwidth x{cal.get('bandwidth_vs_anchor', float('nan')):.2f}")
-    anchors = results.get("anchors_device")  # the anchors' device, when some were given
-    if "train" in results:
-        out += gpu_regimes.train_report(results["train"], results["config"]["error_tolerance"], anchors)
-    if "decode" in results:
-        out += gpu_regimes.decode_report(results["decode"], results.get("decode_bandwidth_gbps"),
-                                         anchors)
-    if "oom" in results:
-        o = results["oom"]
-        out += ["", "### Out-of-memory sweep", markdown(
-            o["points"], [("variant", "variant", str), ("seq", "seq", str), ("status", "status", str),
-                          ("latency_ms", "median ms", f(".3f")), ("message", "message", str)])]
-        for w in o["walls"]:
-            out.append(f"- memory wall {w['variant']}: {w['x']} ({w['note']})")
-        out.append(f"- allocated before {o['allocated_before']}, after {o['allocated_after']}: "
-                   f"at baseline: {o['at_baseline']}; reserved {o['reserved_before']} -> "
-                   f"{o['reserved_after']}; an out-of-memory was met: {o['oom_seen']}")
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> dict:

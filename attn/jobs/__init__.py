@@ -19,7 +19,8 @@ queue carries on. An out-of-memory error is a result ("does not fit: ..."), not 
 ``JobRunner(in_process=True)`` runs the same API on a thread of this process, for tests and for
 Streamlit's AppTest; it cannot isolate faults or kill a job that ignores a cancel.
 
-The handle and the report are in `handle.py`, the queue and the worker process in `runner.py`,
+The handle and the report are in `handle.py`, the queue in `runner.py` (a job as it holds it in
+`queued.py`), starting, following and restarting the worker process in `worker_process.py`,
 what runs a job and reports its outcome in `worker.py`, and how jobs and results cross (JSON,
 never pickle: a job is a function of attn's modules named by its module and name) in `codec.py`.
 
