@@ -80,11 +80,6 @@ SECTIONS = ("selftest", "timing", "auto", "calibration", "train", "decode", "oom
 
 
 # -- the sections (the CUDA calls are here, and only here) ------------------------------------
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def timing(cfg: Config, cases: tuple[Case, ...], causal_modes: tuple[bool, ...]) -> list[dict]:
     rows = []
     for causal in causal_modes:
