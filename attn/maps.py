@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -252,9 +252,9 @@ class _Pooler:
         return self._per_query(self.row_acc)
 
 
-def _scan_head(q: Tensor, k: Tensor, spec: AttentionSpec, variant: Variant, batch: int, head: int,
-               rows_per_block: int, pooler: _Pooler | None, stats: bool) -> StatSums | None:
-    """One pass over a head's weights, feeding the pooler and/or the statistics."""
+def _scan_head(q: Tensor, k: Tensor, spec: AttentionSpec, variant: Variant, batch: int, head: int, rows_per_block: int,
+               pooler: _Pooler | None, stats: bool, on_rows: Callable[[int], None] | None = None) -> StatSums | None:
+    """One pass over a head's weights, feeding the pooler and/or the statistics, and on_rows."""
     sums = StatSums() if stats else None
     for lo, hi, w in _head_blocks(q, k, spec, variant, batch, head, rows_per_block):
         if pooler is not None:
@@ -264,6 +264,8 @@ def _scan_head(q: Tensor, k: Tensor, spec: AttentionSpec, variant: Variant, batc
             visible = _visible_counts(spec, variant, lo, hi, w.device)
             sums.add(block_sums(w, positions, visible))
         del w  # let the slab go before the next block is computed
+        if on_rows is not None:
+            on_rows(hi)
     return sums
 
 
@@ -356,13 +358,14 @@ def check_maps_fit(spec: AttentionSpec, variant: str, device: str) -> None:
 
 
 def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 512,
-              reduce: str = "mean", temperature: float = 1.0,
-              source: InputSource | None = None, mode: str = "forward") -> dict[str, Any]:
+              reduce: str = "mean", temperature: float = 1.0, source: InputSource | None = None,
+              mode: str = "forward", progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """What `python -m attn maps --json` prints: the pooled map of one head (batch item 0) and
     the statistics of every head, on seeded random inputs (with `temperature`), or on q and k
     captured from a real model when `source` says so (the spec then takes the layer's shape).
     A decode step's map (a decode spec; in decode a model's text is the cache) is the new
-    tokens' rows over every cached key."""
+    tokens' rows over every cached key. `progress(rows, all_rows)` is called after each block of
+    weight rows (every head's rows count): a job's bar, and where the job hears its cancel."""
     var = variants.get(variant)
     device = resolve_device(spec.device)
     if source is not None and source.kind != "random":
@@ -381,7 +384,8 @@ def maps_json(spec: AttentionSpec, variant: str, head: int = 0, max_size: int = 
     stats = []
     for h in range(drawn.heads):
         # the drawn head's weights feed the map and its statistics in one pass
-        sums = _scan_head(q, k, drawn, var, 0, h, rows, pooler if h == head else None, stats=True)
+        on_rows = progress and (lambda hi, h=h: progress(h * drawn.seq + hi, drawn.heads * drawn.seq))
+        sums = _scan_head(q, k, drawn, var, 0, h, rows, pooler if h == head else None, True, on_rows)
         stats.append(sums.finish(head=h, kv_head=h // drawn.groups, batch=0))
     return {
         "variant": variant,

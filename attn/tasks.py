@@ -1,6 +1,6 @@
-"""Job functions for attn.jobs: profiles and sweeps run in the worker process, never on the UI
-thread. Arguments and results are plain dicts (with numpy arrays for maps) so they cross the
-process boundary as attn.jobs.codec's JSON.
+"""Job functions for attn.jobs: profiles, sweeps and big maps run in the worker process, never
+on the UI thread. Arguments and results are plain dicts (with numpy arrays for maps) so they
+cross the process boundary as attn.jobs.codec's JSON.
 
 Each function imports what it runs inside itself: the pages import this module only to name the
 jobs they submit, and should not load the profiler or the transformers stack, which only the
@@ -30,6 +30,30 @@ def profile_task(spec: dict, variant: str, budget_s: float = 0.5, source: dict |
         prof = measure.profile(spec_in, variant, budget_s=budget_s, inputs=(q, k, v), mode=mode)
     report.progress(1.0, "done")
     return {**prof.to_dict(), "inputs": src.describe()}
+
+
+def maps_task(spec: dict, variant: str, head: int = 0, size: int = 256, reduce: str = "mean",
+              temperature: float = 1.0, source: dict | None = None, mode: str = "forward", *, report) -> dict:
+    """What `attn maps --json` prints (attn.maps.maps_json), in the worker: a map of tens of
+    seconds must not hold a page, and it can be cancelled. The bar moves a step per percent of
+    the weight rows walked (every head's); the cancel is heard after each block of rows."""
+    from attn.maps import maps_json
+    from attn.sources import InputSource
+
+    src = InputSource(**source) if source else None
+    shown = [-1]  # the last percent reported: a GPU walks 1000s of blocks, one message a percent
+
+    def progress(rows: int, total: int) -> None:
+        report.raise_if_cancelled()
+        percent = 100 * rows // max(total, 1)
+        if percent != shown[0]:
+            shown[0] = percent
+            report.progress(rows / max(total, 1), f"{variant}: {rows:,} of {total:,} rows of weights")
+
+    report.progress(0.0, f"{variant}: " + ("running the model on the text" if src and src.kind != "random"
+                                          else "drawing the inputs"))
+    return maps_json(AttentionSpec.from_dict(spec), variant, head, size, reduce, temperature, src, mode,
+                     progress=progress)
 
 
 def sweep_task(spec: dict, variants: list[str], xs: list[int], axis: str = "seq",

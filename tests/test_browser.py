@@ -136,6 +136,27 @@ def test_every_page_opens_without_an_exception(page, app_url, path):
     _shot(page, f"page-{path or 'overview'}")
 
 
+def test_playground_draws_a_big_specs_maps_in_the_worker_and_cancel_stops_them(page, app_url):
+    # 8 x 4100 x 4100 weights: past what the page draws at once, a few seconds in the worker
+    _open(page, f"{app_url}/playground?variants=linear&seq=4100&head_dim=16")
+    page.get_by_text("press Draw the maps").first.wait_for(timeout=60_000)
+    assert page.locator(".js-plotly-plot .heatmaplayer").count() == 0
+    page.get_by_role("button", name="Draw the maps").click()
+    page.get_by_role("button", name="Cancel").wait_for(timeout=60_000)  # the bar, the page's run over
+    _wait_count(page, ".js-plotly-plot .heatmaplayer", 2, timeout_s=180)  # the fragment redraws the page
+    assert page.locator(".js-plotly-plot .heatmaplayer").count() >= 2, "the map and the mask"
+    assert page.get_by_role("button", name="Cancel").count() == 0
+    _no_exception(page)
+    # 2^30 weights, minutes of work: Cancel stops it, and the page says so in the variant's column
+    _open(page, f"{app_url}/playground?variants=dense&seq=32768&heads=1&kv_heads=1&head_dim=8")
+    page.get_by_role("button", name="Draw the maps").click()
+    page.get_by_role("button", name="Cancel").click(timeout=60_000)
+    page.get_by_text("The maps of dense: cancelled").wait_for(timeout=60_000)
+    _settle(page)
+    _no_exception(page)
+    assert page.get_by_role("button", name="Cancel").count() == 0
+
+
 def test_playground_profiles_and_draws_a_heatmap(page, app_url):
     _open(page, f"{app_url}/playground?variants=sdpa,sliding_window&seq=256&window=64")
     page.wait_for_selector(".js-plotly-plot .heatmaplayer", timeout=60_000)

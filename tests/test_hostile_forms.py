@@ -17,7 +17,7 @@ def ran(at):
     return at
 
 
-def test_the_playground_at_its_largest_spec_draws_no_maps_unasked_and_queues_bounded_profiles(queued):
+def test_the_playground_at_its_largest_spec_draws_no_maps_unasked_and_queues_bounded_jobs(queued):
     at = open_app("views/playground.py")
     for key, value in (("w_batch", 4096), ("w_seq", 1 << 20), ("w_heads", 512), ("w_head_dim", 1024),
                        ("w_seed", 2**31 - 1)):
@@ -32,6 +32,9 @@ def test_the_playground_at_its_largest_spec_draws_no_maps_unasked_and_queues_bou
     at.button(key="pg_profile").click()
     ran(at)
     assert [name for name, _ in queued] == ["profile_task", "profile_task"]
+    at.button(key="pg_draw_maps").click()  # asked for: in the worker, never in the page
+    ran(at)
+    assert [name for name, _ in queued] == ["profile_task"] * 2 + ["maps_task"] * 2
     for name, args in queued:
         within_bounds(name, args)
 

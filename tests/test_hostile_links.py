@@ -49,6 +49,9 @@ def within_bounds(name: str, args: tuple) -> None:
         spec, _, budget_s = args[:3]
         assert math.isfinite(budget_s) and 0 <= budget_s <= MAX_BUDGET_S, budget_s
         assert spec["seq"] <= MAX_SEQ and spec["batch"] <= 4096
+    elif name == "maps_task":
+        spec, _, head, size = args[:4]
+        assert spec["seq"] <= MAX_SEQ and 0 <= head < spec["heads"] and size <= 512, (head, size)
     elif name.startswith("model_"):
         assert args[2] <= MAX_MODEL_TOKENS, args[2]
     elif name == "plan_task":

@@ -138,6 +138,9 @@ TASKS = {
     "profile train": ("profile_task", (SPEC, "dense", 0.02, None, "train"), {}),
     "sweep": ("sweep_task", (SPEC, ["dense", "linear"], [32, 64], "seq", 0.02), {}),
     "calibrate": ("calibrate_task", ("cpu",), {}),
+    "maps": ("maps_task", (SPEC, "sliding_window", 1, 32, "max", 0.5), {}),
+    "maps of a decode step": ("maps_task", (AttentionSpec(seq=2, kv_seq=64, heads=2, head_dim=16).to_dict(), "sdpa",
+                                            0, 16, "mean", 1.0, None, "decode"), {}),
     "profile on a model's text": ("profile_task", (SPEC, "sliding_window", 0.02,
                                                    {"kind": "model", "text": "The cat sat on the mat."}), {}),
     "model timing": ("model_timing_task", ("minilm", "The cat sat on the mat.", 16, 1), {}),
@@ -146,7 +149,7 @@ TASKS = {
     "plan": ("plan_task", ("minilm", "0-4:sliding_window:4,5:sdpa", 1, None, None, 24, 1, False, 12), {}),
     "implementations": ("model_implementations_task", ("minilm", "The cat sat.", 8, 1), {}),
 }
-FAST = {"profile random", "profile train", "sweep"}
+FAST = {"profile random", "profile train", "sweep", "maps", "maps of a decode step"}
 
 
 @pytest.fixture(scope="module")

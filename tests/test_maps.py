@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 
 import numpy as np
 import pytest
@@ -293,3 +294,43 @@ def test_maps_json_draws_only_the_batch_item_it_maps(monkeypatch):
     assert out["spec"]["batch"] == 4096 and out["map"]["spec"]["batch"] == 4096, "the spec asked for"
     one = maps.maps_json(spec.with_(batch=1), "sdpa", head=1, max_size=16)
     assert out["map"]["values"] == one["map"]["values"] and out["head_stats"] == one["head_stats"]
+
+
+# -- in the worker (attn.tasks.maps_task): a bar that moves, a cancel that is heard ----------------
+def test_progress_counts_every_heads_rows_and_changes_nothing_in_the_maps():
+    spec = AttentionSpec(seq=3000, heads=3, head_dim=8, causal=True)  # 349 rows a block: 9 blocks a head
+    calls = []
+    out = maps.maps_json(spec, "dense", head=1, max_size=16, progress=lambda *c: calls.append(c))
+    assert calls[-1] == (9000, 9000) and {total for _, total in calls} == {9000}
+    done = [rows for rows, _ in calls]
+    assert done == sorted(done) and len(done) == 27, "once a block, across the heads in order"
+    assert calls[9] == (3000 + 349, 9000), "the second head's first block counts the first head's rows"
+    assert out == maps.maps_json(spec, "dense", head=1, max_size=16)
+
+
+def test_maps_task_returns_maps_json_and_reports_a_step_a_percent(in_process_jobs):
+    from attn import tasks
+
+    spec = AttentionSpec(seq=2048, heads=2, head_dim=8)  # 512 rows a block: 8 blocks in all
+    handle = in_process_jobs.submit(tasks.maps_task, spec.to_dict(), "sdpa", 1, 32, "max", 0.5, kind="maps")
+    got = handle.result(timeout=60)
+    assert got == maps.maps_json(spec, "sdpa", 1, 32, "max", 0.5)
+    assert handle.progress == (1.0, "sdpa: 4,096 of 4,096 rows of weights")
+
+
+def test_maps_task_hears_a_cancel_within_a_block_of_rows(in_process_jobs):
+    from attn import tasks
+    from attn.jobs import JobCancelled
+
+    # 2^30 weights, the CPU's bound: minutes of work, 32 rows (0.1 s) a block
+    spec = AttentionSpec(seq=32768, heads=1, kv_heads=1, head_dim=8)
+    handle = in_process_jobs.submit(tasks.maps_task, spec.to_dict(), "dense", kind="maps")
+    deadline = time.monotonic() + 60
+    while handle.progress.fraction == 0.0:  # walking: past the inputs
+        assert time.monotonic() < deadline and not handle.done(), handle
+        time.sleep(0.02)
+    handle.cancel()
+    assert handle.wait(10), "a block is a fraction of a second: the cancel is heard at the next"
+    assert handle.status == "cancelled" and handle.progress.fraction < 0.5
+    with pytest.raises(JobCancelled):
+        handle.result(0)

@@ -1,4 +1,5 @@
-"""Cached work behind the pages: maps, mask patterns, profiles (through the job runner)."""
+"""Cached work behind the pages: maps, profiles and sweeps (through the job runner). The
+Playground's maps, drawn here or in the worker, are ui.maps'."""
 from __future__ import annotations
 
 import json
@@ -8,7 +9,6 @@ import streamlit as st
 from attn import charts, tasks, variants
 from attn.cost import Cost
 from attn.maps import maps_json
-from attn.masks import pooled_mask
 from attn.profiles import roofline_intensity
 from attn.sources import InputSource, input_spec
 from attn.spec import AttentionSpec
@@ -17,9 +17,6 @@ from ui import follow
 from ui import format as fmt
 from ui.sidebar import _device
 
-# maps are drawn at once below this many (query, key, head) visits or input elements drawn; above
-# it, on request
-AUTO_MAP_WORK = 2**27
 PROFILE_BUDGET_S = 0.3
 
 
@@ -29,15 +26,6 @@ def device() -> str:
 
 def spec_key(spec: AttentionSpec) -> str:
     return json.dumps(spec.to_dict(), sort_keys=True)
-
-
-def map_work(spec: AttentionSpec) -> int:
-    """The larger of the weights a map computes and the inputs it draws (one batch item's, the
-    one mapped): a decode step at a context of 10^6 computes few weights but draws every cached key
-    and value (tens of seconds on a CPU), so a link to it must not draw its maps unasked."""
-    weights = spec.seq * spec.kv_seq * spec.heads
-    inputs = (spec.heads * spec.seq + 2 * spec.kv_heads * spec.kv_seq) * spec.head_dim
-    return max(weights, inputs)
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -65,56 +53,6 @@ def effective_spec(spec: AttentionSpec, source: InputSource, mode: str = "forwar
     return AttentionSpec.from_dict(_input_spec(spec_key(spec), source, mode))
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _mask_density(spec_json: str, variant: str, q_edges: tuple, k_edges: tuple):
-    spec = AttentionSpec.from_dict(json.loads(spec_json))
-    mask = variants.get(variant).mask(spec)
-    if mask is None:  # no mask: every pair is visible
-        import numpy as np
-
-        return np.ones((len(q_edges) - 1, len(k_edges) - 1), dtype=np.float32)
-    return pooled_mask(mask.fn, spec.seq, spec.kv_seq, list(q_edges), list(k_edges)).numpy()
-
-
-def mask_density(spec: AttentionSpec, variant: str, q_edges: tuple, k_edges: tuple):
-    return _mask_density(spec_key(spec), variant, q_edges, k_edges)
-
-
-@st.cache_resource(max_entries=64, show_spinner=False)
-def _map_views(spec_json: str, variant: str, head: int, size: int, reduce: str, temperature: float,
-               source: InputSource | None, log_scale: bool, mode: str) -> dict:
-    import pandas as pd
-
-    m = _maps(spec_json, variant, head, size, reduce, temperature, source, mode)
-    spec = AttentionSpec.from_dict(m["spec"])  # the inputs' (a model's text changes the shape)
-    q_edges, k_edges = m["map"]["q_edges"], m["map"]["k_edges"]
-    kind = "exact" if m["map"]["exact"] else reduce + "-pooled"
-    density = mask_density(spec, variant, tuple(q_edges), tuple(k_edges))
-    if mode == "decode":  # the new tokens' rows over the whole cache: a strip, not a square
-        offset = spec.kv_seq - spec.seq
-        return {
-            "map": charts.cache_strip(m["map"]["values"], q_edges, k_edges, offset, log_scale=log_scale,
-                                      title=f"head {head} · {kind} · the new tokens over the cache"),
-            "mask": charts.cache_strip(density, q_edges, k_edges, offset, title=mask_title(variant),
-                                       mask=True),
-            "stats": pd.DataFrame(m["head_stats"]).drop(columns=["batch"], errors="ignore"),
-        }
-    return {
-        "map": charts.attention_heatmap(m["map"]["values"], q_edges, k_edges,
-                                        title=f"head {head} · {kind}", log_scale=log_scale),
-        "mask": charts.mask_heatmap(density, q_edges, k_edges, title=mask_title(variant)),
-        "stats": pd.DataFrame(m["head_stats"]).drop(columns=["batch"], errors="ignore"),
-    }
-
-
-def map_views(spec: AttentionSpec, variant: str, head: int, size: int, reduce: str, temperature: float,
-              source: InputSource | None, log_scale: bool, mode: str = "forward") -> dict:
-    """The map figure, the mask figure and the head statistics of one variant (in decode: strips
-    of the new tokens over the cache). The figures are built once per view and reused on reruns
-    (a cached rerun must not rebuild 65k-cell maps)."""
-    return _map_views(spec_key(spec), variant, head, size, reduce, temperature, source, log_scale, mode)
-
-
 # the small curve under each variant: what grows in each regime, from the cost model
 SMALL_CURVES = {
     "forward": ("flops", "useful FLOPs across lengths (analytic)", "seq"),
@@ -139,12 +77,6 @@ def small_curve(spec: AttentionSpec, variant: str, mode: str = "forward"):
     """Forward: useful FLOPs against length; train: what the forward saves for the backward;
     decode: the bytes a step reads against the context."""
     return _small_curve(spec_key(spec), variant, mode)
-
-
-def mask_title(variant: str) -> str:
-    if variants.get(variant).exact:
-        return "mask: share of pairs computed"
-    return "keys visible before the approximation"
 
 
 def seq_grid(seq: int) -> list[int]:

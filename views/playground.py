@@ -6,7 +6,7 @@ from attn import variants
 from attn.cost import USEFUL_FLOPS_NOTE, attention_cost
 from attn.sources import InputSource
 from ui.plot import show
-from ui import results
+from ui import maps, results
 from ui.dimmed import dimmed
 from ui.errors import shown_as_error
 from ui.regimes import mode_selector, regime_cards
@@ -56,12 +56,19 @@ if not chosen:
     st.info("Pick one or more variants above.")
     st.stop()
 
-big = results.map_work(spec) > results.AUTO_MAP_WORK
-draw = not big or st.button("Draw the maps", help="this spec takes a while on this device; maps are cached")
+big = maps.is_big(spec)  # its maps go to the worker, on request; small ones are drawn here at once
+wanted = {name: maps.MapArgs(spec, name, int(head), int(size), reduce, float(temperature), source, mode)
+          for name in chosen}
+if big and st.button("Draw the maps", key="pg_draw_maps", icon=":material/grid_on:",
+                     help="this spec takes a while on this device: its maps are drawn in the worker, "
+                          "with a bar and Cancel, and kept for this session"):
+    if not maps.request([wanted[n] for n in chosen if not results.cannot_run(spec, n, mode)]):
+        st.info("The maps asked for before are still being drawn: let them end, or cancel them, first.")
 profile_now = st.button("Profile", type="primary", key="pg_profile", icon=":material/play_arrow:",
                         help="time, memory and error of each variant on this device (runs in the worker)")
 if profile_now:
     results.profile_all(spec, chosen, source=source, mode=mode)
+maps.follow_jobs()  # the map jobs' bar and Cancel, while the page serves
 progress = st.container()  # the profiles' bar, above the cards and maps it will update
 running = results.profiling()
 with dimmed("pg_results", running):  # while profiling, what was drawn stays, dimmed
@@ -81,19 +88,8 @@ with dimmed("pg_results", running):  # while profiling, what was drawn stays, di
                 cost = attention_cost(spec, name, mode)
                 regime_cards(cost, results.cached_profile(spec, name, source, mode), mode,
                              per_row=2 if len(columns) == 3 else 3)
-            if draw:
-                with shown_as_error(f"{name}: maps"), st.spinner(f"{name}: maps"):
-                    views = results.map_views(spec, name, int(head), int(size), reduce, float(temperature),
-                                              source, log_scale, mode)
-                    tab_w, tab_m, tab_s = st.tabs(["weights", "mask", "head stats"])
-                    with tab_w:
-                        show(views["map"], key=f"map_{name}")
-                    with tab_m:
-                        show(views["mask"], key=f"mask_{name}")
-                    with tab_s:
-                        st.dataframe(views["stats"], hide_index=True, width="stretch")
-            else:
-                st.info("Maps of this size take a while here: press **Draw the maps**.")
+            with shown_as_error(f"{name}: maps"):
+                maps.draw(wanted[name], big, log_scale)
             with shown_as_error(f"{name}: curve"):
                 show(results.small_curve(spec, name, mode), key=f"curve_{name}")
 with progress:
