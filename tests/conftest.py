@@ -58,3 +58,25 @@ def open_app(page: str, **params: str):
     at.run()
     at.switch_page(page).run()
     return at
+
+
+def run_until(at, check, what: str, timeout: float = 120.0):
+    """Rerun an AppTest page (as a fragment's timer would) until `check(at)` holds. The timeout is
+    a bound for liveness on a busy machine, not a timing under test."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not check(at.run()):
+        assert not at.exception, at.exception
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+    return at
+
+
+def clear_streamlit_caches() -> None:
+    """Streamlit's caches outlive an AppTest: a test that counts what a page computes empties them
+    first, or a map another test drew would be a hit, not a call."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -4,25 +4,13 @@ line where the map would be, and a small spec's maps are still drawn in the page
 jobs run on a thread (the in_process_jobs fixture); the specs are really big, not made to look so."""
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import pytest
 
-from tests.conftest import open_app
+from tests.conftest import clear_streamlit_caches, open_app, run_until
 
-WAIT_S = 120.0  # a bound for liveness on a busy machine, not a timing under test
 PRESS = "press **Draw the maps**"
-
-
-def run_until(at, check, what: str, timeout: float = WAIT_S):
-    """Rerun the page (as the map jobs' fragment does on its timer) until `check(at)` holds."""
-    deadline = time.monotonic() + timeout
-    while not check(at.run()):
-        assert not at.exception, at.exception
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
-    return at
 
 
 def infos(at) -> list[str]:
@@ -40,6 +28,8 @@ def computed_where(monkeypatch) -> list[str]:
     from streamlit.runtime.scriptrunner import get_script_run_ctx
 
     from attn import maps
+
+    clear_streamlit_caches()
     from ui import results
 
     where: list[str] = []

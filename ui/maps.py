@@ -1,6 +1,8 @@
-"""The Playground's attention maps: drawn in the page when they take a moment, in the worker when
-they take longer (a bar with Cancel, the page serving meanwhile), and kept in the session either
-way, so that a rerun shows them again without computing or submitting anything.
+"""Attention maps on a page: drawn in the page when they take a moment, in the worker when they
+take longer (a bar with Cancel, the page serving meanwhile), and kept in the session either way,
+so that a rerun shows them again without computing or submitting anything. The Playground, Compare
+and Scaling draw their maps through here; what the worker gave is kept for the session, whichever
+page asked (the same arguments give the same maps).
 
 A map is named by its `MapArgs`; the figures of one are built once and reused on reruns (a cached
 rerun must not rebuild 65k-cell maps)."""
@@ -21,8 +23,8 @@ from ui.plot import show
 # maps are drawn at once below this many (query, key, head) visits or input elements drawn; above
 # it, in the worker on request
 AUTO_MAP_WORK = 2**27
-MAPS = "pg_maps"  # the follow key of the Playground's map jobs
-KEPT = "pg_maps_kept"  # what those jobs gave, by MapArgs, in the session
+MAPS = "pg_maps"  # the follow key of the Playground's map jobs (each page follows its own)
+KEPT = "pg_maps_kept"  # what map jobs gave, by MapArgs, in the session (every page's)
 KEEP = 16  # maps kept a session: a 512-cell map is a few MB of Python floats
 
 
@@ -148,26 +150,26 @@ def maps_job(args: MapArgs) -> follow.Job:
                       title=f"maps of {a.variant}", tag=a)
 
 
-def request(wanted: list[MapArgs]) -> bool:
+def request(wanted: list[MapArgs], key: str = MAPS) -> bool:
     """Submit a job for each map in `wanted` that the session does not hold yet. One job a
     variant, all under one key: they share one bar and one Cancel, the worker runs them one after
     the other, and a variant that fails (does not fit, past the bound) costs the others nothing,
     its one line shown where its map would be. False when earlier map jobs still run (they must
     end, or be cancelled, first: nothing is submitted twice)."""
-    running = follow.peek(MAPS)
+    running = follow.peek(key)
     if running is not None and not running.finished:
         return False
     if running is not None:  # ended since the bar last looked: keep it before it is replaced
         _keep(running)
     todo = [a for a in wanted if "maps" not in (kept(a) or {})]
     if todo:
-        follow.start(MAPS, *(maps_job(a) for a in todo))
+        follow.start(key, *(maps_job(a) for a in todo))
     return True
 
 
-def drawing(args: MapArgs) -> bool:
+def drawing(args: MapArgs, key: str = MAPS) -> bool:
     """These maps are in the worker now."""
-    view = follow.peek(MAPS)
+    view = follow.peek(key)
     return view is not None and not view.finished and args in view.tags
 
 
@@ -189,38 +191,56 @@ def _keep(view: follow.JobView) -> None:
 
 
 @st.fragment(run_every=0.5)
-def _follow_jobs() -> None:
-    view = follow.follow(MAPS, "The maps", wait=False)  # a bar and Cancel while they run
+def _follow_jobs(key: str) -> None:
+    view = follow.follow(key, "The maps", wait=False)  # a bar and Cancel while they run
     if view is not None and view.finished:
         _keep(view)
-        follow.forget(MAPS)
-        st.rerun()  # the whole page: each variant's column draws what came back
+        follow.forget(key)
+        st.rerun()  # the whole page: each map's place draws what came back
 
 
-def follow_jobs() -> None:
-    """Follow the map jobs that `request` submitted (after any rerun too) while the page serves;
-    once they end, keep what each gave and draw the page again."""
-    if follow.peek(MAPS) is not None:  # no timer while there is nothing to follow
-        _follow_jobs()
+def follow_jobs(key: str = MAPS) -> None:
+    """Follow the map jobs that `request` submitted under `key` (after any rerun too) while the
+    page serves; once they end, keep what each gave and draw the page again."""
+    if follow.peek(key) is not None:  # no timer while there is nothing to follow
+        _follow_jobs(key)
+
+
+def worker_maps(args: MapArgs, key: str = MAPS) -> dict | None:
+    """A big map's dict as the worker gave it; else None, with its place filled: the one line of
+    a job that gave none, or that it is being drawn, or what to press."""
+    got = kept(args) or {}
+    if "error" in got:
+        (st.warning if got["warn"] else st.error)(got["error"])
+    if "maps" in got:
+        return got["maps"]
+    if got and not got["cancelled"]:  # its one line says what to change
+        return None
+    if drawing(args, key):
+        st.caption("The maps are being drawn in the worker: see the bar above.")
+    else:
+        st.info("Maps of this size take a while here: press **Draw the maps** (they are drawn "
+                "in the worker, with a Cancel button).")
+    return None
+
+
+def page_maps(args: MapArgs, key: str) -> dict | None:
+    """maps_json's dict for a page that draws its own figure: computed here when small; when big,
+    `worker_maps`'s."""
+    if is_big(args.spec):
+        return worker_maps(args, key)
+    a = args
+    return results.maps(a.spec, a.variant, a.head, a.size, a.reduce, a.temperature, a.source, a.mode)
 
 
 def draw(args: MapArgs, big: bool, log_scale: bool) -> None:
     """One variant's maps: computed here when small; when big, the worker's (once asked for), its
     one line when it gave none, or what to press."""
     if big:
-        got = kept(args) or {}
-        if "error" in got:
-            (st.warning if got["warn"] else st.error)(got["error"])
-        if "maps" not in got:
-            if got and not got["cancelled"]:  # its one line says what to change
-                return
-            if drawing(args):
-                st.caption("The maps are being drawn in the worker: see the bar above.")
-            else:
-                st.info("Maps of this size take a while here: press **Draw the maps** (they are drawn "
-                        "in the worker, with a Cancel button).")
+        got = worker_maps(args)
+        if got is None:
             return
-        views = _views(args.key, log_scale, got["maps"], args)
+        views = _views(args.key, log_scale, got, args)
     else:
         with st.spinner(f"{args.variant}: maps"):
             views = map_views(args, log_scale)

@@ -9,10 +9,12 @@ from attn.runs import spec_short
 from attn.spec import AttentionSpec
 from ui.plot import show
 from ui import format as fmt
-from ui import results
+from ui import maps, results
 from ui import devices
 from ui.errors import shown_as_error
 from ui.state import url_choice, url_names
+
+MAPS_KEY = "cmp_maps"  # the follow key of this page's map jobs
 
 st.title(":material/compare: Compare")
 store = results.run_store()
@@ -97,22 +99,40 @@ with st.expander("what each mode measures"):
         st.markdown(f"- {MODE_WORDS.get(m, m + ': a mode this attn does not describe')}")
 
 st.subheader("Maps (head 0)")
+wanted, unreadable = {}, {}  # run id -> its map's arguments, or why its saved spec cannot be read
+for run in runs:
+    try:
+        wanted[run.id] = maps.MapArgs(AttentionSpec.from_dict(run.spec), run.variant, 0, 128, "mean", 1.0, None)
+    except ValueError as err:
+        unreadable[run.id] = f"#{run.id} map: {err}"
+big = [a for a in wanted.values() if maps.is_big(a.spec)]
+if big and st.button("Draw the maps", key="cmp_draw_maps", icon=":material/grid_on:",
+                     help="these runs' maps take a while on this device: they are drawn in the worker, "
+                          "with a Cancel button"):
+    if not maps.request(big, key=MAPS_KEY):
+        st.info("The maps asked for before are still being drawn: let them end, or cancel them, first.")
+maps.follow_jobs(MAPS_KEY)
 cols = st.columns(min(len(runs), 3))
-maps = []
+drawn = []  # (run, maps) of the runs whose map is on the page
 for i, run in enumerate(runs):
     with cols[i % len(cols)], shown_as_error(f"#{run.id} map"):
-        spec = AttentionSpec.from_dict(run.spec)
-        m = results.maps(spec, run.variant, 0, 128, "mean", 1.0)
-        maps.append(m)
+        if run.id in unreadable:
+            st.error(unreadable[run.id])
+            continue
+        m = maps.page_maps(wanted[run.id], MAPS_KEY)
+        if m is None:
+            continue
+        drawn.append((run, m))
         title = f"#{run.id} {run.variant}" + (" (the step's queries against the cache)" if run.mode == "decode"
                                               else "")
         show(charts.attention_heatmap(m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"],
                                       title=title, log_scale=True), key=f"cmp_map_{run.id}")
-same_grid = len(maps) >= 2 and all(m["map"]["q_edges"] == maps[0]["map"]["q_edges"]
-                                   and m["map"]["k_edges"] == maps[0]["map"]["k_edges"] for m in maps[:2])
+same_grid = len(drawn) >= 2 and all(m["map"]["q_edges"] == drawn[0][1]["map"]["q_edges"]
+                                    and m["map"]["k_edges"] == drawn[0][1]["map"]["k_edges"] for _, m in drawn[:2])
 if same_grid:
     import numpy as np
 
-    diff = np.abs(np.asarray(maps[1]["map"]["values"]) - np.asarray(maps[0]["map"]["values"]))
-    show(charts.attention_heatmap(diff, maps[0]["map"]["q_edges"], maps[0]["map"]["k_edges"],
-                                  title=f"|#{runs[1].id} − #{runs[0].id}|"), key="cmp_diff")
+    (run_a, map_a), (run_b, map_b) = drawn[:2]
+    diff = np.abs(np.asarray(map_b["map"]["values"]) - np.asarray(map_a["map"]["values"]))
+    show(charts.attention_heatmap(diff, map_a["map"]["q_edges"], map_a["map"]["k_edges"],
+                                  title=f"|#{run_b.id} − #{run_a.id}|"), key="cmp_diff")

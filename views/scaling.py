@@ -8,7 +8,7 @@ from attn.cost import USEFUL_FLOPS_NOTE
 from attn.sweep import Point, analyse
 from ui.plot import show
 from ui import format as fmt
-from ui import follow, results
+from ui import follow, maps, results
 from ui.dimmed import dimmed
 from ui.errors import shown_as_error
 from ui.regimes import mode_selector
@@ -28,6 +28,8 @@ TABS = {
                ("peak memory", "peak_bytes"), ("FLOPs", "flops")],
 }
 LABELS = {"seq": "sequence length", "context": "context (cached keys)"}
+
+MAPS_KEY = "sc_maps"  # the follow key of this page's map job (a picked point's map)
 
 st.title(":material/show_chart: Scaling")
 st.caption("How latency, memory and FLOPs grow with the sequence (in decode: the context). Log-log axes: a slope of 2 is "
@@ -220,12 +222,20 @@ if pick and final:
             st.metric("approx error", fmt.ratio(point["approx_error"]))
         with c1, shown_as_error("The map"):
             pspec = AttentionSpec.from_dict(point["spec"])
-            m = results.maps(pspec, variant, 0, 256, "mean", 1.0, mode=ran)
-            values, q_edges, k_edges = m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"]
-            title = f"head 0, {variant}, {swept} {x}"
-            fig = (charts.cache_strip(values, q_edges, k_edges, pspec.kv_seq - pspec.seq, title=title,
-                                      log_scale=True) if ran == "decode"
-                   else charts.attention_heatmap(values, q_edges, k_edges, title=title, log_scale=True))
-            show(fig, key="sweep_pick_map")
+            args = maps.MapArgs(pspec, variant, 0, 256, "mean", 1.0, None, ran)
+            if maps.is_big(pspec) and st.button("Draw the map", key="sc_draw_map", icon=":material/grid_on:",
+                                                help="this point's map takes a while on this device: it is "
+                                                     "drawn in the worker, with a Cancel button"):
+                if not maps.request([args], key=MAPS_KEY):
+                    st.info("The map asked for before is still being drawn: let it end, or cancel it, first.")
+            maps.follow_jobs(MAPS_KEY)
+            m = maps.page_maps(args, MAPS_KEY)  # None: its place says why, or what to press
+            if m is not None:
+                values, q_edges, k_edges = m["map"]["values"], m["map"]["q_edges"], m["map"]["k_edges"]
+                title = f"head 0, {variant}, {swept} {x}"
+                fig = (charts.cache_strip(values, q_edges, k_edges, pspec.kv_seq - pspec.seq, title=title,
+                                          log_scale=True) if ran == "decode"
+                       else charts.attention_heatmap(values, q_edges, k_edges, title=title, log_scale=True))
+                show(fig, key="sweep_pick_map")
 elif final:
     st.caption("Click a point on a curve to see that run's attention map here.")
