@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from attn import calibrate, variants
+from attn import calibrate, memory, variants
 from attn import params as declared_params
 from attn.cost import attention_cost
+from attn.models import load_model
 from attn.models.plan import parse_plan
 from attn.regimes import MODES
 from attn.runs import RunStore, RunStoreError
@@ -173,6 +174,24 @@ def test_a_maps_blob_with_anything_in_it(blob):
         decode_maps(blob)
     except RunStoreError as error:
         assert F.one_line(error)
+
+
+@fuzz(60)
+@given(F.model_config_files)
+def test_a_model_directory_with_anything_in_its_config(tmp_path_factory, contents):
+    from safetensors.torch import save_file
+
+    directory = tmp_path_factory.mktemp("model")
+    (directory / "config.json").write_bytes(contents)
+    save_file({}, str(directory / "model.safetensors"))  # no tensors: transformers builds what the config says
+    with pytest.MonkeyPatch.context() as mp, F.time_limit(60):
+        mp.setattr(memory, "free_bytes", lambda device: 256 * 2**20)  # nothing big may be built
+        loaded = refused_in_one_line(load_model, str(directory))
+    if loaded is not None:  # the shape every page reads is there, and whole
+        config = loaded.config
+        assert 1 <= config.num_hidden_layers <= 1024 and config.hidden_size >= 1
+        heads = config.num_attention_heads
+        assert heads % (getattr(config, "num_key_value_heads", None) or heads) == 0
 
 
 # -- links: the URL's query string ------------------------------------------------------------------
