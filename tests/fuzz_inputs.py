@@ -239,6 +239,15 @@ calibration_entries = st.fixed_dictionaries(
 file_bytes = st.one_of(st.binary(max_size=64), st.sampled_from((b"", b"{", b"[]", b"null", b"\xff\xfe",
                                                                 b"SQLite format 3\x00")))
 
+# a maps blob's header (attn.runs.maps_blob): a tree that points at arrays, their dtypes and shapes
+maps_headers = st.fixed_dictionaries({
+    "tree": st.one_of(json_values, st.dictionaries(hostile_text, st.fixed_dictionaries(
+        {"$array": st.one_of(st.integers(-2, 3), hostile_values)}), max_size=2)),
+    "arrays": st.lists(st.fixed_dictionaries({
+        "dtype": st.one_of(st.sampled_from(("<f4", "<f2", "|u1", "|b1", "<i8", "|O", ">f4", "<U4")), hostile_text),
+        "shape": st.one_of(st.lists(st.one_of(st.integers(0, 4), hostile_ints), max_size=3), hostile_values)}),
+        max_size=3)})
+
 # a model directory's config.json: a tiny model of one family, a few of its values made hostile
 TINY_MODEL_CONFIGS = (
     {"model_type": "bert", "hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 1,
