@@ -69,6 +69,7 @@ HOSTILE = [  # (family, key, value, what the line says)
     (BERT, "initializer_range", float("-inf"), "initializer_range is -Infinity; allowed: a finite number"),
     (BERT, "pad_token_id", 10**30, "pad_token_id is 1000000000000000000000000000000; allowed: a whole number within 2**53"),
     (BERT, "hidden_size", 33, "hidden_size 33 is not a multiple of num_attention_heads 2"),
+    (BERT, "type_vocab_size", 0, "type_vocab_size is 0; allowed for BERT: a whole number from 1"),
     (LLAMA, "num_key_value_heads", 3, "num_key_value_heads 3 does not divide num_attention_heads 4"),
     (LLAMA, "head_dim", 10**6, "head_dim is 1000000; allowed: a whole number from 1 to 4,096"),
     (GPT2, "n_embd", 10**12, "n_embd is 1000000000000; allowed"),
@@ -223,3 +224,10 @@ def test_a_command_refuses_weights_that_cannot_fit(tmp_path, monkeypatch):
     monkeypatch.setattr(memory, "free_bytes", lambda device: 2**30)
     outcome = F.call_cli(["model", "--model", str(directory), "--text", "words", "--json"], limit_s=60)
     assert outcome.kind == "error" and "does not fit: m's weights need" in outcome.detail, outcome.detail
+
+
+def test_a_family_with_no_token_types_still_loads(tmp_path):
+    # DeBERTa-v2 and v3 ship type_vocab_size 0: a value of a real model is never refused
+    config = {"model_type": "deberta-v2", "hidden_size": 32, "num_attention_heads": 2, "num_hidden_layers": 1,
+              "intermediate_size": 64, "vocab_size": 100, "max_position_embeddings": 64, "type_vocab_size": 0}
+    assert load_model(str(model_dir(tmp_path / "m", config))).num_parameters > 0

@@ -45,7 +45,7 @@ SIZE_LIMITS: dict[str, tuple[int, int]] = {  # key: (lowest, highest)
     **dict.fromkeys(("vocab_size", "n_vocab", "padded_vocab_size"), (1, _VOCAB)),
     **dict.fromkeys(("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len", "seq_length"),
                     (1, _POSITIONS)),
-    "type_vocab_size": (1, 1024),
+    "type_vocab_size": (0, 1024),  # 0: no token types (DeBERTa-v2 has none)
     "sliding_window": (0, _POSITIONS),
     **dict.fromkeys(("num_local_experts", "num_experts", "n_routed_experts"), (0, _HEADS)),  # 0: dense
 }
@@ -166,6 +166,9 @@ def check_shape(config: Any, raw: dict[str, Any], directory: Path) -> None:
         raise BadModelConfig(f"{where}: {key('hidden_size')} {hidden} is not a multiple of "
                              f"{key('num_attention_heads')} {heads}; allowed: a width that the heads "
                              "divide evenly (or a head_dim of its own)")
+    if config.model_type == "bert" and getattr(config, "type_vocab_size", 1) < 1:
+        # BERT adds token type 0's embedding to every token: a table of none fails the first text
+        raise BadModelConfig(f"{where}: type_vocab_size is 0; allowed for BERT: a whole number from 1 to 1,024")
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     if heads % kv_heads:
         raise BadModelConfig(f"{where}: num_key_value_heads {kv_heads} does not divide "
