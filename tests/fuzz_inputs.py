@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
 import signal
 import time
@@ -237,6 +238,42 @@ calibration_entries = st.fixed_dictionaries(
     optional={"sizes": json_values, "measured_at": json_values, "extra": json_values})
 file_bytes = st.one_of(st.binary(max_size=64), st.sampled_from((b"", b"{", b"[]", b"null", b"\xff\xfe",
                                                                 b"SQLite format 3\x00")))
+
+# a maps blob's header (attn.runs.maps_blob): a tree that points at arrays, their dtypes and shapes
+maps_headers = st.fixed_dictionaries({
+    "tree": st.one_of(json_values, st.dictionaries(hostile_text, st.fixed_dictionaries(
+        {"$array": st.one_of(st.integers(-2, 3), hostile_values)}), max_size=2)),
+    "arrays": st.lists(st.fixed_dictionaries({
+        "dtype": st.one_of(st.sampled_from(("<f4", "<f2", "|u1", "|b1", "<i8", "|O", ">f4", "<U4")), hostile_text),
+        "shape": st.one_of(st.lists(st.one_of(st.integers(0, 4), hostile_ints), max_size=3), hostile_values)}),
+        max_size=3)})
+
+# a model directory's config.json: a tiny model of one family, a few of its values made hostile
+TINY_MODEL_CONFIGS = (
+    {"model_type": "bert", "hidden_size": 16, "num_attention_heads": 2, "num_hidden_layers": 1,
+     "intermediate_size": 32, "vocab_size": 64, "max_position_embeddings": 32},
+    {"model_type": "gpt2", "n_embd": 16, "n_head": 2, "n_layer": 1, "vocab_size": 64, "n_positions": 32},
+    {"model_type": "llama", "hidden_size": 16, "num_attention_heads": 4, "num_key_value_heads": 2,
+     "num_hidden_layers": 1, "intermediate_size": 32, "vocab_size": 64, "max_position_embeddings": 32},
+)
+_CONFIG_KEYS = ("head_dim", "layer_norm_eps", "dtype", "sliding_window", "pad_token_id", "text_config")
+_CONFIG_VALUE = st.one_of(hostile_values, st.integers(1, 64), st.sampled_from(("bert", "float64", "int8")),
+                          json_values)
+
+
+@st.composite
+def model_configs(draw: Callable) -> dict[str, Any]:
+    config = dict(draw(st.sampled_from(TINY_MODEL_CONFIGS)))
+    for key in draw(st.lists(st.sampled_from((*config, *_CONFIG_KEYS)), unique=True, min_size=1, max_size=3)):
+        if key in config and draw(st.booleans()):
+            del config[key]  # the family's default, or nothing
+        else:
+            config[key] = draw(_CONFIG_VALUE)
+    return config
+
+
+model_config_files = mostly(model_configs().map(lambda c: json.dumps(c).encode()),
+                            st.one_of(file_bytes, json_values.map(lambda v: json.dumps(v).encode())))
 
 
 # -- judging a call -------------------------------------------------------------------------------

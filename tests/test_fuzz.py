@@ -12,13 +12,14 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from attn import calibrate, variants
+from attn import calibrate, memory, variants
 from attn import params as declared_params
 from attn.cost import attention_cost
+from attn.models import load_model
 from attn.models.plan import parse_plan
 from attn.regimes import MODES
 from attn.runs import RunStore, RunStoreError
-from attn.runs.maps_blob import decode_maps
+from attn.runs.maps_blob import DTYPES, decode_maps
 from attn.spec import AttentionSpec
 from tests import fuzz_inputs as F
 from tests.conftest import open_app
@@ -165,14 +166,48 @@ def test_a_saved_run_with_anything_in_a_column(tmp_path_factory, column, text, f
             assert F.one_line(error)
 
 
-@fuzz(80)
-@given(st.one_of(F.file_bytes, F.json_values.map(lambda v: __import__("zlib").compress(
-    len(json.dumps(v)).to_bytes(4, "little") + json.dumps(v).encode()))))
+def _blob(header, tail: bytes = b"") -> bytes:
+    text = json.dumps(header).encode()
+    return __import__("zlib").compress(len(text).to_bytes(4, "little") + text + tail)
+
+
+@fuzz(120)
+@given(st.one_of(F.file_bytes, F.json_values.map(_blob),
+                 st.builds(_blob, F.maps_headers, st.binary(max_size=64))))
 def test_a_maps_blob_with_anything_in_it(blob):
     try:
-        decode_maps(blob)
+        maps = decode_maps(blob)
     except RunStoreError as error:
         assert F.one_line(error)
+    else:  # every array it gave back is one encode_maps could have written, and writable
+        for array in _arrays_in(maps):
+            assert array.dtype.newbyteorder("<").str in DTYPES and array.flags.writeable, array.dtype
+
+
+def _arrays_in(value):
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list):
+        return [array for item in value for array in _arrays_in(item)]
+    return [value] if hasattr(value, "dtype") else []
+
+
+@fuzz(60)
+@given(F.model_config_files)
+def test_a_model_directory_with_anything_in_its_config(tmp_path_factory, contents):
+    from safetensors.torch import save_file
+
+    directory = tmp_path_factory.mktemp("model")
+    (directory / "config.json").write_bytes(contents)
+    save_file({}, str(directory / "model.safetensors"))  # no tensors: transformers builds what the config says
+    with pytest.MonkeyPatch.context() as mp, F.time_limit(60):
+        mp.setattr(memory, "free_bytes", lambda device: 256 * 2**20)  # nothing big may be built
+        loaded = refused_in_one_line(load_model, str(directory))
+    if loaded is not None:  # the shape every page reads is there, and whole
+        config = loaded.config
+        assert 1 <= config.num_hidden_layers <= 1024 and config.hidden_size >= 1
+        heads = config.num_attention_heads
+        assert heads % (getattr(config, "num_key_value_heads", None) or heads) == 0
 
 
 # -- links: the URL's query string ------------------------------------------------------------------

@@ -140,8 +140,9 @@ def _broken_directory(tmp_path: Path, what: str) -> str:
     if what == "missing":
         return str(tmp_path / "no-such-model")
     if what != "empty":
+        layers = 10**9 if what == "hostile" else 1
         (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 64,
-                                                          "num_attention_heads": 2, "num_hidden_layers": 1}))
+                                                          "num_attention_heads": 2, "num_hidden_layers": layers}))
         (tmp_path / "model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00not a header")
     return str(tmp_path)
 
@@ -150,6 +151,7 @@ def _broken_directory(tmp_path: Path, what: str) -> str:
     ("missing", "does not exist"),
     ("empty", "has no config.json"),
     ("corrupt", "not a readable safetensors file"),
+    ("hostile", "num_hidden_layers is 1000000000; allowed: a whole number from 1 to 1,024"),
 ])
 def test_a_bad_directory_shows_an_error_not_an_exception(tmp_path, what, message):
     at = open_models(model=_broken_directory(tmp_path, what))

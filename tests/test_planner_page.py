@@ -83,6 +83,18 @@ def test_a_missing_local_directory_is_one_error_line(tmp_path):
     assert len(at.error) == 1 and "nowhere" in at.error[0].value
 
 
+@pytest.mark.slow
+def test_a_hostile_config_is_one_error_line(tmp_path):
+    import json
+
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "hidden_size": 10**12,
+                                                      "num_attention_heads": 2, "num_hidden_layers": 1}))
+    (tmp_path / "model.safetensors").write_bytes(b"\x02\x00\x00\x00\x00\x00\x00\x00{}")
+    at = evaluate(open_app(PAGE, model=str(tmp_path), tokens="16"))
+    assert not at.exception, at.exception
+    assert len(at.error) == 1 and "hidden_size is 1000000000000; allowed" in at.error[0].value
+
+
 # -- the browser ---------------------------------------------------------------------------------
 @pytest.mark.browser
 @pytest.mark.slow

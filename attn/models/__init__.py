@@ -18,6 +18,7 @@ from attn.models.costs import (CONVENTION, KAPLAN_CONVENTION, LayerCost, ModelFl
                                ParamCount, kaplan_convention_flops_per_token, kaplan_flops_per_token,
                                kv_cache_curve, layer_costs, model_flops, model_shape, param_count)
 from attn.models.report import model_json
+from attn.models.load_checks import BadModelConfig, ModelDoesNotFit
 from attn.models.sources import (DEFAULT_MODEL, IMPLEMENTATIONS, PRESETS, LoadedModel, ModelLoadError,
                                  encode, load_model, model_choices, model_config, preset_config)
 from attn.models.lengths import measured_points
@@ -37,7 +38,7 @@ __all__ = [
     "CONVENTION", "KAPLAN_CONVENTION", "LayerCost", "ModelFlops", "ModelShape", "ParamCount",
     "kaplan_convention_flops_per_token", "kaplan_flops_per_token", "kv_cache_curve", "layer_costs",
     "model_flops", "model_shape", "param_count",
-    "model_json",
+    "model_json", "BadModelConfig", "ModelDoesNotFit",
     "DEFAULT_MODEL", "IMPLEMENTATIONS", "PRESETS", "LoadedModel", "ModelLoadError", "encode",
     "load_model", "model_choices", "model_config", "preset_config",
     "CACHE_CONVENTION", "DEFAULT_CONTEXTS", "SERVING_CONVENTION", "cache_bytes", "decode_unsupported",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from attn.cost import attention_cost, proj_flops
-from attn.models.sources import max_positions, model_kind
+from attn.models.config_facts import max_positions, model_kind
 from attn.spec import AttentionSpec
 
 # the families whose parameter layout attn knows, by transformers model_type

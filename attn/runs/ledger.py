@@ -137,7 +137,12 @@ def _read(db: sqlite3.Connection, path: Path) -> tuple[list[dict[str, Any]], dic
             db.execute(f"SELECT {', '.join(columns)} FROM runs ORDER BY id")]
     maps: dict[int, tuple[str, bytes]] = {}
     if "run_maps" in tables and version >= 2:
-        maps = {int(i): (str(f), bytes(d)) for i, f, d in db.execute("SELECT run_id, format, data FROM run_maps")}
+        for i, f, d in db.execute("SELECT run_id, format, data FROM run_maps"):
+            # copied as they are: a blob is checked, within bounds, when the run is opened
+            # (maps_blob); bytes(d) of a number here would have allocated that many bytes
+            if not isinstance(i, int) or not isinstance(f, str) or not isinstance(d, bytes):
+                raise RunStoreError(f"{name}: the maps of run {str(i)[:20]} are not a blob; nothing was imported")
+            maps[i] = (f, d)
     return [_checked(r, name) for r in rows], maps, version
 
 

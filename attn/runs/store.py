@@ -172,7 +172,7 @@ class RunStore:
             results=from_json(row[4], what=f"run {run_id}'s results"),
             environment=from_json(row[5], what=f"run {run_id}'s environment"), created_at=row[6],
             label=row[7], tags=from_json(row[8], list, f"run {run_id}'s tags"),
-            maps=decode_maps(maps_row[1], maps_row[0]) if maps_row is not None else None,
+            maps=decode_maps(maps_row[1], maps_row[0], f"run {run_id}'s maps") if maps_row is not None else None,
             origin=from_json(row[9]),
         )
 
