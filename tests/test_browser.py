@@ -141,8 +141,10 @@ def test_playground_draws_a_big_specs_maps_in_the_worker_and_cancel_stops_them(p
     _open(page, f"{app_url}/playground?variants=linear&seq=4100&head_dim=16")
     page.get_by_text("press Draw the maps").first.wait_for(timeout=60_000)
     assert page.locator(".js-plotly-plot .heatmaplayer").count() == 0
+    _shot(page, "playground-big-maps-asked")
     page.get_by_role("button", name="Draw the maps").click()
     page.get_by_role("button", name="Cancel").wait_for(timeout=60_000)  # the bar, the page's run over
+    _shot(page, "playground-big-maps-drawing")
     _wait_count(page, ".js-plotly-plot .heatmaplayer", 2, timeout_s=180)  # the fragment redraws the page
     assert page.locator(".js-plotly-plot .heatmaplayer").count() >= 2, "the map and the mask"
     assert page.get_by_role("button", name="Cancel").count() == 0
@@ -154,6 +156,7 @@ def test_playground_draws_a_big_specs_maps_in_the_worker_and_cancel_stops_them(p
     page.get_by_text("The maps of dense: cancelled").wait_for(timeout=60_000)
     _settle(page)
     _no_exception(page)
+    _shot(page, "playground-big-maps-cancelled")
     assert page.get_by_role("button", name="Cancel").count() == 0
 
 

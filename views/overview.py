@@ -18,6 +18,8 @@ st.markdown(
     "costs — FLOPs, memory, latency, energy — beside what it attends to, in the three regimes "
     "where attention is paid for: a forward call (a prefill), a training step (forward + "
     "backward) and a decode step against a KV cache.\n\n"
+    "- **Story**: the case for attention economics in six chapters, each measured live here; a "
+    "presenter mode, and the whole story as one HTML file to hand out.\n"
     "- **Playground**: one spec, several variants: maps, masks, head statistics, cost cards.\n"
     "- **Scaling**: sweeps over length with fitted exponents, crossovers and the memory wall.\n"
     "- **Roofline**: every run against the measured limits of this device.\n"
@@ -28,7 +30,9 @@ st.markdown(
     "quality/cost frontier, and what GQA/MQA sharing saves.\n"
     "- **Models**: a real transformers model (MiniLM, shipped offline) or a preset: every head's "
     "attention, head statistics, the cost of each layer, a decoder's time to first token and "
-    "per-token decode, and the training step of its attention layers.\n\n"
+    "per-token decode, and the training step of its attention layers.\n"
+    "- **Planner**: what-ifs on a real model: sliding windows or other attention in some layers, "
+    "GQA/MQA conversion, the activation; cost and quality side by side, on a frontier.\n\n"
     f"Every FLOP count is a {USEFUL_FLOPS_NOTE}.")
 
 info = results.device()
