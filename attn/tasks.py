@@ -173,9 +173,9 @@ def plan_task(source: str, layers: str, kv_heads: int | None = None, activation:
     from attn.models.plan_maps import plan_maps
     from attn.models.plan_report import DEFAULT_TEXT, evaluate_plan
 
-    report.progress(0.05, f"{source}: costs and quality" + (", then prefill and decode timed" if measure else ""))
     result = evaluate_plan(source, layers, kv_heads, activation, text=text, max_tokens=max_tokens,
-                           repeats=repeats, measure=measure)
+                           repeats=repeats, measure=measure,
+                           progress=lambda fraction, what: report.progress(0.05 + 0.8 * fraction, what))
     report.progress(0.85, "attention maps before and after")
     result["maps"] = plan_maps(source, layers, kv_heads, activation, text or DEFAULT_TEXT, map_tokens)
     report.progress(1.0, "done")

@@ -28,10 +28,16 @@ def test_plan_task_returns_the_report_with_maps_and_moves_the_bar():
         seen: list = []
 
         def progress(self, fraction, message):
-            self.seen.append(fraction)
+            self.seen.append((fraction, message))
 
     report = Report()
     out = plan_task("minilm", "0-4:sliding_window:8", text=TEXT, max_tokens=24, measure=False, map_tokens=12,
                     report=report)
     assert out["plan"]["plan"].startswith("0-4:sliding_window:8") and "timing" not in out
-    assert out["maps"]["after"].shape[-1] == 12 and report.seen[-1] == 1.0
+    assert out["maps"]["after"].shape[-1] == 12 and report.seen[-1][0] == 1.0
+    fractions = [f for f, _ in report.seen]
+    assert fractions == sorted(fractions), "the bar only moves forward"
+    said = " / ".join(m for _, m in report.seen)
+    # each stage says what it does as it starts: the model, the drift, the maps
+    assert "loading the model" in said and "drift" in said and "maps before and after" in said, said
+    assert "prefill" not in said, "no timing stage when nothing is timed"

@@ -8,6 +8,7 @@ the plan changes and not by a kernel (SDPA would time a fused kernel against an 
 from __future__ import annotations
 
 import statistics
+from typing import Callable
 
 from attn.models.costs import model_shape
 from attn.models.plan import IMPLEMENTATION, apply_plan, plan_for
@@ -30,11 +31,15 @@ DIRECTORY_QUALITY = ("quality is measured on MiniLM, whose sentence embeddings a
 
 def evaluate_plan(source: str, layers: str, kv_heads: int | None = None, activation: str | None = None,
                   text: str | None = None, max_tokens: int = 128, repeats: int = 5,
-                  decode_steps: int = 8, measure: bool = True) -> dict:
+                  decode_steps: int = 8, measure: bool = True,
+                  progress: Callable[[float, str], None] | None = None) -> dict:
     """Everything `attn plan` prints. `measure=False` leaves out the measured times (costs and
-    quality only). A bad plan raises ValueError with one line that says what to change."""
+    quality only). A bad plan raises ValueError with one line that says what to change.
+    `progress(fraction, what)` hears each stage as it starts (a worker job's bar)."""
     if max_tokens < 1:
         raise ValueError(f"max_tokens must be at least 1, got {max_tokens}")
+    step = progress or (lambda fraction, what: None)
+    step(0.0, f"{source}: loading the model")
     base = load_model(source, "eager")
     shape = model_shape(base.config)
     plan = plan_for(base, layers, kv_heads, activation)
@@ -48,10 +53,14 @@ def evaluate_plan(source: str, layers: str, kv_heads: int | None = None, activat
         "plan": plan.to_dict(), "seq_len": seq_len,
         "flops": plan_flops(base.config, plan, seq_len),
         "kv_cache": plan_kv_cache(base.config, plan, KV_CONTEXTS),
-        "quality": quality(base, planned),
     }
+    step(0.1, "quality: the embeddings' drift, plan against base" if base.name == DEFAULT_MODEL
+         else "quality: not measured for this model")
+    result["quality"] = quality(base, planned)
     if measure:
+        step(0.5, f"prefill of {seq_len} tokens timed, base and plan in turns")
         result["timing"] = prefill_times(base, planned, ids, repeats)
+        step(0.8, "decode steps timed" if base.kind == "decoder" else "decode: an encoder has none")
         result["decode"] = decode_times(base, planned, seq_len, decode_steps, repeats)
     return result
 
