@@ -42,6 +42,13 @@ def test_every_chapter_measures_says_and_draws(results, number):
     assert r["device_name"] and r["measured_at"]
 
 
+def test_the_kv_cache_lines_are_named_where_they_end(results):
+    # a slide shows no legend: each sharing's line carries its name at its last point, in its colour
+    lines = [t for t in story.chapter(4).figure(results[4]).data if t.type == "scatter"]
+    assert [t.text[-1] for t in lines] == ["MHA", "GQA", "MQA"]
+    assert all(not any(t.text[:-1]) and t.textfont.color == t.line.color for t in lines)
+
+
 def test_the_sentences_are_written_from_the_measured_numbers(results):
     r = results[1]
     dense = max((p for p in r["measured"] if p["variant"] == "dense"), key=lambda p: p["seq"])

@@ -111,8 +111,11 @@ def sharing_chart(r: dict, height: int = HEIGHT) -> go.Figure:
                    f"one decode step at {r['step_context']:,} cached tokens (measured here)"))
     for name, color in SHARING_COLORS.items():
         pts = [p for p in r["cache"] if p["sharing"] == name]
+        # each line named at its right end, in its colour: a slide has no room to read a legend
         fig.add_trace(go.Scatter(x=[p["context"] for p in pts], y=[p["cache_bytes"] / 2**30 for p in pts],
-                                 mode="lines+markers", name=name, line=dict(color=color, dash="dash", width=3),
+                                 mode="lines+markers+text", name=name, line=dict(color=color, dash="dash", width=3),
+                                 text=[""] * (len(pts) - 1) + [name], textposition="top left",
+                                 textfont=dict(color=color, size=14), showlegend=False,
                                  hovertemplate=f"{name}: %{{y:.3g}} GiB at %{{x:,}} tokens<extra></extra>"),
                       row=1, col=1)
     steps = r["steps"]
