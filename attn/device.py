@@ -111,13 +111,17 @@ def device_summary(device: str = "auto") -> dict:
         import torch  # lazy: see the module's docstring
 
         free, total = torch.cuda.mem_get_info(torch.device(device))
-        return {"device": device, "name": gpu_name(device), "free_bytes": int(free),
+        return {"device": device, "name": gpu_name(device), "label": gpu_name(device), "free_bytes": int(free),
                 "total_bytes": int(total), "gpu": True}
     import psutil
 
     vm = psutil.virtual_memory()
-    return {"device": device, "name": device_name(device), "free_bytes": int(vm.available),
-            "total_bytes": int(vm.total), "gpu": False}
+    # "name" is the calibration's and the profiles' key ("CPU (x86_64, 2 threads)"); "label" puts
+    # the CPU's model in place of "CPU", as a run's environment names it ("AMD EPYC (2 cores)"), so
+    # that the sidebar and the runs do not call one device by two unrelated names
+    name = device_name(device)
+    return {"device": device, "name": name, "label": name.replace("CPU", cpu_name(), 1),
+            "free_bytes": int(vm.available), "total_bytes": int(vm.total), "gpu": False}
 
 
 # -- out of memory ----------------------------------------------------------------------------

@@ -53,6 +53,8 @@ def test_the_cpu_is_named_and_summarised():
     assert device.device_name("cpu").startswith("CPU (")
     summary = device.device_summary("cpu")
     assert summary["gpu"] is False and summary["name"] == device.device_name("cpu")
+    # the CPU's model, as a run's environment names it, where the calibration's name says "CPU"
+    assert summary["label"] == summary["name"].replace("CPU", device.cpu_name(), 1) != summary["name"]
     assert 0 < summary["free_bytes"] <= summary["total_bytes"]
     assert 0 < device.free_bytes("cpu") < summary["total_bytes"]
     assert device.resolve_device("cpu") == "cpu"

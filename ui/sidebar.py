@@ -27,7 +27,7 @@ def device_box() -> dict:
             st.markdown(f"**GPU** · {info['name']}  \n{fmt.nbytes(info['free_bytes'])} free of "
                         f"{fmt.nbytes(info['total_bytes'])}")
         else:
-            st.markdown(f"**CPU only** · {info['name']}  \n{fmt.nbytes(info['free_bytes'])} RAM available")
+            st.markdown(f"**CPU only** · {info['label']}  \n{fmt.nbytes(info['free_bytes'])} RAM available")
     return info
 
 

@@ -40,7 +40,7 @@ c1, c2 = st.columns(2)
 with c1:
     st.subheader("This device")
     summary = results.device_info()
-    st.markdown(f"**{summary['name']}**  \n" + ("GPU" if summary["gpu"] else "CPU only: no CUDA GPU is visible to torch"))
+    st.markdown(f"**{summary['label']}**  \n" + ("GPU" if summary["gpu"] else "CPU only: no CUDA GPU is visible to torch"))
     cal = calibration.calibrate_button(info)
     if cal:
         st.caption(calibration.summary(cal))
