@@ -131,6 +131,26 @@ def test_a_tokenizer_config_past_any_size_or_depth_borrows_minilms(tmp_path, mon
     assert load_model(str(directory)).tokenizer_note.startswith("the model's own" if own else "MiniLM's")
 
 
+def test_tokenizer_files_past_their_bound_are_not_read(tmp_path, monkeypatch):
+    import transformers
+
+    directory = model_dir(tmp_path / "m", BERT)
+    (directory / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "a", "few"]))
+    with (directory / "tokenizer.json").open("wb") as handle:  # 300 MiB, sparse: nothing written
+        handle.truncate(300 * 2**20)
+    real = transformers.AutoTokenizer.from_pretrained
+
+    def only_minilms(path, *args, **kwargs):
+        assert Path(path) != directory, "the oversized tokenizer was handed to transformers"
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", only_minilms)
+    loaded = load_model(str(directory))
+    assert loaded.tokenizer_note.startswith("MiniLM's")
+    assert "the model's own tokenizer files are 300 MiB, past the 256 MiB attn reads" in loaded.tokenizer_note
+    assert loaded.vocab_mod == BERT["vocab_size"]
+
+
 # -- memory ----------------------------------------------------------------------------------------
 @pytest.mark.parametrize("config", [BERT, LLAMA, GPT2], ids=["bert", "llama", "gpt2"])
 def test_the_weights_estimate_is_what_transformers_builds(tmp_path, config):

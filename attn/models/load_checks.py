@@ -22,6 +22,11 @@ from attn.readable import nbytes
 # a config.json is a few KB; the largest hold a label table (ImageNet-21k's 21,843 labels: ~1 MB).
 # Past this the file is read no further.
 MAX_CONFIG_BYTES = 16 * 2**20
+# the largest tokenizers released are tens of MB (Gemma 3's tokenizer.json: 33 MB; multilingual
+# vocabularies of 250k pieces ~20 MB): a model's own past this is not read, MiniLM's serves instead
+MAX_TOKENIZER_BYTES = 256 * 2**20
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt",
+                   "tokenizer.model", "spiece.model", "special_tokens_map.json", "added_tokens.json")
 MAX_DEPTH = 32  # nested objects (text_config inside a vision-language config is depth 2)
 # no count in a model comes near 2**53, the largest whole number JSON readers keep exactly
 MAX_ANY_INT = 2**53
@@ -176,6 +181,18 @@ def check_shape(config: Any, raw: dict[str, Any], directory: Path) -> None:
 
 
 # -- memory ---------------------------------------------------------------------------------------
+def tokenizer_bytes(directory: Path) -> int:
+    """The bytes of the tokenizer files transformers would read from `directory` (their sizes on
+    disk, nothing read)."""
+    total = 0
+    for name in TOKENIZER_FILES:
+        try:
+            total += (directory / name).stat().st_size
+        except OSError:  # absent, or unreadable: transformers will say so, or the borrowed one serves
+            pass
+    return total
+
+
 def config_parameters(config: Any) -> int:
     """Parameters of the base model the config describes: attn's exact count for the families
     it knows, else the embeddings and every layer's attention and MLP matrices (3 of them, as a

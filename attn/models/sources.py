@@ -36,6 +36,7 @@ from attn.models import load_checks  # noqa: E402
 from attn.models.config_facts import max_positions, model_kind  # noqa: E402
 from attn.models.load_checks import ModelLoadError  # noqa: E402  (where callers have found it)
 from attn.model_dirs import ModelDirNotAllowed, checked_model_dir, refusal  # noqa: E402
+from attn.readable import nbytes  # noqa: E402
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -283,6 +284,11 @@ def _directory_tokenizer(directory: Path, config):
     from transformers import AutoTokenizer
 
     names = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "tokenizer.model")
+    size = load_checks.tokenizer_bytes(directory)
+    if size > load_checks.MAX_TOKENIZER_BYTES:  # read whole by transformers: bounded before it is
+        return (_minilm_tokenizer(), f"{_borrowed_note(config)}; the model's own tokenizer files are "
+                f"{nbytes(size)}, past the {nbytes(load_checks.MAX_TOKENIZER_BYTES)} attn reads",
+                config.vocab_size)
     # a tokenizer of the model's own code: transformers would ask on the terminal whether to run
     # it (its default when nobody says), so attn never lets it get that far
     if any((directory / n).is_file() for n in names) and not _needs_custom_code(directory / "tokenizer_config.json"):
