@@ -58,6 +58,7 @@ def test_compare_draws_a_big_runs_map_in_the_worker_only_when_asked(in_process_j
     assert [e.value for e in at.error] == [REFUSED]
     at.run()
     assert len(in_process_jobs.jobs()) == 1 and computed_in_page == ["sdpa 32"], "kept: nothing again"
+    assert "cmp_draw_maps" not in [b.key for b in at.button], "its line says what to change: no button"
 
 
 def test_compare_of_small_runs_has_no_button_and_a_difference_map(computed_in_page):
@@ -98,3 +99,19 @@ def test_scaling_draws_a_small_points_map_at_once(in_process_jobs, computed_in_p
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert "sweep_pick_map" in [c.key for c in at.get("plotly_chart")]
     assert computed_in_page == ["dense 32"] and not in_process_jobs.jobs()
+
+
+@pytest.mark.slow  # 1.3e8 weights in the worker: seconds alone, tens of seconds beside other work
+def test_compare_draws_a_big_runs_map_once_and_then_has_nothing_to_press(in_process_jobs, computed_in_page):
+    spec = AttentionSpec(seq=11600, heads=1, kv_heads=1, head_dim=16, device="cpu")  # 1.35e8 weights
+    store = RunStore()
+    small = store.save("profile", SPEC, old_profile(), variant="sdpa", environment=CPU)
+    run = store.save("profile", spec, {**old_profile("linear"), "spec": spec.to_dict()}, variant="linear",
+                     environment=CPU)
+    at = open_app("views/compare.py", runs=f"{small},{run}")
+    at.button(key="cmp_draw_maps").click().run()
+    run_until(at, lambda at: "cmp_map_%d" % run in [c.key for c in at.get("plotly_chart")], "the map")
+    assert not at.error and computed_in_page == ["sdpa 32"], "the big map from the job's maps, not the page"
+    assert "cmp_draw_maps" not in [b.key for b in at.button], "nothing left to draw: no button"
+    at.run()
+    assert len(in_process_jobs.jobs()) == 1 and not at.exception

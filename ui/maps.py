@@ -143,6 +143,13 @@ def kept(args: MapArgs) -> dict | None:
     return _kept().get(args)
 
 
+def to_draw(wanted: list[MapArgs]) -> list[MapArgs]:
+    """The big maps of `wanted` that a press would send to the worker: none asked for yet, or
+    cancelled. Kept maps are drawn already, and a failure's one line says what to change (the same
+    job would fail the same way), so the page shows its Draw button only while this is not empty."""
+    return [a for a in wanted if is_big(a.spec) and (kept(a) is None or kept(a).get("cancelled", False))]
+
+
 def maps_job(args: MapArgs) -> follow.Job:
     a = args
     return follow.job(tasks.maps_task, a.spec.to_dict(), a.variant, a.head, a.size, a.reduce, a.temperature,
@@ -161,7 +168,7 @@ def request(wanted: list[MapArgs], key: str = MAPS) -> bool:
         return False
     if running is not None:  # ended since the bar last looked: keep it before it is replaced
         _keep(running)
-    todo = [a for a in wanted if "maps" not in (kept(a) or {})]
+    todo = to_draw(wanted)
     if todo:
         follow.start(key, *(maps_job(a) for a in todo))
     return True

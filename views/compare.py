@@ -105,11 +105,11 @@ for run in runs:
         wanted[run.id] = maps.MapArgs(AttentionSpec.from_dict(run.spec), run.variant, 0, 128, "mean", 1.0, None)
     except ValueError as err:
         unreadable[run.id] = f"#{run.id} map: {err}"
-big = [a for a in wanted.values() if maps.is_big(a.spec)]
-if big and st.button("Draw the maps", key="cmp_draw_maps", icon=":material/grid_on:",
-                     help="these runs' maps take a while on this device: they are drawn in the worker, "
-                          "with a Cancel button"):
-    if not maps.request(big, key=MAPS_KEY):
+drawable = maps.to_draw(list(wanted.values()))
+if drawable and st.button("Draw the maps", key="cmp_draw_maps", icon=":material/grid_on:",
+                          help="these runs' maps take a while on this device: they are drawn in the worker, "
+                               "with a Cancel button"):
+    if not maps.request(drawable, key=MAPS_KEY):
         st.info("The maps asked for before are still being drawn: let them end, or cancel them, first.")
 maps.follow_jobs(MAPS_KEY)
 cols = st.columns(min(len(runs), 3))

@@ -59,10 +59,11 @@ if not chosen:
 big = maps.is_big(spec)  # its maps go to the worker, on request; small ones are drawn here at once
 wanted = {name: maps.MapArgs(spec, name, int(head), int(size), reduce, float(temperature), source, mode)
           for name in chosen}
-if big and st.button("Draw the maps", key="pg_draw_maps", icon=":material/grid_on:",
-                     help="this spec takes a while on this device: its maps are drawn in the worker, "
-                          "with a bar and Cancel, and kept for this session"):
-    if not maps.request([wanted[n] for n in chosen if not results.cannot_run(spec, n, mode)]):
+drawable = maps.to_draw([wanted[n] for n in chosen if not results.cannot_run(spec, n, mode)])
+if drawable and st.button("Draw the maps", key="pg_draw_maps", icon=":material/grid_on:",
+                          help="this spec takes a while on this device: its maps are drawn in the worker, "
+                               "with a bar and Cancel, and kept for this session"):
+    if not maps.request(drawable):
         st.info("The maps asked for before are still being drawn: let them end, or cancel them, first.")
 profile_now = st.button("Profile", type="primary", key="pg_profile", icon=":material/play_arrow:",
                         help="time, memory and error of each variant on this device (runs in the worker)")

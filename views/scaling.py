@@ -223,7 +223,7 @@ if pick and final:
         with c1, shown_as_error("The map"):
             pspec = AttentionSpec.from_dict(point["spec"])
             args = maps.MapArgs(pspec, variant, 0, 256, "mean", 1.0, None, ran)
-            if maps.is_big(pspec) and st.button("Draw the map", key="sc_draw_map", icon=":material/grid_on:",
+            if maps.to_draw([args]) and st.button("Draw the map", key="sc_draw_map", icon=":material/grid_on:",
                                                 help="this point's map takes a while on this device: it is "
                                                      "drawn in the worker, with a Cancel button"):
                 if not maps.request([args], key=MAPS_KEY):
