@@ -1,5 +1,5 @@
-"""Cached work behind the pages: maps, profiles and sweeps (through the job runner). The
-Playground's maps, drawn here or in the worker, are ui.maps'."""
+"""Cached work behind the pages: maps, profiles and sweeps (through the job runner). Whether a
+map is drawn in the page or in the worker, and its figures, are ui.maps'."""
 from __future__ import annotations
 
 import json
